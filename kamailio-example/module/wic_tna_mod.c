@@ -1,0 +1,697 @@
+/*
+ * wic_tna module - Trusted Node Authentication for WebRTC IMS Client access
+ *
+ * A thin Kamailio shell over libwic_tna (include/wic_tna.h): the eP-CSCF
+ * validates the OAuth 2.0 access token of a WIC REGISTER and gets the
+ * Trusted Node Authentication header to forward to the S-CSCF; the S-CSCF
+ * checks that header (integrity-protected=auth-done from a trusted node).
+ *
+ * Process model:
+ *   - mod_init (main process, before the fork): routes the library's log to
+ *     Kamailio's, creates the shared state object (an anonymous MAP_SHARED
+ *     mapping, or the state_file) and test-loads the configuration so that a
+ *     broken file stops the start with a clear error.
+ *   - child_init: each SIP worker and RPC process creates its own context
+ *     over that shared state. RPC commands (wic_tna_rpc.c) change the shared
+ *     state; the workers see it on their next call.
+ *   - the result of the last check is kept per process and read through
+ *     $wic_tna(name); each check frees the previous one.
+ *
+ * SPDX-License-Identifier: Apache-2.0
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../core/sr_module.h"
+#include "../../core/dprint.h"
+#include "../../core/mod_fix.h"
+#include "../../core/pvar.h"
+#include "../../core/kemi.h"
+#include "../../core/mem/mem.h"
+#include "../../core/ut.h"
+
+#include "wic_tna_mod.h"
+
+MODULE_VERSION
+
+static int mod_init(void);
+static int child_init(int rank);
+static void mod_destroy(void);
+
+static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto);
+static int w_wic_tna_verify_expires(
+		sip_msg_t *msg, char *pauth, char *pto, char *pexpires);
+static int w_wic_tna_origin(sip_msg_t *msg, char *porigin, char *p2);
+static int w_wic_tna_scscf_check(
+		sip_msg_t *msg, char *pauth, char *psrcip, char *pentities);
+
+static int pv_get_wic_tna(sip_msg_t *msg, pv_param_t *param, pv_value_t *res);
+static int pv_parse_wic_tna_name(pv_spec_t *sp, str *in);
+
+/* modparams */
+static str _wic_tna_config = STR_NULL;
+static str _wic_tna_state_file = STR_NULL;
+
+/* created in mod_init, inherited by every child */
+static wic_tna_shared *_wic_tna_shared = NULL;
+
+/* per process */
+static wic_tna_ctx *_wic_tna_ctx = NULL;
+
+/* the last result of this process, for $wic_tna(...) */
+typedef struct wic_tna_last {
+	int set;			 /* a check ran in this process */
+	wic_tna_result *res; /* NULL after an internal error */
+	str impus;			 /* comma-separated IMPUs, pkg memory */
+} wic_tna_last_t;
+
+static wic_tna_last_t _wic_tna_last = {0, NULL, STR_NULL};
+
+/* clang-format off */
+static cmd_export_t cmds[] = {
+	{"wic_tna_verify", (cmd_function)w_wic_tna_verify, 2,
+		fixup_spve_spve, fixup_free_spve_spve, ANY_ROUTE},
+	{"wic_tna_verify_expires", (cmd_function)w_wic_tna_verify_expires, 3,
+		fixup_spve_spve_igp, fixup_free_spve_spve_igp, ANY_ROUTE},
+	{"wic_tna_origin", (cmd_function)w_wic_tna_origin, 1,
+		fixup_spve_null, fixup_free_spve_null, ANY_ROUTE},
+	{"wic_tna_scscf_check", (cmd_function)w_wic_tna_scscf_check, 3,
+		fixup_spve_all, fixup_free_spve_all, ANY_ROUTE},
+	{0, 0, 0, 0, 0, 0}
+};
+
+static param_export_t params[] = {
+	{"config",     PARAM_STR, &_wic_tna_config},
+	{"state_file", PARAM_STR, &_wic_tna_state_file},
+	{0, 0, 0}
+};
+
+static pv_export_t mod_pvs[] = {
+	{{"wic_tna", sizeof("wic_tna") - 1}, PVT_OTHER, pv_get_wic_tna, 0,
+		pv_parse_wic_tna_name, 0, 0, 0},
+	{{0, 0}, 0, 0, 0, 0, 0, 0, 0}
+};
+
+struct module_exports exports = {
+	"wic_tna",        /* module name */
+	DEFAULT_DLFLAGS,  /* dlopen flags */
+	cmds,             /* cfg functions */
+	params,           /* modparams */
+	wic_tna_rpc_cmds, /* RPC commands (wic_tna_rpc.c) */
+	mod_pvs,          /* pseudo-variables */
+	0,                /* response handling function */
+	mod_init,         /* module init function */
+	child_init,       /* per-child init function */
+	mod_destroy       /* module destroy function */
+};
+/* clang-format on */
+
+
+/**
+ * library log messages -> Kamailio's log
+ */
+static void wic_tna_log_cb(
+		int level, const char *msg, size_t msg_len, void *userdata)
+{
+	int len;
+
+	if(msg == NULL)
+		return;
+	/* drop a trailing newline: LM_* adds its own */
+	while(msg_len > 0 && (msg[msg_len - 1] == '\n' || msg[msg_len - 1] == '\r'))
+		msg_len--;
+	len = (msg_len > 0x7fffffff) ? 0x7fffffff : (int)msg_len;
+	switch(level) {
+		case 1:
+			LM_ERR("%.*s\n", len, msg);
+			break;
+		case 2:
+			LM_WARN("%.*s\n", len, msg);
+			break;
+		case 3:
+			LM_INFO("%.*s\n", len, msg);
+			break;
+		default:
+			LM_DBG("%.*s\n", len, msg);
+			break;
+	}
+}
+
+const char *wic_tna_mod_last_error(char *buf, size_t buf_len)
+{
+	size_t need = 0;
+	wic_tna_status rc;
+
+	if(buf == NULL || buf_len == 0)
+		return "";
+	buf[0] = '\0';
+	rc = wic_tna_last_error(buf, buf_len, &need);
+	if(rc == WIC_TNA_STATUS_BUFFER_TOO_SMALL) {
+		/* fetch it whole, keep what fits */
+		char *big = (char *)malloc(need + 1);
+		size_t got = 0;
+		if(big != NULL
+				&& wic_tna_last_error(big, need + 1, &got)
+						   == WIC_TNA_STATUS_OK) {
+			snprintf(buf, buf_len, "%s", big);
+		} else {
+			snprintf(buf, buf_len, "(error message of %zu bytes)", need);
+		}
+		free(big);
+	} else if(rc != WIC_TNA_STATUS_OK) {
+		snprintf(buf, buf_len, "(no error message: status %d)", (int)rc);
+	} else if(buf[0] == '\0') {
+		snprintf(buf, buf_len, "(no error message)");
+	}
+	return buf;
+}
+
+static wic_tna_ctx *wic_tna_ctx_create(void)
+{
+	wic_tna_ctx *ctx = NULL;
+	wic_tna_status rc;
+	char ebuf[512];
+
+	rc = wic_tna_ctx_new(_wic_tna_config.s, (size_t)_wic_tna_config.len,
+			_wic_tna_shared, &ctx);
+	if(rc != WIC_TNA_STATUS_OK || ctx == NULL) {
+		LM_ERR("cannot load wic-tna configuration %.*s: %s (status %d)\n",
+				_wic_tna_config.len, _wic_tna_config.s,
+				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
+		return NULL;
+	}
+	return ctx;
+}
+
+wic_tna_ctx *wic_tna_mod_ctx(void)
+{
+	if(_wic_tna_ctx == NULL) {
+		_wic_tna_ctx = wic_tna_ctx_create();
+	}
+	return _wic_tna_ctx;
+}
+
+/**
+ * main process, before the fork
+ */
+static int mod_init(void)
+{
+	wic_tna_ctx *ctx;
+	wic_tna_status rc;
+	char ebuf[512];
+
+	if(_wic_tna_config.s == NULL || _wic_tna_config.len <= 0) {
+		LM_ERR("modparam \"config\" (path of the wic-tna TOML file) is "
+			   "required\n");
+		return -1;
+	}
+
+	wic_tna_set_log_callback(wic_tna_log_cb, NULL);
+
+	if(_wic_tna_state_file.s != NULL && _wic_tna_state_file.len > 0) {
+		rc = wic_tna_shared_open(_wic_tna_state_file.s,
+				(size_t)_wic_tna_state_file.len, &_wic_tna_shared);
+	} else {
+		rc = wic_tna_shared_new_anonymous(&_wic_tna_shared);
+	}
+	if(rc != WIC_TNA_STATUS_OK || _wic_tna_shared == NULL) {
+		LM_ERR("cannot create the wic-tna shared state%s%.*s: %s (status "
+			   "%d)\n",
+				(_wic_tna_state_file.len > 0) ? " in " : "",
+				_wic_tna_state_file.len,
+				_wic_tna_state_file.s ? _wic_tna_state_file.s : "",
+				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
+		_wic_tna_shared = NULL;
+		return -1;
+	}
+
+	/* test load: a broken configuration stops the start here */
+	ctx = wic_tna_ctx_create();
+	if(ctx == NULL) {
+		return -1;
+	}
+	wic_tna_ctx_free(ctx);
+
+	LM_INFO("wic-tna %s, configuration %.*s loaded\n", wic_tna_version(),
+			_wic_tna_config.len, _wic_tna_config.s);
+	return 0;
+}
+
+/**
+ * per process: SIP workers and RPC processes get their own context
+ */
+static int child_init(int rank)
+{
+	if(rank == PROC_INIT || rank == PROC_MAIN || rank == PROC_TCP_MAIN
+			|| rank == PROC_POSTCHILDINIT) {
+		return 0;
+	}
+	if(wic_tna_mod_ctx() == NULL) {
+		return -1;
+	}
+	return 0;
+}
+
+static void wic_tna_last_reset(void)
+{
+	if(_wic_tna_last.res != NULL) {
+		wic_tna_result_free(_wic_tna_last.res);
+		_wic_tna_last.res = NULL;
+	}
+	if(_wic_tna_last.impus.s != NULL) {
+		pkg_free(_wic_tna_last.impus.s);
+	}
+	_wic_tna_last.impus.s = NULL;
+	_wic_tna_last.impus.len = 0;
+	_wic_tna_last.set = 1;
+}
+
+static void mod_destroy(void)
+{
+	if(_wic_tna_last.res != NULL || _wic_tna_last.impus.s != NULL) {
+		wic_tna_last_reset();
+	}
+	if(_wic_tna_ctx != NULL) {
+		wic_tna_ctx_free(_wic_tna_ctx);
+		_wic_tna_ctx = NULL;
+	}
+	if(_wic_tna_shared != NULL) {
+		wic_tna_shared_free(_wic_tna_shared);
+		_wic_tna_shared = NULL;
+	}
+}
+
+/* keep the result as the last one; build the comma-separated IMPU list */
+static void wic_tna_last_keep(wic_tna_result *res)
+{
+	size_t i, n, total = 0;
+	wic_tna_str u;
+	char *p;
+
+	_wic_tna_last.res = res;
+	n = wic_tna_result_impu_count(res);
+	for(i = 0; i < n; i++) {
+		u = wic_tna_result_impu(res, i);
+		total += u.len + 1;
+	}
+	if(total == 0 || total > 0x7fffffff)
+		return;
+	p = (char *)pkg_malloc(total);
+	if(p == NULL) {
+		PKG_MEM_ERROR;
+		return;
+	}
+	_wic_tna_last.impus.s = p;
+	for(i = 0; i < n; i++) {
+		u = wic_tna_result_impu(res, i);
+		if(i > 0)
+			*p++ = ',';
+		memcpy(p, u.ptr, u.len);
+		p += u.len;
+	}
+	*p = '\0';
+	_wic_tna_last.impus.len = (int)(p - _wic_tna_last.impus.s);
+}
+
+/* a str from the cfg as (pointer, length) for the library: never NULL */
+#define WIC_TNA_PTR(sp) (((sp) != NULL && (sp)->s != NULL) ? (sp)->s : "")
+#define WIC_TNA_LEN(sp) \
+	(((sp) != NULL && (sp)->s != NULL && (sp)->len > 0) ? (size_t)(sp)->len : 0)
+
+static int wic_tna_result_ret(const char *what, wic_tna_status rc,
+		wic_tna_result *res)
+{
+	char ebuf[512];
+
+	if(rc != WIC_TNA_STATUS_OK || res == NULL) {
+		LM_ERR("%s failed: %s (status %d)\n", what,
+				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
+		return -2;
+	}
+	wic_tna_last_keep(res);
+	if(wic_tna_result_accepted(res)) {
+		return 1;
+	}
+	LM_DBG("%s: rejected, %u %.*s\n", what,
+			(unsigned)wic_tna_result_sip_status(res),
+			(int)wic_tna_result_reason(res).len,
+			wic_tna_result_reason(res).ptr);
+	return -1;
+}
+
+/**
+ * eP-CSCF: verify the Authorization value of a REGISTER.
+ * expires < 0: no expiry requested. An empty to_uri skips the To check.
+ * Returns 1 accepted, -1 rejected, -2 internal error.
+ */
+static int ki_wic_tna_verify_expires(
+		sip_msg_t *msg, str *auth, str *to, int expires)
+{
+	wic_tna_ctx *ctx;
+	wic_tna_result *res = NULL;
+	wic_tna_status rc;
+	int has_to;
+
+	wic_tna_last_reset();
+	ctx = wic_tna_mod_ctx();
+	if(ctx == NULL) {
+		return -2;
+	}
+	has_to = (to != NULL && to->s != NULL && to->len > 0);
+	rc = wic_tna_verify(ctx, WIC_TNA_PTR(auth), WIC_TNA_LEN(auth),
+			has_to ? to->s : NULL, has_to ? (size_t)to->len : 0,
+			(int64_t)expires, &res);
+	return wic_tna_result_ret("token verification", rc, res);
+}
+
+static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
+{
+	return ki_wic_tna_verify_expires(msg, auth, to, -1);
+}
+
+static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto)
+{
+	str auth = STR_NULL;
+	str to = STR_NULL;
+
+	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
+		LM_ERR("cannot get the authorization value\n");
+		return -2;
+	}
+	if(fixup_get_svalue(msg, (gparam_t *)pto, &to) < 0) {
+		LM_ERR("cannot get the To URI\n");
+		return -2;
+	}
+	return ki_wic_tna_verify(msg, &auth, &to);
+}
+
+static int w_wic_tna_verify_expires(
+		sip_msg_t *msg, char *pauth, char *pto, char *pexpires)
+{
+	str auth = STR_NULL;
+	str to = STR_NULL;
+	int expires = -1;
+
+	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
+		LM_ERR("cannot get the authorization value\n");
+		return -2;
+	}
+	if(fixup_get_svalue(msg, (gparam_t *)pto, &to) < 0) {
+		LM_ERR("cannot get the To URI\n");
+		return -2;
+	}
+	if(fixup_get_ivalue(msg, (gparam_t *)pexpires, &expires) < 0) {
+		/* e.g. $hdr(Expires) when there is none: no expiry requested */
+		LM_DBG("no requested expiry\n");
+		expires = -1;
+	}
+	return ki_wic_tna_verify_expires(msg, &auth, &to, expires);
+}
+
+/**
+ * WebSocket handshake: is this Origin allowed? 1 yes, -1 no, -2 error.
+ */
+static int ki_wic_tna_origin(sip_msg_t *msg, str *origin)
+{
+	wic_tna_ctx *ctx;
+	wic_tna_status rc;
+	bool allowed = false;
+	char ebuf[512];
+
+	ctx = wic_tna_mod_ctx();
+	if(ctx == NULL) {
+		return -2;
+	}
+	rc = wic_tna_origin_allowed(
+			ctx, WIC_TNA_PTR(origin), WIC_TNA_LEN(origin), &allowed);
+	if(rc != WIC_TNA_STATUS_OK) {
+		LM_ERR("origin check failed: %s (status %d)\n",
+				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
+		return -2;
+	}
+	if(!allowed) {
+		LM_DBG("origin not allowed: %.*s\n", (int)WIC_TNA_LEN(origin),
+				WIC_TNA_PTR(origin));
+		return -1;
+	}
+	return 1;
+}
+
+static int w_wic_tna_origin(sip_msg_t *msg, char *porigin, char *p2)
+{
+	str origin = STR_NULL;
+
+	if(fixup_get_svalue(msg, (gparam_t *)porigin, &origin) < 0) {
+		LM_ERR("cannot get the origin\n");
+		return -2;
+	}
+	return ki_wic_tna_origin(msg, &origin);
+}
+
+/**
+ * S-CSCF: accept a TNA Authorization value from a trusted node.
+ * An empty entities list means the configuration's [scscf] list.
+ * Returns 1 accepted, -1 rejected, -2 internal error.
+ */
+static int ki_wic_tna_scscf_check(
+		sip_msg_t *msg, str *auth, str *srcip, str *entities)
+{
+	wic_tna_ctx *ctx;
+	wic_tna_result *res = NULL;
+	wic_tna_status rc;
+	int has_list;
+
+	wic_tna_last_reset();
+	ctx = wic_tna_mod_ctx();
+	if(ctx == NULL) {
+		return -2;
+	}
+	has_list = (entities != NULL && entities->s != NULL && entities->len > 0);
+	rc = wic_tna_scscf_check(ctx, WIC_TNA_PTR(auth), WIC_TNA_LEN(auth),
+			WIC_TNA_PTR(srcip), WIC_TNA_LEN(srcip),
+			has_list ? entities->s : NULL,
+			has_list ? (size_t)entities->len : 0, &res);
+	return wic_tna_result_ret("S-CSCF check", rc, res);
+}
+
+static int w_wic_tna_scscf_check(
+		sip_msg_t *msg, char *pauth, char *psrcip, char *pentities)
+{
+	str auth = STR_NULL;
+	str srcip = STR_NULL;
+	str entities = STR_NULL;
+
+	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
+		LM_ERR("cannot get the authorization value\n");
+		return -2;
+	}
+	if(fixup_get_svalue(msg, (gparam_t *)psrcip, &srcip) < 0) {
+		LM_ERR("cannot get the source address\n");
+		return -2;
+	}
+	if(fixup_get_svalue(msg, (gparam_t *)pentities, &entities) < 0) {
+		LM_ERR("cannot get the allowed entities\n");
+		return -2;
+	}
+	return ki_wic_tna_scscf_check(msg, &auth, &srcip, &entities);
+}
+
+/**
+ * $wic_tna(name)
+ */
+enum wic_tna_pv_key
+{
+	WIC_TNA_PV_STATUS = 0,
+	WIC_TNA_PV_REASON,
+	WIC_TNA_PV_ACCEPTED,
+	WIC_TNA_PV_IMPI,
+	WIC_TNA_PV_IMPU,
+	WIC_TNA_PV_IMPUS,
+	WIC_TNA_PV_ISSUER,
+	WIC_TNA_PV_SUBJECT,
+	WIC_TNA_PV_SCOPE,
+	WIC_TNA_PV_EXPIRES,
+	WIC_TNA_PV_EXPIRES_AT,
+	WIC_TNA_PV_SECONDS_LEFT,
+	WIC_TNA_PV_TNA,
+	WIC_TNA_PV_CHALLENGE,
+	WIC_TNA_PV_DESCRIPTION
+};
+
+/* clang-format off */
+static const struct {
+	const char *name;
+	int key;
+} _wic_tna_pv_names[] = {
+	{"status",            WIC_TNA_PV_STATUS},
+	{"reason",            WIC_TNA_PV_REASON},
+	{"accepted",          WIC_TNA_PV_ACCEPTED},
+	{"impi",              WIC_TNA_PV_IMPI},
+	{"impu",              WIC_TNA_PV_IMPU},
+	{"impus",             WIC_TNA_PV_IMPUS},
+	{"issuer",            WIC_TNA_PV_ISSUER},
+	{"subject",           WIC_TNA_PV_SUBJECT},
+	{"scope",             WIC_TNA_PV_SCOPE},
+	{"expires",           WIC_TNA_PV_EXPIRES},
+	{"expires_at",        WIC_TNA_PV_EXPIRES_AT},
+	{"seconds_left",      WIC_TNA_PV_SECONDS_LEFT},
+	{"tna",               WIC_TNA_PV_TNA},
+	{"challenge",         WIC_TNA_PV_CHALLENGE},
+	{"error_description", WIC_TNA_PV_DESCRIPTION},
+	{NULL, 0}
+};
+/* clang-format on */
+
+static int pv_parse_wic_tna_name(pv_spec_t *sp, str *in)
+{
+	int i;
+
+	if(sp == NULL || in == NULL || in->len <= 0)
+		return -1;
+	for(i = 0; _wic_tna_pv_names[i].name != NULL; i++) {
+		if(strlen(_wic_tna_pv_names[i].name) == (size_t)in->len
+				&& strncmp(_wic_tna_pv_names[i].name, in->s, in->len) == 0) {
+			sp->pvp.pvn.type = PV_NAME_INTSTR;
+			sp->pvp.pvn.u.isname.type = 0;
+			sp->pvp.pvn.u.isname.name.n = _wic_tna_pv_names[i].key;
+			return 0;
+		}
+	}
+	LM_ERR("unknown $wic_tna key: %.*s\n", in->len, in->s);
+	return -1;
+}
+
+static int pv_get_wic_tna_str(
+		sip_msg_t *msg, pv_param_t *param, pv_value_t *res, wic_tna_str v)
+{
+	str s;
+
+	if(v.ptr == NULL || v.len == 0 || v.len > 0x7fffffff)
+		return pv_get_strempty(msg, param, res);
+	s.s = (char *)v.ptr;
+	s.len = (int)v.len;
+	return pv_get_strval(msg, param, res, &s);
+}
+
+static int pv_get_wic_tna_int64(
+		sip_msg_t *msg, pv_param_t *param, pv_value_t *res, int64_t v)
+{
+	if(v > 0x7fffffff)
+		v = 0x7fffffff;
+	if(v < -0x7fffffff)
+		v = -0x7fffffff;
+	return pv_get_sintval(msg, param, res, (int)v);
+}
+
+static int pv_get_wic_tna(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
+{
+	static str internal_error = str_init("internal_error");
+	wic_tna_result *r = _wic_tna_last.res;
+	int key = param->pvn.u.isname.name.n;
+
+	if(!_wic_tna_last.set) {
+		return pv_get_null(msg, param, res);
+	}
+	if(r == NULL) {
+		/* the last check failed inside the library: 500, no header */
+		switch(key) {
+			case WIC_TNA_PV_STATUS:
+				return pv_get_uintval(msg, param, res, 500);
+			case WIC_TNA_PV_REASON:
+				return pv_get_strval(msg, param, res, &internal_error);
+			case WIC_TNA_PV_ACCEPTED:
+			case WIC_TNA_PV_EXPIRES:
+			case WIC_TNA_PV_EXPIRES_AT:
+			case WIC_TNA_PV_SECONDS_LEFT:
+				return pv_get_sintval(msg, param, res, 0);
+			default:
+				return pv_get_strempty(msg, param, res);
+		}
+	}
+
+	switch(key) {
+		case WIC_TNA_PV_STATUS:
+			return pv_get_uintval(
+					msg, param, res, (unsigned)wic_tna_result_sip_status(r));
+		case WIC_TNA_PV_REASON:
+			return pv_get_wic_tna_str(msg, param, res, wic_tna_result_reason(r));
+		case WIC_TNA_PV_ACCEPTED:
+			return pv_get_sintval(
+					msg, param, res, wic_tna_result_accepted(r) ? 1 : 0);
+		case WIC_TNA_PV_IMPI:
+			return pv_get_wic_tna_str(msg, param, res, wic_tna_result_impi(r));
+		case WIC_TNA_PV_IMPU:
+			if(wic_tna_result_impu_count(r) == 0)
+				return pv_get_strempty(msg, param, res);
+			return pv_get_wic_tna_str(
+					msg, param, res, wic_tna_result_impu(r, 0));
+		case WIC_TNA_PV_IMPUS:
+			if(_wic_tna_last.impus.s == NULL)
+				return pv_get_strempty(msg, param, res);
+			return pv_get_strval(msg, param, res, &_wic_tna_last.impus);
+		case WIC_TNA_PV_ISSUER:
+			return pv_get_wic_tna_str(msg, param, res, wic_tna_result_issuer(r));
+		case WIC_TNA_PV_SUBJECT:
+			return pv_get_wic_tna_str(
+					msg, param, res, wic_tna_result_subject(r));
+		case WIC_TNA_PV_SCOPE:
+			return pv_get_wic_tna_str(msg, param, res, wic_tna_result_scope(r));
+		case WIC_TNA_PV_EXPIRES:
+			return pv_get_wic_tna_int64(
+					msg, param, res, wic_tna_result_granted_expires(r));
+		case WIC_TNA_PV_EXPIRES_AT:
+			return pv_get_wic_tna_int64(
+					msg, param, res, wic_tna_result_expires_at(r));
+		case WIC_TNA_PV_SECONDS_LEFT:
+			return pv_get_wic_tna_int64(
+					msg, param, res, wic_tna_result_seconds_left(r));
+		case WIC_TNA_PV_TNA:
+			return pv_get_wic_tna_str(
+					msg, param, res, wic_tna_result_tna_header(r));
+		case WIC_TNA_PV_CHALLENGE:
+			return pv_get_wic_tna_str(
+					msg, param, res, wic_tna_result_www_authenticate(r));
+		case WIC_TNA_PV_DESCRIPTION:
+			return pv_get_wic_tna_str(
+					msg, param, res, wic_tna_result_error_description(r));
+	}
+	return pv_get_null(msg, param, res);
+}
+
+/**
+ * KEMI exports: KSR.wic_tna.verify(auth, to), ...
+ */
+/* clang-format off */
+static sr_kemi_t sr_kemi_wic_tna_exports[] = {
+	{ str_init("wic_tna"), str_init("verify"),
+		SR_KEMIP_INT, ki_wic_tna_verify,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("wic_tna"), str_init("verify_expires"),
+		SR_KEMIP_INT, ki_wic_tna_verify_expires,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_INT,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("wic_tna"), str_init("origin"),
+		SR_KEMIP_INT, ki_wic_tna_origin,
+		{ SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("wic_tna"), str_init("scscf_check"),
+		SR_KEMIP_INT, ki_wic_tna_scscf_check,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+
+	{ {0, 0}, {0, 0}, 0, NULL, { 0, 0, 0, 0, 0, 0 } }
+};
+/* clang-format on */
+
+int mod_register(char *path, int *dlflags, void *p1, void *p2)
+{
+	sr_kemi_modules_add(sr_kemi_wic_tna_exports);
+	return 0;
+}

@@ -1,0 +1,275 @@
+//! `wic-tna`: the operator's command-line tool.
+//! Check a configuration, verify a header value, mint a token, bar/unbar an
+//! issuer and ask for a reload through the configuration's state file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wic_tna::context::{now, Context};
+use wic_tna::keys::Alg;
+use wic_tna::mint::{mint, MintRequest};
+use wic_tna::Config;
+
+const USAGE: &str = "\
+wic-tna: WebRTC IMS Client token check (Trusted Node Authentication)
+
+usage:
+  wic-tna check-config <config.toml>
+  wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>]
+  wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]
+  wic-tna mint --key <file> --alg <alg> --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...]
+               [--kid <kid>] [--aud <aud>] [--scope <scope>] [--sub <sub>] [--jti <jti>]
+               [--lifetime <s>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ>]
+  wic-tna bar --config <file> <iss>       bar an issuer for every process sharing the state_file
+  wic-tna unbar --config <file> <iss>     lift a run-time barring
+  wic-tna reload --config <file>          check the file, then have every process re-read it
+  wic-tna stats --config <file>           counters per issuer and outcome (JSON)
+  wic-tna help [command]
+
+Exit status: 0 success (verify: accepted), 1 rejected or failed, 2 usage error.
+";
+
+fn help_for(cmd: &str) -> &'static str {
+    match cmd {
+        "check-config" => "wic-tna check-config <config.toml>\n  Load the configuration and every key; print a summary, or the error with file, line and field.\n",
+        "verify" => "wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>]\n  Verify an Authorization header value as the proxy would; print the decision, the identities,\n  the TNA header, or the SIP status, reason and WWW-Authenticate challenge. Exit 0 when accepted.\n",
+        "scscf-check" => "wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]\n  The S-CSCF side check of a received TNA header.\n",
+        "mint" => "wic-tna mint --key <private key PEM or HMAC secret file> --alg <HS256|RS256|PS256|ES256|ES384|EdDSA|...>\n  --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...] [--kid <kid>] [--aud <aud, default ims.example.net>]\n  [--scope <scope, default webrtc-ims-client-access-to-ims>] [--sub <sub>] [--jti <jti>]\n  [--lifetime <s, default 3600>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ, default at+jwt>]\n  Print a signed access token (for demos and tests).\n",
+        "bar" | "unbar" => "wic-tna bar|unbar --config <file> <iss>\n  Bar or unbar one issuer at run time, through the configuration's state_file (needs state_file).\n",
+        "reload" => "wic-tna reload --config <file>\n  Check the configuration; if it loads, every process sharing the state_file re-reads it.\n",
+        "stats" => "wic-tna stats --config <file>\n  Print the counters per issuer and outcome, shared by every process using the state_file.\n",
+        _ => USAGE,
+    }
+}
+
+struct Args {
+    named: Vec<(String, String)>,
+    positional: Vec<String>,
+}
+
+impl Args {
+    fn parse(v: &[String]) -> Result<Args, String> {
+        let mut named = Vec::new();
+        let mut positional = Vec::new();
+        let mut i = 0;
+        while i < v.len() {
+            if let Some(name) = v[i].strip_prefix("--") {
+                if name == "help" {
+                    return Err("help".into());
+                }
+                let val = v.get(i + 1).ok_or_else(|| format!("--{name} needs a value"))?;
+                named.push((name.to_owned(), val.clone()));
+                i += 2;
+            } else {
+                positional.push(v[i].clone());
+                i += 1;
+            }
+        }
+        Ok(Args { named, positional })
+    }
+    fn get(&self, n: &str) -> Option<&str> {
+        self.named.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
+    }
+    fn all(&self, n: &str) -> Vec<String> {
+        self.named.iter().filter(|(k, _)| k == n).map(|(_, v)| v.clone()).collect()
+    }
+    fn req(&self, n: &str) -> Result<&str, String> {
+        self.get(n).ok_or_else(|| format!("--{n} is required"))
+    }
+    fn num(&self, n: &str, default: i64) -> Result<i64, String> {
+        match self.get(n) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("--{n}: {v:?} is not a whole number")),
+        }
+    }
+    fn check(&self, allowed: &[&str]) -> Result<(), String> {
+        for (k, _) in &self.named {
+            if !allowed.contains(&k.as_str()) {
+                return Err(format!("unknown option --{k}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn context(a: &Args) -> Result<Context, String> {
+    let p = a.req("config")?;
+    Context::new(&PathBuf::from(p), None).map_err(|e| e.to_string())
+}
+
+fn context_with_state(a: &Args) -> Result<Context, String> {
+    let c = context(a)?;
+    if c.config().state_file.is_none() {
+        return Err("the configuration has no state_file: run-time changes could not reach the proxy's processes".into());
+    }
+    Ok(c)
+}
+
+fn run(cmd: &str, a: &Args) -> Result<bool, String> {
+    match cmd {
+        "check-config" => {
+            a.check(&[])?;
+            let path = a.positional.first().ok_or("give the configuration file")?;
+            let cfg = Config::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
+            println!("{path}: OK");
+            println!("  home realm {}, audience {}, scope {}", cfg.home_realm, cfg.audience, cfg.required_scope);
+            for i in &cfg.issuers {
+                let algs: Vec<String> = i.keys.iter().map(|k| format!("{}:{}", k.kid.as_deref().unwrap_or("-"), k.alg)).collect();
+                println!(
+                    "  issuer {}{}: {} key bindings [{}], {} IMPI / {} IMPU patterns, {} origins",
+                    i.iss,
+                    if i.barred { " (barred)" } else { "" },
+                    i.keys.len(),
+                    algs.join(" "),
+                    i.impi_pool.len(),
+                    i.impu_pool.len(),
+                    i.origins.len()
+                );
+            }
+            Ok(true)
+        }
+        "verify" => {
+            a.check(&["config", "authorization", "to", "expires", "now"])?;
+            let c = context(a)?;
+            let t = a.num("now", now())?;
+            let exp = a.get("expires").map(|_| a.num("expires", 0)).transpose()?;
+            let o = c.verify(a.req("authorization")?.as_bytes(), a.get("to").map(str::as_bytes), exp, t);
+            if let Some(v) = &o.verified {
+                println!("accepted");
+                println!("issuer: {}", v.iss);
+                println!("impi: {}", v.impi);
+                for u in &v.impus {
+                    println!("impu: {u}");
+                }
+                if let Some(s) = &v.sub {
+                    println!("subject: {s}");
+                }
+                println!("scope: {}", v.scope);
+                println!("expires_at: {}", v.exp);
+                println!("seconds_left: {}", o.seconds_left);
+                println!("granted_expires: {}", o.granted_expires);
+                println!("Authorization: {}", o.tna_header.unwrap_or_default());
+                Ok(true)
+            } else {
+                println!("rejected");
+                println!("status: {}", o.sip_status);
+                println!("reason: {}", o.reason);
+                if let Some(w) = o.www_authenticate {
+                    println!("WWW-Authenticate: {w}");
+                }
+                Ok(false)
+            }
+        }
+        "scscf-check" => {
+            a.check(&["config", "authorization", "source", "allowed"])?;
+            let c = context(a)?;
+            let o = c.scscf_check(a.req("authorization")?.as_bytes(), a.req("source")?, a.get("allowed"));
+            println!("{}", if o.accepted() { "accepted" } else { "rejected" });
+            println!("status: {}", o.sip_status);
+            println!("reason: {}", o.reason);
+            if let Some(i) = &o.impi {
+                println!("impi: {i}");
+            }
+            if let Some(i) = &o.iss {
+                println!("authorization-entity: {i}");
+            }
+            Ok(o.accepted())
+        }
+        "mint" => {
+            a.check(&["key", "alg", "iss", "impi", "impu", "kid", "aud", "scope", "sub", "jti", "lifetime", "iat-offset", "nbf-offset", "typ"])?;
+            let alg_name = a.req("alg")?;
+            let alg = Alg::from_name(alg_name).ok_or_else(|| format!("--alg: {alg_name:?} is not supported"))?;
+            let key_path = a.req("key")?;
+            let mut key = std::fs::read(key_path).map_err(|e| format!("--key {key_path}: {e}"))?;
+            if alg.family() == wic_tna::keys::Family::Hmac {
+                while matches!(key.last(), Some(b'\n' | b'\r' | b' ' | b'\t')) {
+                    key.pop();
+                }
+            }
+            let impus = a.all("impu");
+            if impus.is_empty() {
+                return Err("--impu is required".into());
+            }
+            let iat = now() + a.num("iat-offset", 0)?;
+            let req = MintRequest {
+                alg,
+                kid: a.get("kid").map(str::to_owned),
+                typ: a.get("typ").unwrap_or("at+jwt").to_owned(),
+                iss: a.req("iss")?.to_owned(),
+                aud: a.get("aud").unwrap_or("ims.example.net").to_owned(),
+                scope: a.get("scope").unwrap_or("webrtc-ims-client-access-to-ims").to_owned(),
+                impi: a.req("impi")?.to_owned(),
+                impus,
+                sub: a.get("sub").map(str::to_owned),
+                jti: a.get("jti").map(str::to_owned),
+                iat,
+                nbf: a.get("nbf-offset").map(|_| a.num("nbf-offset", 0)).transpose()?.map(|o| now() + o),
+                exp: iat + a.num("lifetime", 3600)?,
+            };
+            println!("{}", mint(&req, &key).map_err(|e| format!("--key {key_path}: {e}"))?);
+            Ok(true)
+        }
+        "bar" | "unbar" => {
+            a.check(&["config"])?;
+            let iss = a.positional.first().ok_or("give the issuer")?;
+            let c = context_with_state(a)?;
+            c.set_barred(iss, cmd == "bar")?;
+            println!("{iss}: {}", if cmd == "bar" { "barred" } else { "unbarred" });
+            Ok(true)
+        }
+        "reload" => {
+            a.check(&["config"])?;
+            let c = context_with_state(a)?;
+            c.reload().map_err(|e| format!("reload refused, the previous configuration stays: {e}"))?;
+            println!("reload requested (generation {})", c.shared().reload_gen());
+            Ok(true)
+        }
+        "stats" => {
+            a.check(&["config"])?;
+            let c = context(a)?;
+            println!("{}", c.stats_json());
+            Ok(true)
+        }
+        _ => Err(format!("unknown command {cmd:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    // Behave like other command-line tools when the reader goes away
+    // (`wic-tna verify ... | head -1`): end quietly instead of panicking.
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    if cmd == "help" || cmd == "--help" || cmd == "-h" {
+        print!("{}", help_for(argv.get(1).map(String::as_str).unwrap_or("")));
+        return ExitCode::SUCCESS;
+    }
+    let args = match Args::parse(&argv[1..]) {
+        Ok(a) => a,
+        Err(e) if e == "help" => {
+            print!("{}", help_for(cmd));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("wic-tna {cmd}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cmd, &args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("wic-tna {cmd}: {e}");
+            if e.starts_with("unknown") || e.contains("is required") || e.starts_with("give") {
+                eprint!("{}", help_for(cmd));
+                return ExitCode::from(2);
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The configuration file (TOML): global settings, claim names, the S-CSCF
+//! side, and one `[[issuer]]` section per authorization entity with its keys
+//! and identity pools.
+//!
+//! Loading is all-or-nothing: any problem is a [`ConfigError`] naming the
+//! file, the line and the field, and nothing of the new file is used.
+
+use crate::identity::Pattern;
+use crate::keys::{self, Alg, Key, KeySource};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Largest configuration file read, in bytes.
+pub const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
+/// Largest key file read, in bytes.
+pub const MAX_KEY_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+/// A configuration that could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The field (e.g. `issuer[1].key[0].pem`), when known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Names of the claims read from the token (all configurable).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub iss: String,
+    pub aud: String,
+    pub exp: String,
+    pub nbf: String,
+    pub iat: String,
+    pub scope: String,
+    pub impi: String,
+    pub impu: String,
+    pub sub: String,
+    pub jti: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        ClaimNames {
+            iss: "iss".into(),
+            aud: "aud".into(),
+            exp: "exp".into(),
+            nbf: "nbf".into(),
+            iat: "iat".into(),
+            scope: "scope".into(),
+            impi: "impi".into(),
+            impu: "impu".into(),
+            sub: "sub".into(),
+            jti: "jti".into(),
+        }
+    }
+}
+
+/// The S-CSCF side check's settings.
+#[derive(Clone, Debug, Default)]
+pub struct ScscfConfig {
+    /// Addresses of the trusted nodes (eP-CSCFs).
+    pub trusted_nodes: Vec<IpAddr>,
+    /// Authorization entities allowed when the caller gives no list.
+    pub allowed_entities: Vec<String>,
+}
+
+/// One authorization entity (token issuer).
+#[derive(Debug)]
+pub struct Issuer {
+    /// The `iss` value.
+    pub iss: String,
+    /// Barred in the file (the run-time barring may override it).
+    pub barred: bool,
+    /// Longest token lifetime accepted (`exp - iat`), seconds.
+    pub max_token_lifetime: u64,
+    /// IMPI pool.
+    pub impi_pool: Vec<Pattern>,
+    /// IMPU pool.
+    pub impu_pool: Vec<Pattern>,
+    /// WebSocket Origins allowed for this issuer's WICs.
+    pub origins: Vec<String>,
+    /// Add `authorization-entity` to the TNA header for this issuer.
+    pub add_authorization_entity: bool,
+    /// Keys, each bound to one algorithm.
+    pub keys: Vec<Key>,
+    /// Index of `keys` by kid.
+    pub keys_by_kid: HashMap<String, Vec<usize>>,
+}
+
+/// A loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Home network domain: `realm` and `uri` of the TNA header, `realm` of
+    /// the Bearer challenge.
+    pub home_realm: String,
+    /// Audience the token's `aud` must contain.
+    pub audience: String,
+    /// Scope the token's `scope` must contain.
+    pub required_scope: String,
+    /// Clock leeway, seconds.
+    pub leeway: u64,
+    /// Accept `Authorization: <jwt>` with no scheme.
+    pub accept_bare_token: bool,
+    /// Require the JOSE header `typ` to be `at+jwt`.
+    pub require_at_jwt: bool,
+    /// Longest registration granted, seconds.
+    pub max_registration_expires: u64,
+    /// Largest token accepted, bytes.
+    pub max_token_size: usize,
+    /// `authz_server` of the Bearer challenge (RFC 8898).
+    pub authz_server: Option<String>,
+    /// File holding the state shared between processes (barring, reload).
+    pub state_file: Option<PathBuf>,
+    /// Claim names.
+    pub claims: ClaimNames,
+    /// Authorization entities.
+    pub issuers: Vec<Issuer>,
+    /// Index of `issuers` by `iss`.
+    pub issuer_index: HashMap<String, usize>,
+    /// S-CSCF side.
+    pub scscf: ScscfConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    home_realm: Spanned<String>,
+    audience: Option<Spanned<String>>,
+    required_scope: Option<Spanned<String>>,
+    #[serde(default = "default_leeway")]
+    leeway: u64,
+    #[serde(default)]
+    accept_bare_token: bool,
+    #[serde(default)]
+    require_at_jwt: bool,
+    #[serde(default)]
+    add_authorization_entity: bool,
+    #[serde(default = "default_max_expires")]
+    max_registration_expires: u64,
+    #[serde(default = "default_max_token_size")]
+    max_token_size: usize,
+    authz_server: Option<Spanned<String>>,
+    state_file: Option<String>,
+    #[serde(default)]
+    claims: ClaimNames,
+    scscf: Option<Spanned<RawScscf>>,
+    #[serde(default)]
+    issuer: Vec<Spanned<RawIssuer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScscf {
+    #[serde(default)]
+    trusted_nodes: Vec<String>,
+    #[serde(default)]
+    allowed_entities: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    iss: String,
+    #[serde(default)]
+    barred: bool,
+    #[serde(default = "default_max_lifetime")]
+    max_token_lifetime: u64,
+    #[serde(default)]
+    impi_patterns: Vec<String>,
+    #[serde(default)]
+    impu_patterns: Vec<String>,
+    #[serde(default)]
+    origins: Vec<String>,
+    add_authorization_entity: Option<bool>,
+    #[serde(default)]
+    key: Vec<Spanned<RawKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    kid: Option<String>,
+    algorithms: Vec<String>,
+    pem: Option<String>,
+    certificate: Option<String>,
+    secret_file: Option<String>,
+    jwks: Option<String>,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+fn default_max_expires() -> u64 {
+    3600
+}
+fn default_max_token_size() -> usize {
+    8192
+}
+fn default_max_lifetime() -> u64 {
+    3600
+}
+
+/// Is `s` safe inside a quoted header parameter or as a header token?
+pub fn header_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&c| c == b'\n').count() + 1
+}
+
+struct Ctx<'a> {
+    file: String,
+    text: &'a str,
+    dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Option<std::ops::Range<usize>>, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            field: Some(field.into()),
+            message: msg.into(),
+        }
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > limit {
+        return Err(format!("{} is larger than {limit} bytes", path.display()));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+impl Config {
+    /// Load and check a configuration file, with its keys.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let bytes = read_limited(path, MAX_CONFIG_SIZE)
+            .map_err(|m| ConfigError { file: file.clone(), line: None, field: None, message: m })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            field: None,
+            message: format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        })?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, &file, &dir, path)
+    }
+
+    /// Parse configuration text. `file` names it in errors, relative key
+    /// paths are resolved against `dir`.
+    pub fn parse(text: &str, file: &str, dir: &Path, path: &Path) -> Result<Config, ConfigError> {
+        let cx = Ctx { file: file.to_owned(), text, dir: dir.to_path_buf() };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            field: None,
+            message: e.message().trim().to_owned(),
+        })?;
+
+        let home_realm = raw.home_realm.get_ref().clone();
+        if !header_safe(&home_realm) || !home_realm.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
+            return Err(cx.err(Some(raw.home_realm.span()), "home_realm", "must be a domain name"));
+        }
+        let audience = match &raw.audience {
+            Some(a) if a.get_ref().is_empty() => return Err(cx.err(Some(a.span()), "audience", "must not be empty")),
+            Some(a) => a.get_ref().clone(),
+            None => home_realm.clone(),
+        };
+        let required_scope = match &raw.required_scope {
+            Some(s) if !header_safe(s.get_ref()) => {
+                return Err(cx.err(Some(s.span()), "required_scope", "must be one scope token (no space or quote)"))
+            }
+            Some(s) => s.get_ref().clone(),
+            None => "webrtc-ims-client-access-to-ims".to_owned(),
+        };
+        let authz_server = match &raw.authz_server {
+            Some(s) if !header_safe(s.get_ref()) => {
+                return Err(cx.err(Some(s.span()), "authz_server", "must be a URL without spaces or quotes"))
+            }
+            Some(s) => Some(s.get_ref().clone()),
+            None => None,
+        };
+        if raw.max_token_size < 64 || raw.max_token_size > 1024 * 1024 {
+            return Err(cx.err(None, "max_token_size", "must be between 64 and 1048576"));
+        }
+        for (name, v) in [
+            ("iss", &raw.claims.iss),
+            ("aud", &raw.claims.aud),
+            ("exp", &raw.claims.exp),
+            ("nbf", &raw.claims.nbf),
+            ("iat", &raw.claims.iat),
+            ("scope", &raw.claims.scope),
+            ("impi", &raw.claims.impi),
+            ("impu", &raw.claims.impu),
+            ("sub", &raw.claims.sub),
+            ("jti", &raw.claims.jti),
+        ] {
+            if v.is_empty() {
+                return Err(cx.err(None, format!("claims.{name}"), "claim name must not be empty"));
+            }
+        }
+
+        let scscf = match &raw.scscf {
+            None => ScscfConfig::default(),
+            Some(s) => {
+                let line = Some(s.span());
+                let mut nodes = Vec::new();
+                for (i, n) in s.get_ref().trusted_nodes.iter().enumerate() {
+                    nodes.push(n.parse::<IpAddr>().map_err(|_| {
+                        cx.err(line.clone(), format!("scscf.trusted_nodes[{i}]"), format!("{n:?} is not an IP address"))
+                    })?);
+                }
+                for (i, e) in s.get_ref().allowed_entities.iter().enumerate() {
+                    if !header_safe(e) {
+                        return Err(cx.err(line.clone(), format!("scscf.allowed_entities[{i}]"), "empty or has spaces or quotes"));
+                    }
+                }
+                ScscfConfig { trusted_nodes: nodes, allowed_entities: s.get_ref().allowed_entities.clone() }
+            }
+        };
+
+        let mut issuers = Vec::with_capacity(raw.issuer.len());
+        let mut issuer_index = HashMap::with_capacity(raw.issuer.len());
+        for (i, si) in raw.issuer.iter().enumerate() {
+            let span = Some(si.span());
+            let ri = si.get_ref();
+            let fname = |f: &str| format!("issuer[{i}].{f}");
+            if !header_safe(&ri.iss) {
+                return Err(cx.err(span, fname("iss"), "must be non-empty, without spaces, quotes or backslashes"));
+            }
+            if issuer_index.insert(ri.iss.clone(), i).is_some() {
+                return Err(cx.err(span, fname("iss"), format!("issuer {:?} is configured twice", ri.iss)));
+            }
+            if ri.max_token_lifetime == 0 {
+                return Err(cx.err(span, fname("max_token_lifetime"), "must be positive"));
+            }
+            let compile = |list: &[String], what: &str| -> Result<Vec<Pattern>, ConfigError> {
+                list.iter()
+                    .enumerate()
+                    .map(|(j, p)| Pattern::new(p).map_err(|m| cx.err(span.clone(), fname(&format!("{what}[{j}]")), m)))
+                    .collect()
+            };
+            let impi_pool = compile(&ri.impi_patterns, "impi_patterns")?;
+            let impu_pool = compile(&ri.impu_patterns, "impu_patterns")?;
+            for (j, o) in ri.origins.iter().enumerate() {
+                if !header_safe(o) || !(o.starts_with("https://") || o.starts_with("http://")) {
+                    return Err(cx.err(span.clone(), fname(&format!("origins[{j}]")), "must be an http(s) origin such as https://app.example.com"));
+                }
+            }
+            if ri.key.is_empty() {
+                return Err(cx.err(span.clone(), fname("key"), "an issuer needs at least one [[issuer.key]]"));
+            }
+            let mut keys: Vec<Key> = Vec::new();
+            for (k, sk) in ri.key.iter().enumerate() {
+                let kspan = Some(sk.span());
+                let rk = sk.get_ref();
+                let kname = |f: &str| fname(&format!("key[{k}].{f}"));
+                if rk.algorithms.is_empty() {
+                    return Err(cx.err(kspan, kname("algorithms"), "list at least one algorithm"));
+                }
+                let mut algs = Vec::new();
+                for a in &rk.algorithms {
+                    match Alg::from_name(a) {
+                        Some(alg) => algs.push(alg),
+                        None => {
+                            return Err(cx.err(kspan, kname("algorithms"), format!(
+                                "{a:?} is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"
+                            )))
+                        }
+                    }
+                }
+                if let Some(kid) = &rk.kid {
+                    if !header_safe(kid) {
+                        return Err(cx.err(kspan, kname("kid"), "must be non-empty, without spaces or quotes"));
+                    }
+                }
+                let sources = [("pem", &rk.pem), ("certificate", &rk.certificate), ("secret_file", &rk.secret_file), ("jwks", &rk.jwks)];
+                let given: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
+                if given.len() != 1 {
+                    return Err(cx.err(kspan, fname(&format!("key[{k}]")), "give exactly one of pem, certificate, secret_file, jwks"));
+                }
+                let (field, Some(rel)) = (given[0].0, given[0].1) else {
+                    return Err(cx.err(kspan, fname(&format!("key[{k}]")), "no key source"));
+                };
+                let path = cx.resolve(rel);
+                let data = read_limited(&path, MAX_KEY_FILE_SIZE).map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
+                let src_name = path.display().to_string();
+                let loaded = match field {
+                    "jwks" => {
+                        if rk.kid.is_some() {
+                            return Err(cx.err(kspan, kname("kid"), "a JWKS gives its own kids; remove kid"));
+                        }
+                        keys::load_jwks(&data, &algs, &src_name)
+                            .map(|(keys, notes)| {
+                                for n in notes {
+                                    crate::log::warn(&format!("{file}: {}: {src_name}: {n}", kname("jwks")));
+                                }
+                                keys
+                            })
+                    }
+                    "secret_file" => {
+                        let trimmed = trim_end(&data);
+                        keys::load_file_key(rk.kid.as_deref(), &algs, KeySource::Secret(trimmed), &src_name)
+                    }
+                    _ => keys::load_file_key(rk.kid.as_deref(), &algs, KeySource::Pem(&data), &src_name),
+                }
+                .map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
+                keys.extend(loaded);
+            }
+            let mut keys_by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+            for (idx, key) in keys.iter().enumerate() {
+                if let Some(kid) = &key.kid {
+                    keys_by_kid.entry(kid.clone()).or_default().push(idx);
+                }
+            }
+            // A kid must name one key (possibly with several algorithms).
+            for (kid, idxs) in &keys_by_kid {
+                let first = &keys[idxs[0]].source;
+                if idxs.iter().any(|&x| &keys[x].source != first) {
+                    return Err(cx.err(span.clone(), fname("key"), format!("kid {kid:?} names more than one key")));
+                }
+            }
+            issuers.push(Issuer {
+                iss: ri.iss.clone(),
+                barred: ri.barred,
+                max_token_lifetime: ri.max_token_lifetime,
+                impi_pool,
+                impu_pool,
+                origins: ri.origins.clone(),
+                add_authorization_entity: ri.add_authorization_entity.unwrap_or(raw.add_authorization_entity),
+                keys,
+                keys_by_kid,
+            });
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            home_realm,
+            audience,
+            required_scope,
+            leeway: raw.leeway,
+            accept_bare_token: raw.accept_bare_token,
+            require_at_jwt: raw.require_at_jwt,
+            max_registration_expires: raw.max_registration_expires,
+            max_token_size: raw.max_token_size,
+            authz_server,
+            state_file: raw.state_file.as_deref().map(|p| cx.resolve(p)),
+            claims: raw.claims,
+            issuers,
+            issuer_index,
+            scscf,
+        })
+    }
+
+    /// The issuer named `iss`, if configured.
+    pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
+        self.issuer_index.get(iss).map(|&i| &self.issuers[i])
+    }
+}
+
+fn trim_end(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
+    while end > 0 && matches!(b[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    &b[..end]
+}

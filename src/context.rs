@@ -1,0 +1,351 @@
+//! The verification context a proxy process holds: the current
+//! configuration (reloadable atomically), the shared state (barring, reload
+//! generation, counters) and the checks of PROTOCOL.md put together.
+
+use crate::config::{Config, ConfigError, Issuer};
+use crate::header;
+use crate::identity;
+use crate::log;
+use crate::reason::{self, Reason};
+use crate::shared::{Shared, NO_ISSUER};
+use crate::tna;
+use crate::token::{self, Verified};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The decision on one request.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Why.
+    pub reason: Reason,
+    /// SIP status to answer with (200 when accepted).
+    pub sip_status: u16,
+    /// `WWW-Authenticate` value, when a challenge is sent.
+    pub www_authenticate: Option<String>,
+    /// What the token said, when accepted.
+    pub verified: Option<Verified>,
+    /// The issuer, when known (also on some failures).
+    pub iss: Option<String>,
+    /// The IMPI (accepted tokens; S-CSCF side: the TNA username).
+    pub impi: Option<String>,
+    /// The TNA header value, when accepted.
+    pub tna_header: Option<String>,
+    /// Seconds the token has left (0 when rejected).
+    pub seconds_left: i64,
+    /// Registration expiry to grant (0 when rejected).
+    pub granted_expires: i64,
+}
+
+impl Outcome {
+    /// Accepted?
+    pub fn accepted(&self) -> bool {
+        self.reason == Reason::Ok
+    }
+}
+
+struct Barring {
+    gen: u64,
+    overrides: HashMap<String, bool>,
+}
+
+/// A verification context. Safe to share between threads; starts no thread.
+pub struct Context {
+    path: PathBuf,
+    config: RwLock<Arc<Config>>,
+    shared: Arc<Shared>,
+    seen_reload_gen: AtomicU64,
+    barring: RwLock<Barring>,
+    slots: Mutex<HashMap<String, usize>>,
+}
+
+/// Errors creating a context.
+#[derive(Debug)]
+pub enum ContextError {
+    /// The configuration could not be loaded.
+    Config(ConfigError),
+    /// The shared state could not be set up.
+    Io(String),
+}
+
+impl std::fmt::Display for ContextError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContextError::Config(e) => e.fmt(f),
+            ContextError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Current Unix time, seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Context {
+    /// Load `path`. With `shared` `None`, the configuration's `state_file`
+    /// is used if it names one, else a private region.
+    pub fn new(path: &Path, shared: Option<Arc<Shared>>) -> Result<Context, ContextError> {
+        let cfg = Config::load(path).map_err(ContextError::Config)?;
+        let shared = match shared {
+            Some(s) => s,
+            None => match &cfg.state_file {
+                Some(f) => Arc::new(Shared::open(f).map_err(|e| ContextError::Io(format!("state_file: {e}")))?),
+                None => Arc::new(Shared::new_anonymous().map_err(|e| ContextError::Io(format!("shared state: {e}")))?),
+            },
+        };
+        let gen = shared.reload_gen();
+        let bar_gen = shared.bar_gen();
+        let overrides = shared.barring_overrides();
+        Ok(Context {
+            path: path.to_path_buf(),
+            config: RwLock::new(Arc::new(cfg)),
+            shared,
+            seen_reload_gen: AtomicU64::new(gen),
+            barring: RwLock::new(Barring { gen: bar_gen, overrides }),
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Re-read the configuration file and its keys. On success the new
+    /// configuration replaces the old one at once and every process sharing
+    /// the state follows on its next request; on error nothing changes.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let cfg = Config::load(&self.path)?;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+        let gen = self.shared.bump_reload();
+        self.seen_reload_gen.store(gen, Ordering::Release);
+        log::info(&format!("wic-tna: configuration {} reloaded (generation {gen})", self.path.display()));
+        Ok(())
+    }
+
+    /// Follow a reload or barring change made by another process.
+    pub fn sync(&self) {
+        let gen = self.shared.reload_gen();
+        if gen != self.seen_reload_gen.load(Ordering::Acquire) {
+            self.seen_reload_gen.store(gen, Ordering::Release);
+            match Config::load(&self.path) {
+                Ok(cfg) => {
+                    *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+                    log::info(&format!("wic-tna: configuration reloaded (generation {gen})"));
+                }
+                Err(e) => log::error(&format!("wic-tna: reload refused, previous configuration stays: {e}")),
+            }
+        }
+        let bar_gen = self.shared.bar_gen();
+        let stale = self.barring.read().map(|b| b.gen != bar_gen).unwrap_or(true);
+        if stale {
+            let overrides = self.shared.barring_overrides();
+            let mut b = self.barring.write().unwrap_or_else(|e| e.into_inner());
+            *b = Barring { gen: bar_gen, overrides };
+        }
+    }
+
+    fn is_barred_name(&self, iss: &str, configured: bool) -> bool {
+        let b = self.barring.read().unwrap_or_else(|e| e.into_inner());
+        b.overrides.get(iss).copied().unwrap_or(configured)
+    }
+
+    /// Is `iss` barred now (configuration and run-time barring)?
+    pub fn is_barred(&self, issuer: &Issuer) -> bool {
+        self.is_barred_name(&issuer.iss, issuer.barred)
+    }
+
+    /// Bar or unbar a configured issuer, for every process sharing the
+    /// state. Other issuers are untouched.
+    pub fn set_barred(&self, iss: &str, barred: bool) -> Result<(), String> {
+        let cfg = self.config();
+        if cfg.issuer(iss).is_none() {
+            return Err(format!("issuer {iss:?} is not configured"));
+        }
+        self.shared.set_barring(iss, Some(barred)).map_err(|e| e.to_string())?;
+        log::info(&format!("wic-tna: issuer {iss} {}", if barred { "barred" } else { "unbarred" }));
+        self.sync();
+        Ok(())
+    }
+
+    fn count(&self, iss: Option<&str>, reason: Reason) {
+        let name = iss.unwrap_or(NO_ISSUER);
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = match slots.get(name) {
+            Some(&s) => Some(s),
+            None => {
+                let s = self.shared.counter_slot(name);
+                if let Some(s) = s {
+                    if slots.len() < 100_000 {
+                        slots.insert(name.to_owned(), s);
+                    }
+                }
+                s
+            }
+        };
+        drop(slots);
+        if let Some(s) = slot {
+            self.shared.count(s, reason);
+        }
+    }
+
+    fn reject(&self, cfg: &Config, reason: Reason, iss: Option<String>) -> Outcome {
+        self.count(iss.as_deref(), reason);
+        let params = reason::ChallengeParams {
+            realm: &cfg.home_realm,
+            scope: &cfg.required_scope,
+            authz_server: cfg.authz_server.as_deref(),
+        };
+        Outcome {
+            reason,
+            sip_status: reason.sip_status(),
+            www_authenticate: reason::www_authenticate(reason, &params),
+            verified: None,
+            iss,
+            impi: None,
+            tna_header: None,
+            seconds_left: 0,
+            granted_expires: 0,
+        }
+    }
+
+    /// Verify an `Authorization` header value. `to` is the REGISTER's `To`
+    /// URI (or whole value) when REQ 4 is to be checked; `requested_expires`
+    /// the expiry the client asked for, if any; `now` Unix seconds.
+    pub fn verify(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, now: i64) -> Outcome {
+        self.sync();
+        let cfg = self.config();
+        let token = match header::extract_token(authorization, cfg.accept_bare_token) {
+            Ok(t) => t,
+            Err(r) => return self.reject(&cfg, r, None),
+        };
+        let v = match token::verify(&cfg, token, now, &|i| self.is_barred(i)) {
+            Ok(v) => v,
+            Err(f) => return self.reject(&cfg, f.reason, f.iss),
+        };
+        if let Some(to) = to {
+            let to_uri = match std::str::from_utf8(to).ok().map(identity::parse_to_uri) {
+                Some(Ok(u)) => u,
+                _ => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
+            };
+            if !v.impu_uris.iter().any(|u| identity::same_identity(u, &to_uri)) {
+                return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
+            }
+        }
+        let issuer_entity = cfg.issuer(&v.iss).map(|i| i.add_authorization_entity).unwrap_or(true);
+        let tna = tna::build(&v.impi, &cfg.home_realm, issuer_entity.then_some(v.iss.as_str()));
+        let seconds_left = (v.exp - now).max(0);
+        let max = cfg.max_registration_expires as i64;
+        let granted = match requested_expires {
+            Some(r) if r >= 0 => r.min(seconds_left).min(max),
+            _ => seconds_left.min(max),
+        };
+        self.count(Some(&v.iss), Reason::Ok);
+        Outcome {
+            reason: Reason::Ok,
+            sip_status: 200,
+            www_authenticate: None,
+            iss: Some(v.iss.clone()),
+            impi: Some(v.impi.clone()),
+            tna_header: Some(tna),
+            seconds_left,
+            granted_expires: granted,
+            verified: Some(v),
+        }
+    }
+
+    /// Is `origin` allowed for the WebSocket handshake (allowed by any
+    /// non-barred issuer)?
+    pub fn origin_allowed(&self, origin: &[u8]) -> bool {
+        self.sync();
+        let Ok(origin) = std::str::from_utf8(origin) else { return false };
+        let origin = origin.trim().trim_end_matches('/');
+        if origin.is_empty() {
+            return false;
+        }
+        let cfg = self.config();
+        cfg.issuers
+            .iter()
+            .any(|i| !self.is_barred(i) && i.origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin)))
+    }
+
+    /// The S-CSCF side check. `allowed` is the subscription's list of
+    /// authorization entities (comma-separated); `None` takes the
+    /// configuration's `[scscf] allowed_entities`.
+    pub fn scscf_check(&self, authorization: &[u8], source: &str, allowed: Option<&str>) -> Outcome {
+        self.sync();
+        let cfg = self.config();
+        let list: Vec<&str> = match allowed {
+            Some(a) => a.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
+            None => cfg.scscf.allowed_entities.iter().map(String::as_str).collect(),
+        };
+        let barred = |e: &str| match cfg.issuer(e) {
+            Some(i) => self.is_barred(i),
+            None => self.is_barred_name(e, false),
+        };
+        match tna::scscf_check(authorization, source, &cfg.scscf.trusted_nodes, &list, &barred) {
+            Ok(p) => {
+                self.count(p.authorization_entity.as_deref(), Reason::Ok);
+                Outcome {
+                    reason: Reason::Ok,
+                    sip_status: 200,
+                    www_authenticate: None,
+                    verified: None,
+                    iss: p.authorization_entity,
+                    impi: Some(p.username),
+                    tna_header: None,
+                    seconds_left: 0,
+                    granted_expires: 0,
+                }
+            }
+            Err((reason, p)) => {
+                let iss = p.as_ref().and_then(|p| p.authorization_entity.clone());
+                self.count(iss.as_deref(), reason);
+                Outcome {
+                    reason,
+                    sip_status: 403,
+                    www_authenticate: None,
+                    verified: None,
+                    iss,
+                    impi: None,
+                    tna_header: None,
+                    seconds_left: 0,
+                    granted_expires: 0,
+                }
+            }
+        }
+    }
+
+    /// Counters and state as JSON.
+    pub fn stats_json(&self) -> String {
+        self.sync();
+        let cfg = self.config();
+        let mut issuers = serde_json::Map::new();
+        for (iss, counts) in self.shared.counters() {
+            let mut m = serde_json::Map::new();
+            for (name, n) in counts {
+                m.insert(name.to_owned(), serde_json::Value::from(n));
+            }
+            issuers.insert(iss, serde_json::Value::Object(m));
+        }
+        let barred: Vec<&str> = cfg.issuers.iter().filter(|i| self.is_barred(i)).map(|i| i.iss.as_str()).collect();
+        serde_json::json!({
+            "config": self.path.display().to_string(),
+            "reload_generation": self.shared.reload_gen(),
+            "issuers_configured": cfg.issuers.len(),
+            "barred": barred,
+            "outcomes": issuers,
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,262 @@
+//! C ABI: the verification context.
+
+use super::*;
+use crate::context::{now, Context, ContextError};
+use std::os::unix::ffi::OsStrExt;
+
+/// A verification context: one configuration (reloadable), its keys, and
+/// a reference to the shared state. Opaque. Safe to use from several
+/// threads at once; starts no thread.
+pub struct wic_tna_ctx {
+    pub(crate) inner: Context,
+}
+
+unsafe fn ctx_ref<'a>(ctx: *const wic_tna_ctx) -> Result<&'a Context, wic_tna_status> {
+    if ctx.is_null() {
+        return Err(fail(WIC_TNA_STATUS_NULL_ARGUMENT, "ctx is NULL"));
+    }
+    // SAFETY: non-NULL, and the caller passes a live handle.
+    Ok(unsafe { &(*ctx).inner })
+}
+
+macro_rules! try_ffi {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(s) => return s,
+        }
+    };
+}
+
+/// Load the configuration file at `config_path` (`config_path_len` bytes)
+/// with its keys, and make a context. `shared` may be NULL: then the
+/// configuration's `state_file` is used when it names one, else a private
+/// region (barring and reloads then stay within this context). In a forking
+/// proxy, call this in each child (Kamailio: `child_init`) with a shared
+/// region made before the fork. On success `*out` owns the context: free it
+/// with `wic_tna_ctx_free`. Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`,
+/// `CONFIG_ERROR` (the message from `wic_tna_last_error` names the file,
+/// line and field), `IO_ERROR` (state file). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_new(
+    config_path: *const c_char,
+    config_path_len: usize,
+    shared: *const wic_tna_shared,
+    out: *mut *mut wic_tna_ctx,
+) -> wic_tna_status {
+    guard("wic_tna_ctx_new", || {
+        // SAFETY: caller's contract.
+        let p = try_ffi!(unsafe { bytes("config_path", config_path, config_path_len) });
+        if out.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
+        }
+        if p.is_empty() || p.contains(&0) {
+            return fail(WIC_TNA_STATUS_INVALID_ARGUMENT, "config_path is empty or has a NUL byte");
+        }
+        // SAFETY: NULL or a live handle.
+        let sh = if shared.is_null() { None } else { Some(unsafe { (*shared).inner.clone() }) };
+        match Context::new(std::path::Path::new(std::ffi::OsStr::from_bytes(p)), sh) {
+            Ok(c) => {
+                // SAFETY: out checked non-NULL.
+                unsafe { *out = Box::into_raw(Box::new(wic_tna_ctx { inner: c })) };
+                WIC_TNA_STATUS_OK
+            }
+            Err(ContextError::Config(e)) => fail(WIC_TNA_STATUS_CONFIG_ERROR, e.to_string()),
+            Err(ContextError::Io(e)) => fail(WIC_TNA_STATUS_IO_ERROR, e),
+        }
+    })
+}
+
+/// Free a context. NULL does nothing. Results taken from it stay valid.
+/// Not to be called while another thread uses the context.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_free(ctx: *mut wic_tna_ctx) {
+    guard_or((), || {
+        if !ctx.is_null() {
+            // SAFETY: from Box::into_raw in wic_tna_ctx_new.
+            drop(unsafe { Box::from_raw(ctx) });
+        }
+    })
+}
+
+/// Re-read the configuration file and keys. On success the new
+/// configuration is in force at once here, and every context sharing the
+/// state re-reads it on its next call. On `CONFIG_ERROR` the old
+/// configuration stays in force everywhere, and `wic_tna_last_error` says
+/// what is wrong (file, line, field). `ctx` must not be NULL. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_reload(ctx: *const wic_tna_ctx) -> wic_tna_status {
+    guard("wic_tna_ctx_reload", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        match c.reload() {
+            Ok(()) => WIC_TNA_STATUS_OK,
+            Err(e) => fail(WIC_TNA_STATUS_CONFIG_ERROR, e.to_string()),
+        }
+    })
+}
+
+/// Bar (`barred` true) or unbar one configured issuer at run time, for
+/// every context sharing the state; other issuers are untouched. The
+/// run-time setting outlives reloads. `ctx` and `iss` must not be NULL.
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (not UTF-8), `NOT_FOUND`
+/// (issuer not configured), `IO_ERROR` (shared table full). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_set_barred(ctx: *const wic_tna_ctx, iss: *const c_char, iss_len: usize, barred: bool) -> wic_tna_status {
+    guard("wic_tna_ctx_set_barred", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        // SAFETY: caller's contract.
+        let i = try_ffi!(unsafe { text("iss", iss, iss_len) });
+        if c.config().issuer(i).is_none() {
+            return fail(WIC_TNA_STATUS_NOT_FOUND, format!("issuer {i:?} is not configured"));
+        }
+        match c.set_barred(i, barred) {
+            Ok(()) => WIC_TNA_STATUS_OK,
+            Err(e) => fail(WIC_TNA_STATUS_IO_ERROR, e),
+        }
+    })
+}
+
+/// Copy the counters (per issuer and reason name, summed over every process
+/// sharing the state), the barred issuers and the reload generation as a
+/// JSON object into `buf` (NUL-terminated); the length without NUL is
+/// stored in `*out_len`. `BUFFER_TOO_SMALL` when it does not fit: call
+/// again with a buffer of `*out_len + 1` bytes. `ctx` and `out_len` must not
+/// be NULL; `buf` may be NULL when `buf_len` is 0. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_stats_json(ctx: *const wic_tna_ctx, buf: *mut c_char, buf_len: usize, out_len: *mut usize) -> wic_tna_status {
+    guard("wic_tna_ctx_stats_json", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        let json = c.stats_json();
+        // SAFETY: caller's contract.
+        unsafe { copy_out(json.as_bytes(), buf, buf_len, out_len) }
+    })
+}
+
+unsafe fn opt_bytes<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Option<&'a [u8]>, wic_tna_status> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded.
+    unsafe { bytes(what, ptr, len) }.map(Some)
+}
+
+/// Verify the `Authorization` header value `authorization`
+/// (`authorization_len` bytes; any bytes: a bad value is a rejection, not an
+/// error) at the current time. `to_uri` is the REGISTER's `To` URI or whole
+/// `To` value; NULL skips the REQ 4 check. `requested_expires` is the
+/// expiry the client asked for, negative when none. On success `*out`
+/// receives a result, accepted or rejected, to be freed with
+/// `wic_tna_result_free`. `ctx`, `authorization` and `out` must not be NULL
+/// (a zero-length value needs a non-NULL pointer too). Errors:
+/// `NULL_ARGUMENT`, `INVALID_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_verify(
+    ctx: *const wic_tna_ctx,
+    authorization: *const c_char,
+    authorization_len: usize,
+    to_uri: *const c_char,
+    to_uri_len: usize,
+    requested_expires: i64,
+    out: *mut *mut wic_tna_result,
+) -> wic_tna_status {
+    // SAFETY: forwarded, same contract.
+    unsafe { wic_tna_verify_at(ctx, authorization, authorization_len, to_uri, to_uri_len, requested_expires, 0, out) }
+}
+
+/// As `wic_tna_verify`, at the Unix time `now` (seconds; 0 means the
+/// current time). For tests and replays of captured traffic.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_verify_at(
+    ctx: *const wic_tna_ctx,
+    authorization: *const c_char,
+    authorization_len: usize,
+    to_uri: *const c_char,
+    to_uri_len: usize,
+    requested_expires: i64,
+    now_unix: i64,
+    out: *mut *mut wic_tna_result,
+) -> wic_tna_status {
+    guard("wic_tna_verify", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        // SAFETY: caller's contract.
+        let auth = try_ffi!(unsafe { bytes("authorization", authorization, authorization_len) });
+        // SAFETY: caller's contract.
+        let to = try_ffi!(unsafe { opt_bytes("to_uri", to_uri, to_uri_len) });
+        if out.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
+        }
+        let t = if now_unix == 0 { now() } else { now_unix };
+        let req = if requested_expires < 0 { None } else { Some(requested_expires) };
+        let outcome = c.verify(auth, to, req, t);
+        // SAFETY: out checked non-NULL.
+        unsafe { *out = Box::into_raw(Box::new(wic_tna_result::from_outcome(outcome))) };
+        WIC_TNA_STATUS_OK
+    })
+}
+
+/// Is `origin` (the WebSocket handshake's `Origin`) allowed for any
+/// non-barred issuer? The answer goes to `*out_allowed`. `ctx`, `origin` and
+/// `out_allowed` must not be NULL. Errors: `NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_origin_allowed(ctx: *const wic_tna_ctx, origin: *const c_char, origin_len: usize, out_allowed: *mut bool) -> wic_tna_status {
+    guard("wic_tna_origin_allowed", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        // SAFETY: caller's contract.
+        let o = try_ffi!(unsafe { bytes("origin", origin, origin_len) });
+        if out_allowed.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out_allowed is NULL");
+        }
+        let a = c.origin_allowed(o);
+        // SAFETY: checked non-NULL.
+        unsafe { *out_allowed = a };
+        WIC_TNA_STATUS_OK
+    })
+}
+
+/// S-CSCF side: check a received TNA `Authorization` value from
+/// `source_ip` (text, IPv4 or IPv6). `allowed_entities` is the
+/// subscription's comma-separated list of authorization entities; NULL
+/// takes the configuration's `[scscf] allowed_entities`. On success `*out`
+/// receives a result (accepted, or rejected with status 403 and a reason);
+/// `wic_tna_result_impi` is the username and `wic_tna_result_issuer` the
+/// authorization entity. `ctx`, `authorization`, `source_ip` and `out` must
+/// not be NULL. Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (source or list
+/// not UTF-8). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_scscf_check(
+    ctx: *const wic_tna_ctx,
+    authorization: *const c_char,
+    authorization_len: usize,
+    source_ip: *const c_char,
+    source_ip_len: usize,
+    allowed_entities: *const c_char,
+    allowed_entities_len: usize,
+    out: *mut *mut wic_tna_result,
+) -> wic_tna_status {
+    guard("wic_tna_scscf_check", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        // SAFETY: caller's contract.
+        let auth = try_ffi!(unsafe { bytes("authorization", authorization, authorization_len) });
+        // SAFETY: caller's contract.
+        let src = try_ffi!(unsafe { text("source_ip", source_ip, source_ip_len) });
+        let allowed = if allowed_entities.is_null() {
+            None
+        } else {
+            // SAFETY: caller's contract.
+            Some(try_ffi!(unsafe { text("allowed_entities", allowed_entities, allowed_entities_len) }))
+        };
+        if out.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
+        }
+        let outcome = c.scscf_check(auth, src, allowed);
+        // SAFETY: out checked non-NULL.
+        unsafe { *out = Box::into_raw(Box::new(wic_tna_result::from_outcome(outcome))) };
+        WIC_TNA_STATUS_OK
+    })
+}

@@ -1,0 +1,187 @@
+//! C ABI: the result of a check.
+
+use super::*;
+use crate::context::Outcome;
+
+/// The decision on one request and what the token said. Opaque; owned by
+/// the caller, freed with `wic_tna_result_free`. Read-only, so it may be
+/// read from several threads at once.
+pub struct wic_tna_result {
+    accepted: bool,
+    sip_status: u16,
+    reason: &'static [u8],
+    www_authenticate: Vec<u8>,
+    tna_header: Vec<u8>,
+    impi: Vec<u8>,
+    issuer: Vec<u8>,
+    subject: Vec<u8>,
+    scope: Vec<u8>,
+    error_description: &'static [u8],
+    impus: Vec<Vec<u8>>,
+    expires_at: i64,
+    seconds_left: i64,
+    granted_expires: i64,
+}
+
+fn z(s: Option<&str>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(s.map_or(0, str::len) + 1);
+    if let Some(s) = s {
+        v.extend_from_slice(s.as_bytes());
+    }
+    v.push(0);
+    v
+}
+
+fn leak_z(s: &'static str) -> &'static [u8] {
+    // Reason names and descriptions are a fixed set: intern them once.
+    use once_cell::sync::Lazy;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static CACHE: Lazy<Mutex<HashMap<&'static str, &'static [u8]>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+    let mut m = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(s).or_insert_with(|| Box::leak(z(Some(s)).into_boxed_slice()))
+}
+
+impl wic_tna_result {
+    pub(crate) fn from_outcome(o: Outcome) -> wic_tna_result {
+        let v = o.verified.as_ref();
+        wic_tna_result {
+            accepted: o.accepted(),
+            sip_status: o.sip_status,
+            reason: leak_z(o.reason.name()),
+            www_authenticate: z(o.www_authenticate.as_deref()),
+            tna_header: z(o.tna_header.as_deref()),
+            impi: z(o.impi.as_deref()),
+            issuer: z(o.iss.as_deref()),
+            subject: z(v.and_then(|v| v.sub.as_deref())),
+            scope: z(v.map(|v| v.scope.as_str())),
+            error_description: if o.accepted() { leak_z("") } else { leak_z(o.reason.description()) },
+            impus: v.map(|v| v.impus.iter().map(|s| z(Some(s))).collect()).unwrap_or_default(),
+            expires_at: v.map(|v| v.exp).unwrap_or(0),
+            seconds_left: o.seconds_left,
+            granted_expires: o.granted_expires,
+        }
+    }
+}
+
+unsafe fn get<'a>(r: *const wic_tna_result) -> Option<&'a wic_tna_result> {
+    // SAFETY: NULL or a live result, per the caller's contract.
+    unsafe { r.as_ref() }
+}
+
+macro_rules! str_getter {
+    ($(#[$doc:meta])* $name:ident, $field:ident) => {
+        $(#[$doc])*
+        ///
+        /// The view is valid until the result is freed. NULL `r` gives an
+        /// empty string. Thread-safe.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(r: *const wic_tna_result) -> wic_tna_str {
+            guard_or(wic_tna_str::empty(), || {
+                // SAFETY: caller's contract.
+                match unsafe { get(r) } {
+                    Some(r) => wic_tna_str::of(&r.$field),
+                    None => wic_tna_str::empty(),
+                }
+            })
+        }
+    };
+}
+
+macro_rules! num_getter {
+    ($(#[$doc:meta])* $name:ident, $field:ident, $t:ty) => {
+        $(#[$doc])*
+        ///
+        /// NULL `r` gives 0. Thread-safe.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(r: *const wic_tna_result) -> $t {
+            guard_or(0 as $t, || {
+                // SAFETY: caller's contract.
+                unsafe { get(r) }.map(|r| r.$field as $t).unwrap_or(0 as $t)
+            })
+        }
+    };
+}
+
+/// Was the request accepted? NULL `r` gives false. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_accepted(r: *const wic_tna_result) -> bool {
+    // SAFETY: caller's contract.
+    guard_or(false, || unsafe { get(r) }.map(|r| r.accepted).unwrap_or(false))
+}
+
+num_getter!(
+    /// The SIP status to answer with: 200 when accepted, else 400, 401, 403
+    /// or 500 (PROTOCOL.md's failure table; the S-CSCF check gives 403).
+    wic_tna_result_sip_status, sip_status, u16);
+num_getter!(
+    /// The token's `exp` (Unix seconds), 0 when rejected.
+    wic_tna_result_expires_at, expires_at, i64);
+num_getter!(
+    /// Seconds the token has left, 0 when rejected.
+    wic_tna_result_seconds_left, seconds_left, i64);
+num_getter!(
+    /// The registration expiry to grant: the least of the requested expiry,
+    /// the token's time left and the configured maximum; 0 when rejected.
+    wic_tna_result_granted_expires, granted_expires, i64);
+
+str_getter!(
+    /// The stable reason name: `ok`, or e.g. `expired`, `bad_signature`,
+    /// `issuer_barred`, `impi_outside_pool`.
+    wic_tna_result_reason, reason);
+str_getter!(
+    /// The `WWW-Authenticate` header value (starting `Bearer `) to send with
+    /// the failure response, or empty when none is sent.
+    wic_tna_result_www_authenticate, www_authenticate);
+str_getter!(
+    /// The TNA `Authorization` header value (starting `Digest `) to forward
+    /// to the S-CSCF; empty when rejected.
+    wic_tna_result_tna_header, tna_header);
+str_getter!(
+    /// The IMPI (the TNA username on the S-CSCF side); empty when rejected.
+    wic_tna_result_impi, impi);
+str_getter!(
+    /// The issuer (authorization entity); may be set on failures too.
+    wic_tna_result_issuer, issuer);
+str_getter!(
+    /// The token's `sub` (web identity), empty when absent.
+    wic_tna_result_subject, subject);
+str_getter!(
+    /// The token's `scope`, empty when rejected.
+    wic_tna_result_scope, scope);
+str_getter!(
+    /// A fixed description of the failure (never token content); empty when
+    /// accepted.
+    wic_tna_result_error_description, error_description);
+
+/// Number of IMPUs (0 when rejected or NULL). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_impu_count(r: *const wic_tna_result) -> usize {
+    // SAFETY: caller's contract.
+    guard_or(0, || unsafe { get(r) }.map(|r| r.impus.len()).unwrap_or(0))
+}
+
+/// IMPU number `index` (from 0), as the token gives it; empty when `index`
+/// is out of range or `r` is NULL. Valid until the result is freed.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_impu(r: *const wic_tna_result, index: usize) -> wic_tna_str {
+    guard_or(wic_tna_str::empty(), || {
+        // SAFETY: caller's contract.
+        match unsafe { get(r) }.and_then(|r| r.impus.get(index)) {
+            Some(s) => wic_tna_str::of(s),
+            None => wic_tna_str::empty(),
+        }
+    })
+}
+
+/// Free a result. NULL does nothing. Not to be called twice.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_free(r: *mut wic_tna_result) {
+    guard_or((), || {
+        if !r.is_null() {
+            // SAFETY: from Box::into_raw in this crate.
+            drop(unsafe { Box::from_raw(r) });
+        }
+    })
+}

@@ -1,0 +1,164 @@
+//! Taking the access token out of an `Authorization` header value, in the
+//! three forms of PROTOCOL.md:
+//! `Bearer <b64token>` (RFC 6750 2.1), `Bearer access_token="<token>"`
+//! (TS 24.371 A.3.2) and, where configured, a bare JWT with no scheme.
+
+use crate::reason::Reason;
+
+/// Largest header value looked at, in bytes (a bigger one is refused
+/// before any parsing).
+pub const MAX_HEADER_LEN: usize = 1024 * 1024 + 64;
+
+fn is_b64token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty() && body.bytes().all(is_b64token_char)
+}
+
+fn is_lws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Fold RFC 3261 LWS: a CRLF is only allowed when followed by SP/HTAB.
+fn check_folding(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'\r' => {
+                if v.get(i + 1) != Some(&b'\n') || !matches!(v.get(i + 2), Some(b' ') | Some(b'\t')) {
+                    return false;
+                }
+                i += 3;
+            }
+            b'\n' => {
+                if !matches!(v.get(i + 1), Some(b' ') | Some(b'\t')) {
+                    return false;
+                }
+                i += 2;
+            }
+            0 => return false,
+            _ => i += 1,
+        }
+    }
+    true
+}
+
+fn is_jwt_shape(s: &str) -> bool {
+    s.bytes().filter(|&c| c == b'.').count() == 2 && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Extract the token from a header value. `accept_bare` allows the bare
+/// form. Errors carry the reason to answer with.
+pub fn extract_token(value: &[u8], accept_bare: bool) -> Result<&str, Reason> {
+    if value.len() > MAX_HEADER_LEN {
+        return Err(Reason::TokenTooLarge);
+    }
+    // Trailing CRLF as some proxies hand it over, then surrounding LWS.
+    let mut v = value;
+    while let Some((&last, rest)) = v.split_last() {
+        if is_lws(last) { v = rest } else { break }
+    }
+    while let Some((&first, rest)) = v.split_first() {
+        if is_lws(first) { v = rest } else { break }
+    }
+    if v.is_empty() {
+        return Err(Reason::MalformedRequest);
+    }
+    if !check_folding(v) {
+        return Err(Reason::MalformedRequest);
+    }
+    let v = std::str::from_utf8(v).map_err(|_| Reason::MalformedRequest)?;
+    if !v.is_ascii() {
+        return Err(Reason::MalformedRequest);
+    }
+    let (scheme, rest) = match v.find(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+        Some(i) => (&v[..i], v[i..].trim_start_matches([' ', '\t', '\r', '\n'])),
+        None => (v, ""),
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if rest.is_empty() {
+            return Err(Reason::MalformedRequest);
+        }
+        if is_b64token(rest) {
+            return Ok(rest);
+        }
+        return parse_auth_params(rest);
+    }
+    if rest.is_empty() && accept_bare && is_jwt_shape(scheme) {
+        return Ok(scheme);
+    }
+    // Another scheme (Digest, Basic, ...) or a bare token that is not
+    // accepted: the request carries no bearer token.
+    if scheme.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'%' | b'*' | b'+' | b'`' | b'\'' | b'~')) {
+        return Err(Reason::MissingToken);
+    }
+    Err(Reason::MalformedRequest)
+}
+
+/// `access_token="<token>"` among comma-separated auth-params. Exactly one
+/// `access_token`; other parameters must be well-formed and are ignored.
+fn parse_auth_params(s: &str) -> Result<&str, Reason> {
+    let mut token: Option<&str> = None;
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        let eq = rest.find('=').ok_or(Reason::MalformedRequest)?;
+        let name = rest[..eq].trim_end_matches([' ', '\t', '\r', '\n']);
+        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+            return Err(Reason::MalformedRequest);
+        }
+        rest = rest[eq + 1..].trim_start_matches([' ', '\t', '\r', '\n']);
+        let value;
+        if let Some(q) = rest.strip_prefix('"') {
+            // Quoted string without escapes: a token never needs them.
+            let end = q.find(['"', '\\']).ok_or(Reason::MalformedRequest)?;
+            if q.as_bytes()[end] == b'\\' {
+                return Err(Reason::MalformedRequest);
+            }
+            value = &q[..end];
+            rest = &q[end + 1..];
+        } else {
+            let end = rest.find([',', ' ', '\t', '\r', '\n']).unwrap_or(rest.len());
+            value = &rest[..end];
+            rest = &rest[end..];
+        }
+        if name.eq_ignore_ascii_case("access_token") {
+            if token.is_some() || !is_b64token(value) {
+                return Err(Reason::MalformedRequest);
+            }
+            token = Some(value);
+        }
+        rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if rest.is_empty() {
+            break;
+        }
+        rest = rest.strip_prefix(',').ok_or(Reason::MalformedRequest)?;
+    }
+    token.ok_or(Reason::MalformedRequest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(extract_token(b"Bearer abc.def.ghi", false), Ok("abc.def.ghi"));
+        assert_eq!(extract_token(b"bEaReR   abc.def.ghi\r\n", false), Ok("abc.def.ghi"));
+        assert_eq!(extract_token(b"Bearer\r\n abc.def.ghi", false), Ok("abc.def.ghi"));
+        assert_eq!(extract_token(b"Bearer access_token=\"abc.def.ghi\"", false), Ok("abc.def.ghi"));
+        assert_eq!(extract_token(b"Bearer realm=\"x\", access_token=\"a.b.c\"", false), Ok("a.b.c"));
+        assert_eq!(extract_token(b"abc.def.ghi", true), Ok("abc.def.ghi"));
+        assert_eq!(extract_token(b"abc.def.ghi", false), Err(Reason::MissingToken));
+        assert_eq!(extract_token(b"Digest username=\"x\"", false), Err(Reason::MissingToken));
+        for bad in [&b""[..], b"   ", b"Bearer", b"Bearer ", b"Bearer a b", b"Bearer a\r\nb", b"Bearer \"a\"",
+            b"Bearer access_token=\"a\", access_token=\"b\"", b"Bearer access_token=\"a", b"Bearer a\0b",
+            b"Bearer \xff", b"Bearer x=\"a\\\"b\""] {
+            assert_eq!(extract_token(bad, true).map(|_| ()), Err(Reason::MalformedRequest), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! IMS identities: syntax checks for the IMPI (NAI) and IMPUs (SIP/tel URIs),
+//! pool patterns, and URI comparison for the `To` check (REQ 4).
+//!
+//! Everything here is strict on purpose: a value that passes
+//! [`check_impi`] or [`parse_impu`] is safe to put inside a quoted SIP header
+//! parameter (no CR, LF, NUL, quote, backslash, space or non-ASCII byte).
+
+/// Longest identity accepted, in bytes.
+pub const MAX_IDENTITY_LEN: usize = 256;
+
+fn is_nai_user_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c)
+}
+
+fn is_host_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'.'
+}
+
+fn check_hostname(host: &str) -> bool {
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        // IPv6 reference.
+        return match inner.strip_suffix(']') {
+            Some(v6) => !v6.is_empty() && v6.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
+            None => false,
+        };
+    }
+    host.bytes().all(is_host_char)
+        && host.split('.').enumerate().all(|(i, label)| {
+            // A trailing dot is tolerated, empty labels elsewhere are not.
+            (!label.is_empty() || i == host.split('.').count() - 1 && i > 0)
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Check that `impi` is a NAI `user@realm` (RFC 7542 subset) and safe in a
+/// header. Returns a short description of the problem otherwise.
+pub fn check_impi(impi: &str) -> Result<(), &'static str> {
+    if impi.is_empty() || impi.len() > MAX_IDENTITY_LEN {
+        return Err("empty or too long");
+    }
+    let (user, realm) = match impi.split_once('@') {
+        Some(p) => p,
+        None => return Err("no '@'"),
+    };
+    if user.is_empty() || !user.bytes().all(is_nai_user_char) {
+        return Err("user part has characters outside the NAI set");
+    }
+    if user.starts_with('.') || user.ends_with('.') || user.contains("..") {
+        return Err("user part has a misplaced dot");
+    }
+    if realm.contains('@') || !check_hostname(realm) || realm.starts_with('[') {
+        return Err("realm is not a domain name");
+    }
+    Ok(())
+}
+
+/// URI scheme of an IMPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:`
+    Sips,
+    /// `tel:`
+    Tel,
+}
+
+/// A parsed IMPU or `To` URI: what takes part in comparisons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uri {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// User part (SIP) or number (tel), lower-cased; visual separators are
+    /// removed from telephone numbers.
+    pub user: String,
+    /// Host, lower-cased (empty for tel).
+    pub host: String,
+    /// Port, if given.
+    pub port: Option<u16>,
+}
+
+impl Uri {
+    /// Canonical form without parameters: `sip:user@host[:port]`, `tel:+123`.
+    /// Pool patterns are matched against this form.
+    pub fn canonical(&self) -> String {
+        match self.scheme {
+            Scheme::Tel => format!("tel:{}", self.user),
+            Scheme::Sip | Scheme::Sips => {
+                let mut s = String::with_capacity(self.user.len() + self.host.len() + 12);
+                s.push_str(if self.scheme == Scheme::Sip { "sip:" } else { "sips:" });
+                if !self.user.is_empty() {
+                    s.push_str(&self.user);
+                    s.push('@');
+                }
+                s.push_str(&self.host);
+                if let Some(p) = self.port {
+                    s.push(':');
+                    s.push_str(&p.to_string());
+                }
+                s
+            }
+        }
+    }
+}
+
+fn is_uri_user_char(c: u8) -> bool {
+    // RFC 3261 unreserved / escaped / user-unreserved, without ',' and '?'.
+    c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c)
+}
+
+fn is_param_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c)
+}
+
+/// Parse an IMPU (`sip:`, `sips:` or `tel:` URI) strictly.
+pub fn parse_impu(s: &str) -> Result<Uri, &'static str> {
+    if s.is_empty() || s.len() > MAX_IDENTITY_LEN {
+        return Err("empty or too long");
+    }
+    if !s.bytes().all(|c| c.is_ascii_graphic()) || s.contains(['"', '\\', '<', '>', ',', '?']) {
+        return Err("characters not allowed in a URI");
+    }
+    let (scheme, rest) = match s.split_once(':') {
+        Some((sc, rest)) => {
+            let scheme = if sc.eq_ignore_ascii_case("sip") {
+                Scheme::Sip
+            } else if sc.eq_ignore_ascii_case("sips") {
+                Scheme::Sips
+            } else if sc.eq_ignore_ascii_case("tel") {
+                Scheme::Tel
+            } else {
+                return Err("scheme is not sip, sips or tel");
+            };
+            (scheme, rest)
+        }
+        None => return Err("no scheme"),
+    };
+    let (main, params) = match rest.split_once(';') {
+        Some((m, p)) => (m, Some(p)),
+        None => (rest, None),
+    };
+    if let Some(p) = params {
+        if !p.bytes().all(is_param_char) {
+            return Err("bad URI parameters");
+        }
+    }
+    match scheme {
+        Scheme::Tel => {
+            let number: String = main
+                .chars()
+                .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+                .collect::<String>()
+                .to_ascii_lowercase();
+            let digits = number.strip_prefix('+').unwrap_or(&number);
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_hexdigit() || c == b'*' || c == b'#') {
+                return Err("tel number has characters outside the phone-number set");
+            }
+            Ok(Uri { scheme, user: number, host: String::new(), port: None })
+        }
+        Scheme::Sip | Scheme::Sips => {
+            let (user, hostport) = match main.rsplit_once('@') {
+                Some((u, h)) => (u, h),
+                None => ("", main),
+            };
+            if main.contains('@') && user.is_empty() {
+                return Err("empty user part");
+            }
+            if user.contains('@') || user.contains(':') {
+                return Err("user part has '@' or a password");
+            }
+            if !user.bytes().all(is_uri_user_char) {
+                return Err("user part has characters not allowed");
+            }
+            let (host, port) = split_host_port(hostport)?;
+            if !check_hostname(host) {
+                return Err("host is not a domain name or IP address");
+            }
+            Ok(Uri {
+                scheme,
+                user: user.to_ascii_lowercase(),
+                host: host.to_ascii_lowercase(),
+                port,
+            })
+        }
+    }
+}
+
+fn split_host_port(hp: &str) -> Result<(&str, Option<u16>), &'static str> {
+    let (host, port) = if hp.starts_with('[') {
+        match hp.find(']') {
+            Some(i) => {
+                let (h, rest) = hp.split_at(i + 1);
+                match rest.strip_prefix(':') {
+                    Some(p) => (h, Some(p)),
+                    None if rest.is_empty() => (h, None),
+                    None => return Err("garbage after IPv6 host"),
+                }
+            }
+            None => return Err("unterminated IPv6 host"),
+        }
+    } else {
+        match hp.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hp, None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().map_err(|_| "bad port")?),
+        None => None,
+    };
+    Ok((host, port))
+}
+
+/// Take the URI out of a `To` value: either a bare URI or a name-addr
+/// (`"Alice" <sip:alice@x>;tag=1`). Header parameters are dropped.
+pub fn parse_to_uri(to: &str) -> Result<Uri, &'static str> {
+    let to = to.trim_matches(|c| c == ' ' || c == '\t');
+    let uri = if let Some(start) = to.rfind('<') {
+        let rest = &to[start + 1..];
+        match rest.find('>') {
+            Some(end) => &rest[..end],
+            None => return Err("unterminated '<'"),
+        }
+    } else {
+        // addr-spec without brackets: everything after ';' is a header parameter.
+        to.split(';').next().unwrap_or("")
+    };
+    parse_impu(uri.trim())
+}
+
+/// Compare two URIs as PROTOCOL.md says: scheme, user, host and port;
+/// case-insensitive (both are lower-cased when parsed); parameters ignored.
+pub fn same_identity(a: &Uri, b: &Uri) -> bool {
+    a == b
+}
+
+/// A pool pattern: `*` matches any run of characters except `@`; everything
+/// else matches itself, ASCII case-insensitively. The whole value must match.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    parts: Vec<String>,
+    text: String,
+}
+
+impl Pattern {
+    /// Compile a pattern. Fails on characters that never occur in an identity.
+    pub fn new(text: &str) -> Result<Pattern, &'static str> {
+        if text.is_empty() {
+            return Err("empty pattern");
+        }
+        if !text.bytes().all(|c| c.is_ascii_graphic()) || text.contains(['"', '\\']) {
+            return Err("pattern has characters that never occur in an identity");
+        }
+        Ok(Pattern {
+            parts: text.to_ascii_lowercase().split('*').map(str::to_owned).collect(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// The pattern as written in the configuration.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Does `value` match (ASCII case-insensitively)?
+    pub fn matches(&self, value: &str) -> bool {
+        let v = value.to_ascii_lowercase();
+        let n = self.parts.len();
+        if n == 1 {
+            return v == self.parts[0];
+        }
+        let first = &self.parts[0];
+        let last = &self.parts[n - 1];
+        if !v.starts_with(first.as_str()) || v.len() < first.len() + last.len() || !v.ends_with(last.as_str()) {
+            return false;
+        }
+        let mut pos = first.len();
+        let end = v.len() - last.len();
+        // Greedy-free left-to-right search of the middle parts; a wildcard
+        // run may not contain '@'.
+        for part in &self.parts[1..n - 1] {
+            match v[pos..end].find(part.as_str()) {
+                Some(i) => {
+                    if v[pos..pos + i].contains('@') {
+                        return false;
+                    }
+                    pos += i + part.len();
+                }
+                None => return false,
+            }
+        }
+        !v[pos..end].contains('@')
+    }
+}
+
+/// Does any pattern of `pool` match `value`? An empty pool matches nothing.
+pub fn in_pool(pool: &[Pattern], value: &str) -> bool {
+    pool.iter().any(|p| p.matches(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impi_syntax() {
+        assert!(check_impi("alice@socialnet.ims.example.net").is_ok());
+        for bad in [
+            "", "alice", "@x.net", "a@", "a b@x.net", "a\"@x.net", "a\\@x.net", "a\r@x.net", "a\n@x.net",
+            "a\0@x.net", "al\u{e9}@x.net", "a@b@x.net", "a@x..net", "a@-x.net", ".a@x.net",
+        ] {
+            assert!(check_impi(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn impu_syntax_and_compare() {
+        let a = parse_impu("sip:Alice@SocialNet.example;transport=ws").unwrap();
+        let b = parse_to_uri("\"Al\" <SIP:alice@socialnet.example>;tag=x").unwrap();
+        assert!(same_identity(&a, &b));
+        assert_eq!(a.canonical(), "sip:alice@socialnet.example");
+        let t = parse_impu("tel:+1-555-0100").unwrap();
+        assert_eq!(t.canonical(), "tel:+15550100");
+        assert!(!same_identity(&a, &parse_impu("sips:alice@socialnet.example").unwrap()));
+        for bad in ["", "alice@x", "http://x", "sip:a b@x", "sip:a\"@x", "sip:a@x\r\n", "sip:a:pw@x", "sip:@x", "sip:a@", "sip:a@x:99999", "tel:abc", "sip:a@x>"] {
+            assert!(parse_impu(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn patterns() {
+        let p = Pattern::new("*@socialnet.com").unwrap();
+        assert!(p.matches("alice@socialnet.com"));
+        assert!(p.matches("Alice@SocialNet.COM"));
+        assert!(!p.matches("alice@evil.socialnet.com"));
+        assert!(!p.matches("a@b@socialnet.com"));
+        assert!(!p.matches("alice@socialnet.com.evil"));
+        let s = Pattern::new("sip:*@socialnet.com").unwrap();
+        assert!(s.matches("sip:bob@socialnet.com"));
+        assert!(!s.matches("sip:bob@evil.com;x=@socialnet.com"));
+        let t = Pattern::new("tel:+1555*").unwrap();
+        assert!(t.matches("tel:+15550100"));
+        assert!(!t.matches("tel:+4455501"));
+        let exact = Pattern::new("sip:svc@x.net").unwrap();
+        assert!(exact.matches("sip:SVC@x.net") && !exact.matches("sip:svc@x.net2"));
+        assert!(!in_pool(&[], "anything"));
+    }
+}

@@ -1,0 +1,327 @@
+//! Verification of a self-contained access token (JWT, RFC 7519 / RFC 9068)
+//! against the configuration: JOSE header, issuer and key selection,
+//! signature, lifetime, audience, scope and the identities.
+
+use crate::config::{Config, Issuer};
+use crate::identity::{self, Uri};
+use crate::keys::{Alg, Key};
+use crate::reason::Reason;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use std::fmt;
+
+/// Most keys tried for a token without `kid`.
+pub const MAX_KEYS_WITHOUT_KID: usize = 4;
+/// Most IMPUs in one token.
+pub const MAX_IMPUS: usize = 32;
+
+/// A JSON object whose keys are unique (a duplicate key is an error, unlike
+/// `serde_json::Map`, which keeps the last one).
+pub struct StrictObject(pub Vec<(String, Value)>);
+
+impl StrictObject {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject, A::Error> {
+                let mut out: Vec<(String, Value)> = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                    if out.iter().any(|(x, _)| *x == k) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    out.push((k, v));
+                }
+                Ok(StrictObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// What a valid token says, after every check.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// `iss`.
+    pub iss: String,
+    /// IMPI.
+    pub impi: String,
+    /// IMPUs as the token gives them.
+    pub impus: Vec<String>,
+    /// IMPUs parsed.
+    pub impu_uris: Vec<Uri>,
+    /// `sub`, if any.
+    pub sub: Option<String>,
+    /// `scope`.
+    pub scope: String,
+    /// `exp`.
+    pub exp: i64,
+    /// `jti`, if any.
+    pub jti: Option<String>,
+    /// Algorithm and kid of the key that verified it.
+    pub alg: Alg,
+    /// kid, if any.
+    pub kid: Option<String>,
+}
+
+/// A failure, with the issuer when it was known (for the counters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Why.
+    pub reason: Reason,
+    /// The configured issuer the token named, if it named one.
+    pub iss: Option<String>,
+}
+
+fn fail(reason: Reason) -> Failure {
+    Failure { reason, iss: None }
+}
+
+fn b64(s: &str) -> Result<Vec<u8>, Failure> {
+    URL_SAFE_NO_PAD.decode(s).map_err(|_| fail(Reason::MalformedToken))
+}
+
+fn numeric_date(v: Option<&Value>, required: bool) -> Result<Option<i64>, Reason> {
+    match v {
+        None | Some(Value::Null) if !required => Ok(None),
+        None | Some(Value::Null) => Err(Reason::MissingClaim),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(i))
+            } else if let Some(f) = n.as_f64() {
+                if f.is_finite() && f.abs() < 1e15 {
+                    Ok(Some(f.floor() as i64))
+                } else {
+                    Err(Reason::InvalidClaim)
+                }
+            } else {
+                Err(Reason::InvalidClaim)
+            }
+        }
+        Some(_) => Err(Reason::InvalidClaim),
+    }
+}
+
+fn printable(s: &str) -> bool {
+    s.len() <= 1024 && !s.chars().any(|c| c.is_control())
+}
+
+/// Verify `token` (the token alone, out of the header) at time `now`.
+/// `barred` tells whether an issuer is barred right now.
+pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> bool) -> Result<Verified, Failure> {
+    if token.len() > cfg.max_token_size {
+        return Err(fail(Reason::TokenTooLarge));
+    }
+    let mut parts = token.split('.');
+    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(fail(Reason::MalformedToken));
+    };
+    if h64.is_empty() || p64.is_empty() || s64.is_empty() {
+        return Err(fail(Reason::MalformedToken));
+    }
+    let header: StrictObject = serde_json::from_slice(&b64(h64)?).map_err(|_| fail(Reason::MalformedToken))?;
+
+    // JOSE header: alg from the key's configuration, never trusted alone.
+    let alg_name = match header.get("alg") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(fail(Reason::MalformedToken)),
+        None => return Err(fail(Reason::UnsupportedAlgorithm)),
+    };
+    let alg = Alg::from_name(alg_name).ok_or_else(|| fail(Reason::UnsupportedAlgorithm))?;
+    for never in ["crit", "jku", "x5u", "jwk", "x5c", "b64", "zip", "enc"] {
+        if header.get(never).is_some() {
+            return Err(fail(Reason::UnsupportedHeader));
+        }
+    }
+    match header.get("typ") {
+        None if !cfg.require_at_jwt => {}
+        Some(Value::String(t)) => {
+            let t = t.to_ascii_lowercase();
+            let at = t == "at+jwt" || t == "application/at+jwt";
+            if !(at || (!cfg.require_at_jwt && t == "jwt")) {
+                return Err(fail(Reason::WrongTokenType));
+            }
+        }
+        _ => return Err(fail(Reason::WrongTokenType)),
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) if k.len() <= 256 => Some(k.as_str()),
+        Some(_) => return Err(fail(Reason::UnknownKey)),
+    };
+
+    // Claims are read before the signature is checked only to learn `iss`,
+    // which selects the only keys tried.
+    let claims: StrictObject = serde_json::from_slice(&b64(p64)?).map_err(|_| fail(Reason::MalformedToken))?;
+    let names = &cfg.claims;
+    let iss = match claims.get(&names.iss) {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(fail(Reason::InvalidClaim)),
+        None => return Err(fail(Reason::UnknownIssuer)),
+    };
+    let issuer = cfg.issuer(iss).ok_or_else(|| fail(Reason::UnknownIssuer))?;
+    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+
+    let signature = b64(s64).map_err(|f| with_iss(f.reason))?;
+    let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
+    let key = select_and_verify(issuer, kid, alg, signing_input, &signature).map_err(with_iss)?;
+
+    // Lifetime.
+    let leeway = cfg.leeway as i64;
+    let exp = numeric_date(claims.get(&names.exp), true).map_err(with_iss)?.unwrap_or(0);
+    let nbf = numeric_date(claims.get(&names.nbf), false).map_err(with_iss)?;
+    let iat = numeric_date(claims.get(&names.iat), false).map_err(with_iss)?;
+    if now > exp.saturating_add(leeway) {
+        return Err(with_iss(Reason::Expired));
+    }
+    if let Some(nbf) = nbf {
+        if nbf > now.saturating_add(leeway) {
+            return Err(with_iss(Reason::NotYetValid));
+        }
+    }
+    if let Some(iat) = iat {
+        if iat > now.saturating_add(leeway) {
+            return Err(with_iss(Reason::IssuedInFuture));
+        }
+    }
+    let lifetime = exp.saturating_sub(iat.unwrap_or(now));
+    if lifetime > issuer.max_token_lifetime as i64 {
+        return Err(with_iss(Reason::LifetimeTooLong));
+    }
+
+    // Audience.
+    let aud_ok = match claims.get(&names.aud) {
+        Some(Value::String(a)) => *a == cfg.audience,
+        Some(Value::Array(list)) => {
+            let mut found = false;
+            for a in list {
+                match a {
+                    Value::String(s) => found |= *s == cfg.audience,
+                    _ => return Err(with_iss(Reason::InvalidClaim)),
+                }
+            }
+            found
+        }
+        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
+        None => false,
+    };
+    if !aud_ok {
+        return Err(with_iss(Reason::WrongAudience));
+    }
+
+    if barred(issuer) {
+        return Err(with_iss(Reason::IssuerBarred));
+    }
+
+    // Scope.
+    let scope = match claims.get(&names.scope) {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
+        None => return Err(with_iss(Reason::InsufficientScope)),
+    };
+    if !printable(scope) {
+        return Err(with_iss(Reason::InvalidClaim));
+    }
+    if !scope.split(' ').any(|s| s == cfg.required_scope) {
+        return Err(with_iss(Reason::InsufficientScope));
+    }
+
+    // Identities: syntax first, then the issuer's pools.
+    let impi = match claims.get(&names.impi) {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(with_iss(Reason::InvalidImpi)),
+        None => return Err(with_iss(Reason::MissingClaim)),
+    };
+    identity::check_impi(impi).map_err(|_| with_iss(Reason::InvalidImpi))?;
+    let impus: Vec<&str> = match claims.get(&names.impu) {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_IMPUS => {
+            let mut v = Vec::with_capacity(list.len());
+            for x in list {
+                match x {
+                    Value::String(s) => v.push(s.as_str()),
+                    _ => return Err(with_iss(Reason::InvalidImpu)),
+                }
+            }
+            v
+        }
+        Some(_) => return Err(with_iss(Reason::InvalidImpu)),
+        None => return Err(with_iss(Reason::MissingClaim)),
+    };
+    let mut impu_uris = Vec::with_capacity(impus.len());
+    for s in &impus {
+        impu_uris.push(identity::parse_impu(s).map_err(|_| with_iss(Reason::InvalidImpu))?);
+    }
+    if !identity::in_pool(&issuer.impi_pool, impi) {
+        return Err(with_iss(Reason::ImpiOutsidePool));
+    }
+    for u in &impu_uris {
+        if !identity::in_pool(&issuer.impu_pool, &u.canonical()) {
+            return Err(with_iss(Reason::ImpuOutsidePool));
+        }
+    }
+
+    let sub = match claims.get(&names.sub) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if printable(s) => Some(s.clone()),
+        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
+    };
+    let jti = match claims.get(&names.jti) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if printable(s) => Some(s.clone()),
+        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
+    };
+
+    Ok(Verified {
+        iss: issuer.iss.clone(),
+        impi: impi.to_owned(),
+        impus: impus.iter().map(|s| (*s).to_owned()).collect(),
+        impu_uris,
+        sub,
+        scope: scope.to_owned(),
+        exp,
+        jti,
+        alg: key.alg,
+        kid: key.kid.clone(),
+    })
+}
+
+/// Pick the key(s) of this issuer only: with `kid`, exactly that key (no
+/// fallback); without, the keys configured for `alg`, at most
+/// [`MAX_KEYS_WITHOUT_KID`]. The algorithm must be one configured for the key.
+fn select_and_verify<'a>(issuer: &'a Issuer, kid: Option<&str>, alg: Alg, input: &[u8], signature: &[u8]) -> Result<&'a Key, Reason> {
+    match kid {
+        Some(kid) => {
+            let idxs = issuer.keys_by_kid.get(kid).ok_or(Reason::UnknownKey)?;
+            let key = idxs.iter().map(|&i| &issuer.keys[i]).find(|k| k.alg == alg).ok_or(Reason::UnsupportedAlgorithm)?;
+            if key.verify(input, signature) {
+                Ok(key)
+            } else {
+                Err(Reason::BadSignature)
+            }
+        }
+        None => {
+            let mut candidates = issuer.keys.iter().filter(|k| k.alg == alg).peekable();
+            if candidates.peek().is_none() {
+                return Err(Reason::UnsupportedAlgorithm);
+            }
+            let candidates: Vec<&Key> = candidates.take(MAX_KEYS_WITHOUT_KID + 1).collect();
+            if candidates.len() > MAX_KEYS_WITHOUT_KID {
+                return Err(Reason::UnknownKey);
+            }
+            candidates.into_iter().find(|k| k.verify(input, signature)).ok_or(Reason::BadSignature)
+        }
+    }
+}

@@ -69,40 +69,6 @@ unsafe fn get<'a>(r: *const wic_tna_result) -> Option<&'a wic_tna_result> {
     unsafe { r.as_ref() }
 }
 
-macro_rules! str_getter {
-    ($(#[$doc:meta])* $name:ident, $field:ident) => {
-        $(#[$doc])*
-        ///
-        /// The view is valid until the result is freed. NULL `r` gives an
-        /// empty string. Thread-safe.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(r: *const wic_tna_result) -> wic_tna_str {
-            guard_or(wic_tna_str::empty(), || {
-                // SAFETY: caller's contract.
-                match unsafe { get(r) } {
-                    Some(r) => wic_tna_str::of(&r.$field),
-                    None => wic_tna_str::empty(),
-                }
-            })
-        }
-    };
-}
-
-macro_rules! num_getter {
-    ($(#[$doc:meta])* $name:ident, $field:ident, $t:ty) => {
-        $(#[$doc])*
-        ///
-        /// NULL `r` gives 0. Thread-safe.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(r: *const wic_tna_result) -> $t {
-            guard_or(0 as $t, || {
-                // SAFETY: caller's contract.
-                unsafe { get(r) }.map(|r| r.$field as $t).unwrap_or(0 as $t)
-            })
-        }
-    };
-}
-
 /// Was the request accepted? NULL `r` gives false. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_accepted(r: *const wic_tna_result) -> bool {
@@ -110,49 +76,116 @@ pub unsafe extern "C" fn wic_tna_result_accepted(r: *const wic_tna_result) -> bo
     guard_or(false, || unsafe { get(r) }.map(|r| r.accepted).unwrap_or(false))
 }
 
-num_getter!(
-    /// The SIP status to answer with: 200 when accepted, else 400, 401, 403
-    /// or 500 (PROTOCOL.md's failure table; the S-CSCF check gives 403).
-    wic_tna_result_sip_status, sip_status, u16);
-num_getter!(
-    /// The token's `exp` (Unix seconds), 0 when rejected.
-    wic_tna_result_expires_at, expires_at, i64);
-num_getter!(
-    /// Seconds the token has left, 0 when rejected.
-    wic_tna_result_seconds_left, seconds_left, i64);
-num_getter!(
-    /// The registration expiry to grant: the least of the requested expiry,
-    /// the token's time left and the configured maximum; 0 when rejected.
-    wic_tna_result_granted_expires, granted_expires, i64);
-
-str_getter!(
-    /// The stable reason name: `ok`, or e.g. `expired`, `bad_signature`,
-    /// `issuer_barred`, `impi_outside_pool`.
-    wic_tna_result_reason, reason);
-str_getter!(
-    /// The `WWW-Authenticate` header value (starting `Bearer `) to send with
-    /// the failure response, or empty when none is sent.
-    wic_tna_result_www_authenticate, www_authenticate);
-str_getter!(
-    /// The TNA `Authorization` header value (starting `Digest `) to forward
-    /// to the S-CSCF; empty when rejected.
-    wic_tna_result_tna_header, tna_header);
-str_getter!(
-    /// The IMPI (the TNA username on the S-CSCF side); empty when rejected.
-    wic_tna_result_impi, impi);
-str_getter!(
-    /// The issuer (authorization entity); may be set on failures too.
-    wic_tna_result_issuer, issuer);
-str_getter!(
-    /// The token's `sub` (web identity), empty when absent.
-    wic_tna_result_subject, subject);
-str_getter!(
-    /// The token's `scope`, empty when rejected.
-    wic_tna_result_scope, scope);
-str_getter!(
-    /// A fixed description of the failure (never token content); empty when
-    /// accepted.
-    wic_tna_result_error_description, error_description);
+/// The SIP status to answer with: 200 when accepted, else 400, 401, 403
+/// or 500 (PROTOCOL.md's failure table; the S-CSCF check gives 403).
+///
+/// NULL `r` gives 0. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_sip_status(r: *const wic_tna_result) -> u16 {
+    // SAFETY: caller's contract.
+    guard_or(0, || unsafe { get(r) }.map(|r| r.sip_status).unwrap_or(0))
+}
+/// The token's `exp` (Unix seconds), 0 when rejected.
+///
+/// NULL `r` gives 0. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_expires_at(r: *const wic_tna_result) -> i64 {
+    // SAFETY: caller's contract.
+    guard_or(0, || unsafe { get(r) }.map(|r| r.expires_at).unwrap_or(0))
+}
+/// Seconds the token has left, 0 when rejected.
+///
+/// NULL `r` gives 0. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_seconds_left(r: *const wic_tna_result) -> i64 {
+    // SAFETY: caller's contract.
+    guard_or(0, || unsafe { get(r) }.map(|r| r.seconds_left).unwrap_or(0))
+}
+/// The registration expiry to grant: the least of the requested expiry,
+/// the token's time left and the configured maximum; 0 when rejected.
+///
+/// NULL `r` gives 0. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_granted_expires(r: *const wic_tna_result) -> i64 {
+    // SAFETY: caller's contract.
+    guard_or(0, || unsafe { get(r) }.map(|r| r.granted_expires).unwrap_or(0))
+}
+/// The stable reason name: `ok`, or e.g. `expired`, `bad_signature`,
+/// `issuer_barred`, `impi_outside_pool`.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_reason(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(r.reason)).unwrap_or_else(wic_tna_str::empty))
+}
+/// The `WWW-Authenticate` header value (starting `Bearer `) to send with
+/// the failure response, or empty when none is sent.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_www_authenticate(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.www_authenticate)).unwrap_or_else(wic_tna_str::empty))
+}
+/// The TNA `Authorization` header value (starting `Digest `) to forward
+/// to the S-CSCF; empty when rejected.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_tna_header(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.tna_header)).unwrap_or_else(wic_tna_str::empty))
+}
+/// The IMPI (the TNA username on the S-CSCF side); empty when rejected.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_impi(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.impi)).unwrap_or_else(wic_tna_str::empty))
+}
+/// The issuer (authorization entity); may be set on failures too.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_issuer(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.issuer)).unwrap_or_else(wic_tna_str::empty))
+}
+/// The token's `sub` (web identity), empty when absent.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_subject(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.subject)).unwrap_or_else(wic_tna_str::empty))
+}
+/// The token's `scope`, empty when rejected.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_scope(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.scope)).unwrap_or_else(wic_tna_str::empty))
+}
+/// A fixed description of the failure (never token content); empty when
+/// accepted.
+///
+/// The view is valid until the result is freed. NULL `r` gives an empty
+/// string. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_result_error_description(r: *const wic_tna_result) -> wic_tna_str {
+    // SAFETY: caller's contract.
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(r.error_description)).unwrap_or_else(wic_tna_str::empty))
+}
 
 /// Number of IMPUs (0 when rejected or NULL). Thread-safe.
 #[no_mangle]

@@ -1,0 +1,454 @@
+"""wic-tna from Kamailio's app_python3, with no C compiler: a ctypes binding
+over libwic_tna.so (include/wic_tna.h) and a KEMI-style handler object.
+
+The binding (`Library`, `Context`, `Result`) is plain Python and usable
+anywhere. The handler (`mod_init()` / `WicTnaHandler`) follows app_python3's
+contract (Debian's kamailio-python3-modules 5.6, embedded /usr/bin/python3):
+
+  * `mod_init()` runs once in the main process BEFORE Kamailio forks: it
+    loads the library, routes its log to Kamailio's (KSR.err/warn/info/dbg)
+    and test-loads the configuration so that a broken one stops the start.
+  * `child_init(rank)` runs in every process after the fork: each creates its
+    own context.
+  * cfg functions, called with python_exec("name"):
+      wic_tna_verify   in: $var(wic_auth) (Authorization value), $tu,
+                           $var(req_exp) (requested expiry, < 0: none)
+                       out: $var(wic_status) $var(wic_reason)
+                           $var(wic_challenge) $var(wic_tna) $var(wic_impi)
+                           $var(wic_impus) $var(wic_issuer) $var(wic_subject)
+                           $var(wic_expires)
+                       returns 1 accepted, -1 rejected, -2 internal error
+      wic_tna_origin   in: $hdr(Origin); returns 1 allowed, -1 not, -2 error
+      wic_tna_scscf_check  in: $var(wic_auth), $si, $var(wic_entities)
+                       out: as wic_tna_verify
+  * Barring, unbarring and reloading go through the configuration's
+    `state_file`, shared by every worker and the CLI:
+        wic-tna bar --config <cfg> <iss>    wic-tna reload --config <cfg>
+    (app_python3 cannot register RPC commands of its own).
+
+Environment (Kamailio passes its environment to the embedded Python):
+  WIC_TNA_CONFIG   path of the TOML configuration (/etc/wic-tna/wic-tna.toml)
+  WIC_TNA_LIBRARY  path of libwic_tna.so (default: the repository's
+                   target/release/libwic_tna.so, else the loader's search)
+"""
+
+import ctypes
+import os
+
+# --------------------------------------------------------------------------
+# ctypes binding
+# --------------------------------------------------------------------------
+
+STATUS_OK = 0
+STATUS_NULL_ARGUMENT = 7101
+STATUS_INVALID_ARGUMENT = 7102
+STATUS_CONFIG_ERROR = 7103
+STATUS_BUFFER_TOO_SMALL = 7104
+STATUS_NOT_FOUND = 7105
+STATUS_IO_ERROR = 7106
+STATUS_PANIC = 7199
+
+
+class WicTnaError(Exception):
+    """A library call failed; .status is the wic_tna_status code."""
+
+    def __init__(self, status, message):
+        super().__init__("%s (status %d)" % (message, status))
+        self.status = status
+        self.message = message
+
+
+class _Str(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p,
+                          ctypes.c_size_t, ctypes.c_void_p)
+
+_P = ctypes.c_void_p
+_SZ = ctypes.c_size_t
+_CP = ctypes.c_char_p
+
+
+def _default_library_path():
+    env = os.environ.get("WIC_TNA_LIBRARY")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo_lib = os.path.join(here, "..", "..", "target", "release",
+                            "libwic_tna.so")
+    if os.path.exists(repo_lib):
+        return os.path.normpath(repo_lib)
+    return "libwic_tna.so"
+
+
+def _bytes(value):
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+class Library:
+    """libwic_tna.so loaded with ctypes; one per process is enough."""
+
+    # name: (restype, argtypes)
+    _SIGS = {
+        "wic_tna_version": (ctypes.c_char_p, []),
+        "wic_tna_set_log_callback": (None, [LOG_FN, _P]),
+        "wic_tna_last_error": (ctypes.c_int, [_P, _SZ, ctypes.POINTER(_SZ)]),
+        "wic_tna_shared_new_anonymous": (ctypes.c_int, [ctypes.POINTER(_P)]),
+        "wic_tna_shared_open": (ctypes.c_int, [_CP, _SZ, ctypes.POINTER(_P)]),
+        "wic_tna_shared_free": (None, [_P]),
+        "wic_tna_ctx_new": (ctypes.c_int, [_CP, _SZ, _P, ctypes.POINTER(_P)]),
+        "wic_tna_ctx_free": (None, [_P]),
+        "wic_tna_ctx_reload": (ctypes.c_int, [_P]),
+        "wic_tna_ctx_set_barred": (ctypes.c_int, [_P, _CP, _SZ, ctypes.c_bool]),
+        "wic_tna_ctx_stats_json": (ctypes.c_int,
+                                   [_P, _P, _SZ, ctypes.POINTER(_SZ)]),
+        "wic_tna_verify": (ctypes.c_int, [_P, _CP, _SZ, _CP, _SZ,
+                                          ctypes.c_int64, ctypes.POINTER(_P)]),
+        "wic_tna_origin_allowed": (ctypes.c_int, [_P, _CP, _SZ,
+                                                  ctypes.POINTER(ctypes.c_bool)]),
+        "wic_tna_scscf_check": (ctypes.c_int, [_P, _CP, _SZ, _CP, _SZ, _CP, _SZ,
+                                               ctypes.POINTER(_P)]),
+        "wic_tna_result_accepted": (ctypes.c_bool, [_P]),
+        "wic_tna_result_sip_status": (ctypes.c_uint16, [_P]),
+        "wic_tna_result_reason": (_Str, [_P]),
+        "wic_tna_result_www_authenticate": (_Str, [_P]),
+        "wic_tna_result_tna_header": (_Str, [_P]),
+        "wic_tna_result_impi": (_Str, [_P]),
+        "wic_tna_result_issuer": (_Str, [_P]),
+        "wic_tna_result_subject": (_Str, [_P]),
+        "wic_tna_result_scope": (_Str, [_P]),
+        "wic_tna_result_error_description": (_Str, [_P]),
+        "wic_tna_result_impu_count": (_SZ, [_P]),
+        "wic_tna_result_impu": (_Str, [_P, _SZ]),
+        "wic_tna_result_expires_at": (ctypes.c_int64, [_P]),
+        "wic_tna_result_seconds_left": (ctypes.c_int64, [_P]),
+        "wic_tna_result_granted_expires": (ctypes.c_int64, [_P]),
+        "wic_tna_result_free": (None, [_P]),
+    }
+
+    def __init__(self, path=None):
+        self.path = path or _default_library_path()
+        self.dll = ctypes.CDLL(self.path)
+        for name, (restype, argtypes) in self._SIGS.items():
+            fn = getattr(self.dll, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        self._log_cb = None  # keep the ctypes callback alive
+
+    def version(self):
+        return self.dll.wic_tna_version().decode()
+
+    def last_error(self):
+        need = _SZ(0)
+        buf = ctypes.create_string_buffer(512)
+        rc = self.dll.wic_tna_last_error(buf, len(buf), ctypes.byref(need))
+        if rc == STATUS_BUFFER_TOO_SMALL:
+            buf = ctypes.create_string_buffer(need.value + 1)
+            rc = self.dll.wic_tna_last_error(buf, len(buf), ctypes.byref(need))
+        if rc != STATUS_OK:
+            return "(no error message: status %d)" % rc
+        return buf.value.decode("utf-8", "replace")
+
+    def check(self, rc, what):
+        if rc != STATUS_OK:
+            raise WicTnaError(rc, "%s: %s" % (what, self.last_error()))
+
+    def set_log_callback(self, fn):
+        """fn(level, message): 1 error, 2 warning, 3 info, 4 debug.
+        None restores the library's default."""
+        if fn is None:
+            self._log_cb = None
+            self.dll.wic_tna_set_log_callback(LOG_FN(), None)
+            return
+
+        def trampoline(level, msg, msg_len, _userdata):
+            try:
+                text = ctypes.string_at(msg, msg_len).decode("utf-8",
+                                                             "replace")
+                fn(level, text.rstrip("\r\n"))
+            except Exception:  # never raise into the library
+                pass
+
+        self._log_cb = LOG_FN(trampoline)
+        self.dll.wic_tna_set_log_callback(self._log_cb, None)
+
+    def shared_new_anonymous(self):
+        out = _P()
+        self.check(self.dll.wic_tna_shared_new_anonymous(ctypes.byref(out)),
+                   "shared state")
+        return Shared(self, out)
+
+    def shared_open(self, path):
+        b = _bytes(path)
+        out = _P()
+        self.check(self.dll.wic_tna_shared_open(b, len(b), ctypes.byref(out)),
+                   "shared state %s" % path)
+        return Shared(self, out)
+
+    def context(self, config_path, shared=None):
+        return Context(self, config_path, shared)
+
+    def string(self, s):
+        if not s.len or not s.ptr:
+            return ""
+        return ctypes.string_at(s.ptr, s.len).decode("utf-8", "replace")
+
+
+class Shared:
+    def __init__(self, lib, handle):
+        self.lib = lib
+        self.handle = handle
+
+    def free(self):
+        if self.handle:
+            self.lib.dll.wic_tna_shared_free(self.handle)
+            self.handle = None
+
+
+class Result:
+    """A snapshot of a wic_tna_result (the C object is freed at once)."""
+
+    FIELDS = ("accepted", "status", "reason", "challenge", "tna", "impi",
+              "impus", "issuer", "subject", "scope", "error_description",
+              "expires_at", "seconds_left", "granted_expires")
+
+    def __init__(self, lib, handle):
+        d = lib.dll
+        s = lib.string
+        self.accepted = bool(d.wic_tna_result_accepted(handle))
+        self.status = int(d.wic_tna_result_sip_status(handle))
+        self.reason = s(d.wic_tna_result_reason(handle))
+        self.challenge = s(d.wic_tna_result_www_authenticate(handle))
+        self.tna = s(d.wic_tna_result_tna_header(handle))
+        self.impi = s(d.wic_tna_result_impi(handle))
+        self.impus = [s(d.wic_tna_result_impu(handle, i))
+                      for i in range(d.wic_tna_result_impu_count(handle))]
+        self.issuer = s(d.wic_tna_result_issuer(handle))
+        self.subject = s(d.wic_tna_result_subject(handle))
+        self.scope = s(d.wic_tna_result_scope(handle))
+        self.error_description = s(d.wic_tna_result_error_description(handle))
+        self.expires_at = int(d.wic_tna_result_expires_at(handle))
+        self.seconds_left = int(d.wic_tna_result_seconds_left(handle))
+        self.granted_expires = int(d.wic_tna_result_granted_expires(handle))
+
+    @classmethod
+    def take(cls, lib, handle):
+        try:
+            return cls(lib, handle)
+        finally:
+            lib.dll.wic_tna_result_free(handle)
+
+    def as_dict(self):
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    def __repr__(self):
+        return "<Result %d %s>" % (self.status, self.reason)
+
+
+class Context:
+    """A wic_tna_ctx: one per process (not shared across a fork)."""
+
+    def __init__(self, lib, config_path, shared=None):
+        self.lib = lib
+        self.config_path = config_path
+        b = _bytes(config_path)
+        out = _P()
+        self.lib.check(self.lib.dll.wic_tna_ctx_new(
+            b, len(b), shared.handle if shared else None, ctypes.byref(out)),
+            "configuration %s" % config_path)
+        self.handle = out
+
+    def free(self):
+        if self.handle:
+            self.lib.dll.wic_tna_ctx_free(self.handle)
+            self.handle = None
+
+    def verify(self, authorization, to_uri=None, requested_expires=-1):
+        a = _bytes(authorization or "")
+        t = _bytes(to_uri) if to_uri else None
+        out = _P()
+        self.lib.check(self.lib.dll.wic_tna_verify(
+            self.handle, a, len(a), t, len(t) if t else 0,
+            int(requested_expires), ctypes.byref(out)), "verify")
+        return Result.take(self.lib, out)
+
+    def origin_allowed(self, origin):
+        o = _bytes(origin or "")
+        allowed = ctypes.c_bool(False)
+        self.lib.check(self.lib.dll.wic_tna_origin_allowed(
+            self.handle, o, len(o), ctypes.byref(allowed)), "origin")
+        return bool(allowed.value)
+
+    def scscf_check(self, authorization, source_ip, allowed_entities=None):
+        a = _bytes(authorization or "")
+        s = _bytes(source_ip or "")
+        e = _bytes(allowed_entities) if allowed_entities else None
+        out = _P()
+        self.lib.check(self.lib.dll.wic_tna_scscf_check(
+            self.handle, a, len(a), s, len(s), e, len(e) if e else 0,
+            ctypes.byref(out)), "scscf_check")
+        return Result.take(self.lib, out)
+
+    def reload(self):
+        self.lib.check(self.lib.dll.wic_tna_ctx_reload(self.handle), "reload")
+
+    def set_barred(self, iss, barred=True):
+        b = _bytes(iss)
+        self.lib.check(self.lib.dll.wic_tna_ctx_set_barred(
+            self.handle, b, len(b), bool(barred)),
+            "bar" if barred else "unbar")
+
+    def stats_json(self):
+        need = _SZ(0)
+        buf = ctypes.create_string_buffer(4096)
+        rc = self.lib.dll.wic_tna_ctx_stats_json(self.handle, buf, len(buf),
+                                                 ctypes.byref(need))
+        if rc == STATUS_BUFFER_TOO_SMALL:
+            buf = ctypes.create_string_buffer(need.value + 1)
+            rc = self.lib.dll.wic_tna_ctx_stats_json(self.handle, buf,
+                                                     len(buf),
+                                                     ctypes.byref(need))
+        self.lib.check(rc, "stats")
+        return buf.raw[:need.value].decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------
+# app_python3 handler
+# --------------------------------------------------------------------------
+
+# process ranks (src/core/sr_module.h) that never route SIP
+_PROC_MAIN = 0
+_PROC_TCP_MAIN = -4
+_PROC_INIT = -127
+_PROC_POSTCHILDINIT = -126
+
+_OUT_VARS = ("status", "reason", "challenge", "tna", "impi", "impus",
+             "issuer", "subject", "expires")
+
+
+def _ksr():
+    import KSR  # only inside Kamailio
+
+    return KSR
+
+
+def _kamailio_log(level, text):
+    KSR = _ksr()
+    text = "wic_tna_glue: " + text
+    if level == 1:
+        KSR.err(text + "\n")
+    elif level == 2:
+        KSR.warn(text + "\n")
+    elif level == 3:
+        KSR.info(text + "\n")
+    else:
+        KSR.dbg(text + "\n")
+
+
+class WicTnaHandler:
+    """The object app_python3 calls (python_exec("method"))."""
+
+    def __init__(self, config_path=None, library_path=None):
+        # main process, before the fork
+        self.config_path = config_path or os.environ.get(
+            "WIC_TNA_CONFIG", "/etc/wic-tna/wic-tna.toml")
+        self.lib = Library(library_path)
+        self.lib.set_log_callback(_kamailio_log)
+        # test load: a broken configuration stops Kamailio's start
+        Context(self.lib, self.config_path).free()
+        self.ctx = None
+        _kamailio_log(3, "wic-tna %s (ctypes), configuration %s loaded"
+                      % (self.lib.version(), self.config_path))
+
+    def child_init(self, rank):
+        if rank in (_PROC_INIT, _PROC_MAIN, _PROC_TCP_MAIN,
+                    _PROC_POSTCHILDINIT):
+            return 0
+        try:
+            self._context()
+        except WicTnaError as e:
+            _kamailio_log(1, "child %d: %s" % (rank, e))
+            return -1
+        return 0
+
+    def _context(self):
+        if self.ctx is None:
+            # shared=None: the configuration's state_file, which the CLI
+            # (bar/unbar/reload) also opens
+            self.ctx = Context(self.lib, self.config_path)
+        return self.ctx
+
+    @staticmethod
+    def _set_result(KSR, result):
+        if result is None:  # internal error
+            values = {"status": 500, "reason": "internal_error",
+                      "challenge": "", "tna": "", "impi": "", "impus": "",
+                      "issuer": "", "subject": "", "expires": 0}
+        else:
+            values = {"status": result.status, "reason": result.reason,
+                      "challenge": result.challenge, "tna": result.tna,
+                      "impi": result.impi, "impus": ",".join(result.impus),
+                      "issuer": result.issuer, "subject": result.subject,
+                      "expires": result.granted_expires}
+        for name in _OUT_VARS:
+            value = values[name]
+            if isinstance(value, int):
+                KSR.pv.seti("$var(wic_%s)" % name, value)
+            else:
+                KSR.pv.sets("$var(wic_%s)" % name, value)
+
+    @staticmethod
+    def _get_str(KSR, spec):
+        v = KSR.pv.get(spec)
+        return "" if v is None else str(v)
+
+    def wic_tna_verify(self, msg, *args):
+        KSR = _ksr()
+        try:
+            auth = self._get_str(KSR, "$var(wic_auth)")
+            to_uri = self._get_str(KSR, "$tu") or None
+            req = KSR.pv.get("$var(req_exp)")
+            try:
+                req = int(req)
+            except (TypeError, ValueError):
+                req = -1
+            result = self._context().verify(auth, to_uri, req)
+        except Exception as e:
+            _kamailio_log(1, "token verification failed: %s" % e)
+            self._set_result(KSR, None)
+            return -2
+        self._set_result(KSR, result)
+        return 1 if result.accepted else -1
+
+    def wic_tna_origin(self, msg, *args):
+        KSR = _ksr()
+        try:
+            origin = self._get_str(KSR, "$hdr(Origin)")
+            return 1 if self._context().origin_allowed(origin) else -1
+        except Exception as e:
+            _kamailio_log(1, "origin check failed: %s" % e)
+            return -2
+
+    def wic_tna_scscf_check(self, msg, *args):
+        KSR = _ksr()
+        try:
+            auth = self._get_str(KSR, "$var(wic_auth)")
+            src = self._get_str(KSR, "$si")
+            entities = self._get_str(KSR, "$var(wic_entities)") or None
+            result = self._context().scscf_check(auth, src, entities)
+        except Exception as e:
+            _kamailio_log(1, "S-CSCF check failed: %s" % e)
+            self._set_result(KSR, None)
+            return -2
+        self._set_result(KSR, result)
+        return 1 if result.accepted else -1
+
+
+def mod_init():
+    """app_python3 entry point (main process, before the fork)."""
+    return WicTnaHandler()

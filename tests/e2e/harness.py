@@ -1,0 +1,326 @@
+"""End-to-end harness: real Kamailio processes (eP-CSCF and S-CSCF) on
+loopback ports, each in its own temp dir, with its log captured.
+
+    dep = Deployment(tmp_path, mode="native")   # or "python"
+    dep.start()
+    with dep.udp() as c: c.register(...)
+    dep.scscf_rx(call_id)       # what reached the S-CSCF
+    dep.stop()
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "kamailio-example"
+KEYS = REPO / "tests" / "fixtures" / "keys"
+EXAMPLE_CONFIG = REPO / "config" / "wic-tna.toml"
+LIBDIR = Path(os.environ.get("WIC_TNA_LIBDIR", REPO / "target" / "release"))
+LIBRARY = LIBDIR / "libwic_tna.so"
+CLI = Path(os.environ.get("WIC_TNA_CLI", REPO / "target" / "release" / "wic-tna"))
+MODULE = Path(os.environ.get("WIC_TNA_MODULE",
+                             REPO / "build" / "wic_tna" / "wic_tna.so"))
+GLUE = EXAMPLE / "python" / "wic_tna_glue.py"
+KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+KAMCMD = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+
+ISSUER_A = "https://wwsf.socialnet.example"
+ISSUER_B = "https://wwsf.gamenet.example"
+ORIGIN_A = "https://webrtc.socialnet.example"
+ORIGIN_B = "https://play.gamenet.example"
+
+_used_ports = set()
+
+
+def _bindable(family, kind, host, port):
+    s = socket.socket(family, kind)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port():
+    """A port free for TCP and UDP on 127.0.0.1 and ::1, not handed out
+    before in this test run."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port in _used_ports:
+            continue
+        if all(_bindable(f, k, h, port) for f, h in
+               ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))
+               for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def _kamailio_env(extra=None):
+    env = dict(os.environ)
+    # app_python3 embeds Debian's /usr/bin/python3: keep pyenv's Python
+    # settings out of it
+    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
+        env.pop(name, None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+class KamailioProcess:
+    """One kamailio -DD -E process tree with its log in workdir/NAME.log."""
+
+    def __init__(self, name, cfg, workdir, defines, env=None):
+        self.name = name
+        self.cfg = Path(cfg)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.rundir = self.workdir / "run"
+        self.rundir.mkdir(exist_ok=True)
+        self.ctl = "unix:%s" % (self.rundir / "ctl.sock")
+        self.defines = dict(defines)
+        self.defines["CTL_SOCKET"] = '"%s"' % self.ctl
+        self.env = _kamailio_env(env)
+        self.logfile = self.workdir / ("%s.log" % name)
+        self.pidfile = self.rundir / "kamailio.pid"
+        self.proc = None
+
+    def command(self):
+        cmd = [KAMAILIO, "-DD", "-E", "-f", str(self.cfg),
+               "-Y", str(self.rundir), "-P", str(self.pidfile),
+               "-w", str(self.workdir), "-m", "32", "-M", "8"]
+        for k, v in self.defines.items():
+            cmd += ["-A", "%s=%s" % (k, v)]
+        return cmd
+
+    def start(self, ready_timeout=20):
+        self._log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=str(self.workdir),
+                                     start_new_session=True)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %s at start:\n%s" % (
+                    self.name, self.proc.returncode, self.log_tail()))
+            if self.rpc_ok("core.uptime"):
+                # the RPC process is forked after the SIP workers
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("%s not ready in %ss:\n%s" % (
+            self.name, ready_timeout, self.log_tail()))
+
+    def rpc(self, *args, timeout=10):
+        return subprocess.run([KAMCMD, "-s", self.ctl] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def rpc_ok(self, *args):
+        try:
+            return self.rpc(*args, timeout=5).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # whatever is left of this process tree (its own session)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        self.proc = None
+
+    def log(self):
+        try:
+            return self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def wait_log(self, pattern, timeout=5):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
+
+
+def write_config(path, state_file=None, trusted_nodes=("127.0.0.1",),
+                 extra_top="", transform=None):
+    """A copy of config/wic-tna.toml with absolute key paths (the original's
+    are relative to config/), only the given trusted nodes, and an optional
+    state_file. transform(text) -> text edits it further."""
+    text = EXAMPLE_CONFIG.read_text()
+    # paths in the example are relative to config/
+    text = re.sub(r'"(\.\./[^"]+)"',
+                  lambda m: '"%s"' % (EXAMPLE_CONFIG.parent / m.group(1)).resolve(),
+                  text)
+    text = re.sub(r"(?m)^trusted_nodes\s*=.*$",
+                  "trusted_nodes = [%s]" % ", ".join(
+                      '"%s"' % n for n in trusted_nodes), text)
+    top = ""
+    if state_file:
+        top += 'state_file = "%s"\n' % state_file
+    top += extra_top
+    if top:
+        # top-level keys go before the first table
+        m = re.search(r"(?m)^\[", text)
+        text = text[:m.start()] + top + "\n" + text[m.start():]
+    if transform:
+        text = transform(text)
+    Path(path).write_text(text)
+    return Path(path)
+
+
+class Deployment:
+    """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
+
+    def __init__(self, workdir, mode="native"):
+        assert mode in ("native", "python")
+        self.mode = mode
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ep_sip = free_port()
+        self.ep_ws = free_port()
+        self.scscf_port = free_port()
+        self.state_file = self.workdir / "wic-tna.state"
+        # the Python glue shares bar/reload state through the state_file
+        self.config = write_config(
+            self.workdir / "wic-tna.toml",
+            state_file=self.state_file if mode == "python" else None)
+        # the S-CSCF has its own copy (the eP-CSCF's may be broken by tests)
+        self.scscf_config = write_config(self.workdir / "scscf-wic-tna.toml")
+        self.scscf = None
+        self.ep = None
+
+    def start(self):
+        for path, what in ((MODULE, "module (bash kamailio-example/module/build.sh)"),
+                           (LIBRARY, "library (cargo build --release)")):
+            if not path.exists():
+                raise RuntimeError("missing %s: %s" % (what, path))
+        self.scscf = KamailioProcess(
+            "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
+                "SCSCF_PORT": self.scscf_port,
+                "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
+                "WIC_TNA_MODULE": '"%s"' % MODULE,
+            })
+        defines = {
+            "EP_SIP_PORT": self.ep_sip,
+            "EP_WS_PORT": self.ep_ws,
+            "SCSCF_PORT": self.scscf_port,
+            "WIC_TNA_CONFIG": '"%s"' % self.config,
+        }
+        env = {}
+        if self.mode == "native":
+            cfg = EXAMPLE / "epcscf.cfg"
+            defines["WIC_TNA_MODULE"] = '"%s"' % MODULE
+        else:
+            cfg = EXAMPLE / "epcscf-python.cfg"
+            defines["WIC_TNA_GLUE"] = '"%s"' % GLUE
+            env = {"WIC_TNA_CONFIG": str(self.config),
+                   "WIC_TNA_LIBRARY": str(LIBRARY)}
+        self.ep = KamailioProcess("epcscf", cfg, self.workdir / "epcscf",
+                                  defines, env)
+        try:
+            self.scscf.start()
+            self.ep.start()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        for p in (self.ep, self.scscf):
+            if p is not None:
+                p.stop()
+
+    # -- clients --
+    def udp(self, **kw):
+        from sipclient import UdpClient
+        return UdpClient("127.0.0.1", self.ep_sip, **kw)
+
+    def ws(self, origin=ORIGIN_A, **kw):
+        from sipclient import WsClient
+        return WsClient("ws://127.0.0.1:%d" % self.ep_ws, origin, **kw)
+
+    def ws_url(self):
+        return "ws://127.0.0.1:%d" % self.ep_ws
+
+    # -- management: RPC for the native module, CLI + state_file for Python --
+    def cli(self, *args, check=False):
+        return subprocess.run([str(CLI)] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=30,
+                              check=check)
+
+    def bar(self, iss):
+        if self.mode == "native":
+            return self.ep.rpc("wic_tna.bar", iss)
+        return self.cli("bar", "--config", self.config, iss)
+
+    def unbar(self, iss):
+        if self.mode == "native":
+            return self.ep.rpc("wic_tna.unbar", iss)
+        return self.cli("unbar", "--config", self.config, iss)
+
+    def reload(self):
+        if self.mode == "native":
+            return self.ep.rpc("wic_tna.reload")
+        return self.cli("reload", "--config", self.config)
+
+    # -- what the S-CSCF saw --
+    def scscf_rx(self, call_id):
+        """The SCSCF-RX log lines of this Call-ID."""
+        return [line for line in self.scscf.log().splitlines()
+                if "SCSCF-RX" in line and "ci=%s " % call_id in line]
+
+    def scscf_lines(self, marker, call_id):
+        return [line for line in self.scscf.log().splitlines()
+                if marker in line and "ci=%s " % call_id in line]
+
+    def ul_dump(self):
+        r = self.scscf.rpc("ul.dump")
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def logs(self):
+        out = []
+        for p in (self.ep, self.scscf):
+            if p is not None:
+                out.append("==== %s (%s) ====\n%s" % (p.name, p.logfile,
+                                                     p.log_tail(80)))
+        return "\n".join(out)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install everything wic-tna's demo and tests need on a fresh Debian
+# bookworm machine, then build the library and CLI. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules sip-tester
+          valgrind gcc make pkg-config python3 openssl)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Kamailio's Debian package enables a system service on install; the demo
+# and tests run their own instances on other ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then
+  $SUDO systemctl stop kamailio || true
+fi
+
+# Python packages for the tests (independent token implementations, a
+# WebSocket client, pytest), into the python3 first on PATH.
+PY=python3
+if ! $PY -c 'import jwt, jwcrypto, websockets, pytest, cryptography' 2>/dev/null; then
+  echo "==> pip install PyJWT jwcrypto websockets pytest"
+  $PY -m pip install -q --disable-pip-version-check 'PyJWT[crypto]>=2.8' 'jwcrypto>=1.5' 'websockets>=12' 'pytest>=7'
+fi
+
+echo "==> cargo build --release"
+cargo build --release --locked -q 2>/dev/null || cargo build --release -q

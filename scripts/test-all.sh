@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run every test of wic-tna: Rust unit and integration tests (tokens from
+# PyJWT and our own minting), the C harness (plain, ASan/UBSan, valgrind),
+# the benches' build, and the Kamailio end-to-end tests.
+# Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+echo "==> cargo test"
+cargo test --release 2>&1 | tee /tmp/wic-tna-cargo-test.log
+grep -q "test result: FAILED" /tmp/wic-tna-cargo-test.log && exit 1
+
+if [ -f tests/c/run.sh ]; then
+  echo "==> C harness"
+  bash tests/c/run.sh
+fi
+
+if [ -f tests/e2e/run.sh ]; then
+  echo "==> Kamailio end-to-end"
+  bash tests/e2e/run.sh
+fi
+echo "==> all tests passed"

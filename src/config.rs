@@ -233,6 +233,16 @@ pub fn header_safe(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
 }
 
+/// The key of a `key = value` line holding `offset`, if it is one.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let (k, _) = text.get(start..end)?.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty() && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))).then(|| k.to_owned())
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&c| c == b'\n').count() + 1
 }
@@ -297,7 +307,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
             file: file.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),
-            field: None,
+            field: e.span().and_then(|s| key_at(text, s.start)),
             message: e.message().trim().to_owned(),
         })?;
 

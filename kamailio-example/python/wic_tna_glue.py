@@ -268,8 +268,15 @@ class Context:
             self.lib.dll.wic_tna_ctx_free(self.handle)
             self.handle = None
 
+    # A request without any Authorization header has no value to give; the
+    # library answers an empty value as malformed (400) but credentials of
+    # another scheme as "no token" (401, challenge without error code), which
+    # is what PROTOCOL.md wants for a missing header.
+    NO_CREDENTIALS = b"No-Credentials"
+
     def verify(self, authorization, to_uri=None, requested_expires=-1):
-        a = _bytes(authorization or "")
+        """An empty or None authorization means: no Authorization header."""
+        a = _bytes(authorization or "") or self.NO_CREDENTIALS
         t = _bytes(to_uri) if to_uri else None
         out = _P()
         self.lib.check(self.lib.dll.wic_tna_verify(

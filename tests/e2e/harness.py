@@ -125,8 +125,13 @@ class KamailioProcess:
             self.name, ready_timeout, self.log_tail()))
 
     def rpc(self, *args, timeout=10):
-        return subprocess.run([KAMCMD, "-s", self.ctl] + [str(a) for a in args],
-                              capture_output=True, text=True, timeout=timeout)
+        """kamcmd; an RPC fault ("error: <code> - <text>", exit status 0)
+        becomes returncode 1."""
+        r = subprocess.run([KAMCMD, "-s", self.ctl] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=timeout)
+        if r.returncode == 0 and r.stdout.startswith("error:"):
+            r.returncode = 1
+        return r
 
     def rpc_ok(self, *args):
         try:

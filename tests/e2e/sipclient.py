@@ -224,8 +224,10 @@ class WsClient(_Client):
 
         super().__init__(timeout)
         self.host = _rand(10) + ".invalid"
+        # entered at once (websockets >= 17.1 wants connect() as a context
+        # manager); close() leaves it
         self.ws = connect(url, subprotocols=["sip"], origin=origin,
-                          open_timeout=timeout, close_timeout=1)
+                          open_timeout=timeout, close_timeout=1).__enter__()
         if self.ws.subprotocol != "sip":
             raise RuntimeError("server did not select subprotocol sip: %r"
                                % self.ws.subprotocol)

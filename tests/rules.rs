@@ -1,0 +1,356 @@
+//! One test per rule that the PyJWT case table does not already cover.
+
+mod common;
+use common::*;
+use wic_tna::keys::Alg;
+use wic_tna::{Config, Context, Reason};
+
+fn ctx() -> Context {
+    Context::new(&config_path(), None).unwrap()
+}
+
+fn verify(c: &Context, tok: &str) -> wic_tna::Outcome {
+    c.verify(format!("Bearer {tok}").as_bytes(), Some(IMPU_A.as_bytes()), None, now())
+}
+
+#[test]
+fn own_minting_accepts_every_algorithm() {
+    let c = ctx();
+    for (alg, kid) in [
+        (Alg::HS256, "a-hs256"),
+        (Alg::HS384, "a-hs256"),
+        (Alg::HS512, "a-hs256"),
+        (Alg::RS256, "a-rsa"),
+        (Alg::RS384, "a-rsa"),
+        (Alg::RS512, "a-rsa"),
+        (Alg::PS256, "a-rsa"),
+        (Alg::PS384, "a-rsa"),
+        (Alg::PS512, "a-rsa"),
+        (Alg::ES256, "a-es256"),
+        (Alg::ES384, "a-es384"),
+        (Alg::EdDSA, "a-ed"),
+    ] {
+        let o = verify(&c, &token_a(|r| {
+            r.alg = alg;
+            r.kid = Some(kid.into());
+        }));
+        assert_eq!(o.reason, Reason::Ok, "{alg}");
+    }
+}
+
+#[test]
+fn kid_selects_exactly_one_key_no_fallback() {
+    let c = ctx();
+    // ES256 signed with a-es256's key but kid naming the ES384 key: the kid's
+    // key is not configured for ES256 and no other key is tried.
+    let o = verify(&c, &token_a(|r| r.kid = Some("a-es384".into())));
+    assert_eq!(o.reason, Reason::UnsupportedAlgorithm);
+    let o = verify(&c, &token_a(|r| r.kid = Some("missing".into())));
+    assert_eq!(o.reason, Reason::UnknownKey);
+}
+
+#[test]
+fn without_kid_only_keys_for_that_alg_are_tried() {
+    let c = ctx();
+    assert_eq!(verify(&c, &token_a(|r| r.kid = None)).reason, Reason::Ok);
+    // Issuer A has RS256 on two keys (a-rsa, a-cert): still within the bound.
+    let o = verify(&c, &token_a(|r| {
+        r.kid = None;
+        r.alg = Alg::RS256
+    }));
+    assert_eq!(o.reason, Reason::Ok);
+}
+
+#[test]
+fn algorithm_comes_from_key_configuration() {
+    // Same key file, but RS256 not configured for it: refused.
+    let (_d, p) = temp_config(|t| t.replace(r#"algorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]"#, r#"algorithms = ["PS256"]"#));
+    let c = Context::new(&p, None).unwrap();
+    let rs = token_a(|r| {
+        r.alg = Alg::RS256;
+        r.kid = Some("a-rsa".into())
+    });
+    assert_eq!(verify(&c, &rs).reason, Reason::UnsupportedAlgorithm);
+    let ps = token_a(|r| {
+        r.alg = Alg::PS256;
+        r.kid = Some("a-rsa".into())
+    });
+    assert_eq!(verify(&c, &ps).reason, Reason::Ok);
+}
+
+#[test]
+fn bare_token_only_when_configured() {
+    let t = token_a(|_| {});
+    let (_d, p) = temp_config(|t| t.replace("accept_bare_token = true", "accept_bare_token = false"));
+    let off = Context::new(&p, None).unwrap();
+    let o = off.verify(t.as_bytes(), None, None, now());
+    assert_eq!((o.reason, o.sip_status), (Reason::MissingToken, 401));
+    assert_eq!(ctx().verify(t.as_bytes(), None, None, now()).reason, Reason::Ok);
+}
+
+#[test]
+fn at_jwt_required_when_configured() {
+    let (_d, p) = temp_config(|t| t.replace("require_at_jwt = false", "require_at_jwt = true"));
+    let c = Context::new(&p, None).unwrap();
+    assert_eq!(verify(&c, &token_a(|r| r.typ = "JWT".into())).reason, Reason::WrongTokenType);
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::Ok);
+}
+
+#[test]
+fn leeway_boundaries() {
+    let c = ctx(); // leeway 30
+    let t = now();
+    let at = |exp: i64| {
+        token_a(move |r| {
+            r.iat = t - 1000;
+            r.exp = exp
+        })
+    };
+    // exp + leeway == now: still valid; one second later: expired.
+    assert_eq!(c.verify(format!("Bearer {}", at(t - 30)).as_bytes(), None, None, t).reason, Reason::Ok);
+    assert_eq!(c.verify(format!("Bearer {}", at(t - 31)).as_bytes(), None, None, t).reason, Reason::Expired);
+}
+
+#[test]
+fn lifetime_max_per_issuer() {
+    let c = ctx(); // A: 3600
+    let t = now();
+    let ok = token_a(|r| r.exp = t + 3600);
+    let long = token_a(|r| r.exp = t + 3601);
+    assert_eq!(verify(&c, &ok).reason, Reason::Ok);
+    assert_eq!(verify(&c, &long).reason, Reason::LifetimeTooLong);
+}
+
+#[test]
+fn granted_expiry_is_the_least() {
+    let c = ctx(); // max_registration_expires 3600
+    let t = now();
+    let tok = format!("Bearer {}", token_a(|r| r.exp = t + 500));
+    assert_eq!(c.verify(tok.as_bytes(), None, Some(7200), t).granted_expires, 500);
+    assert_eq!(c.verify(tok.as_bytes(), None, Some(100), t).granted_expires, 100);
+    assert_eq!(c.verify(tok.as_bytes(), None, None, t).granted_expires, 500);
+    let (_d, p) = temp_config(|s| s.replace("max_registration_expires = 3600", "max_registration_expires = 60"));
+    let c2 = Context::new(&p, None).unwrap();
+    assert_eq!(c2.verify(tok.as_bytes(), None, Some(7200), t).granted_expires, 60);
+}
+
+#[test]
+fn authorization_entity_is_configurable() {
+    let (_d, p) = temp_config(|s| s.replace("add_authorization_entity = true", "add_authorization_entity = false"));
+    let c = Context::new(&p, None).unwrap();
+    let o = verify(&c, &token_a(|_| {}));
+    assert_eq!(
+        o.tna_header.unwrap(),
+        "Digest username=\"alice@socialnet.ims.example.net\", realm=\"ims.example.net\", uri=\"sip:ims.example.net\", nonce=\"\", response=\"\", integrity-protected=auth-done"
+    );
+}
+
+#[test]
+fn claim_names_are_configurable() {
+    let (_d, p) = temp_config(|s| s.replace("impi = \"impi\"", "impi = \"ims_private_id\""));
+    let c = Context::new(&p, None).unwrap();
+    // Our minting writes "impi": under the renamed claim it is missing.
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::MissingClaim);
+}
+
+#[test]
+fn identity_syntax_is_checked_before_any_header_is_built() {
+    let c = ctx();
+    for bad in ["a\"b@socialnet.ims.example.net", "a\\b@socialnet.ims.example.net", "a b@socialnet.ims.example.net", "a\u{0}@socialnet.ims.example.net", "\u{e9}@socialnet.ims.example.net"] {
+        let o = verify(&c, &token_a(|r| r.impi = bad.into()));
+        assert_eq!(o.reason, Reason::InvalidImpi, "{bad:?}");
+        assert!(o.tna_header.is_none());
+    }
+    let o = verify(&c, &token_a(|r| r.impus = vec!["sip:alice@socialnet.ims.example.net>\r\nX: y".into()]));
+    assert_eq!(o.reason, Reason::InvalidImpu);
+}
+
+#[test]
+fn pool_with_no_pattern_accepts_nothing() {
+    let (_d, p) = temp_config(|s| s.replace(r#"impi_patterns = ["*@socialnet.ims.example.net"]"#, "impi_patterns = []"));
+    let c = Context::new(&p, None).unwrap();
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::ImpiOutsidePool);
+}
+
+#[test]
+fn barring_one_issuer_leaves_the_other() {
+    let c = ctx();
+    c.set_barred(A, true).unwrap();
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::IssuerBarred);
+    assert!(!c.origin_allowed(b"https://webrtc.socialnet.example"));
+    assert!(c.origin_allowed(b"https://play.gamenet.example"));
+    c.set_barred(A, false).unwrap();
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::Ok);
+    assert!(c.set_barred("https://nobody.example", true).is_err());
+}
+
+#[test]
+fn barred_in_config() {
+    let (_d, p) = temp_config(|s| s.replacen("max_token_lifetime = 3600", "max_token_lifetime = 3600\nbarred = true", 1));
+    let c = Context::new(&p, None).unwrap();
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::IssuerBarred);
+    c.set_barred(A, false).unwrap();
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::Ok);
+}
+
+#[test]
+fn reload_is_atomic_and_broken_file_keeps_old() {
+    let (_d, p) = temp_config(|s| s);
+    let c = Context::new(&p, None).unwrap();
+    let good = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, good.replace("home_realm = \"ims.example.net\"", "home_realm = ")).unwrap();
+    let e = c.reload().unwrap_err();
+    assert!(e.to_string().contains("wic-tna.toml:") && e.line.is_some(), "{e}");
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::Ok);
+    // A change that loads takes effect.
+    std::fs::write(&p, good.replace("*@socialnet.ims.example.net", "*@elsewhere.example")).unwrap();
+    c.reload().unwrap();
+    assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::ImpiOutsidePool);
+}
+
+#[test]
+fn reload_and_barring_reach_other_contexts_sharing_state() {
+    let (d, p) = temp_config(|s| s);
+    let state = d.path().join("state");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("state_file = {:?}\n{text}", state.to_str().unwrap())).unwrap();
+    let one = Context::new(&p, None).unwrap();
+    let two = Context::new(&p, None).unwrap();
+    one.set_barred(A, true).unwrap();
+    assert_eq!(verify(&two, &token_a(|_| {})).reason, Reason::IssuerBarred);
+    one.set_barred(A, false).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("*@socialnet.ims.example.net", "*@elsewhere.example")).unwrap();
+    one.reload().unwrap();
+    assert_eq!(verify(&two, &token_a(|_| {})).reason, Reason::ImpiOutsidePool);
+    // Counters are shared too.
+    let stats: serde_json::Value = serde_json::from_str(&two.stats_json()).unwrap();
+    assert!(stats["outcomes"][A]["issuer_barred"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+#[test]
+fn config_errors_name_file_line_and_field() {
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("home_realm = \"ims.example.net\"", "home_realm = \"bad realm\"", "home_realm"),
+        (r#"algorithms = ["ES256"]"#, r#"algorithms = ["ES256", "none"]"#, "algorithms"),
+        ("issuer-a-p256.pub.pem", "no-such-file.pem", ".pem"),
+        (r#"kid = "a-es384""#, "kid = \"a-es384\"\n  secret_file = \"x\"", "exactly one"),
+        ("leeway = 30", "leeway = \"thirty\"", "leeway"),
+        ("leeway = 30", "leeway = 30\nbogus_key = 1", "bogus_key"),
+        (r#"impi_patterns = ["*@socialnet.ims.example.net"]"#, r#"impi_patterns = ["a\"b"]"#, "impi_patterns[0]"),
+        (r#"algorithms = ["ES384"]"#, r#"algorithms = ["ES256"]"#, "ES256"),
+    ];
+    for (from, to, expect) in cases {
+        let (_d, p) = temp_config(|s| {
+            assert!(s.contains(from), "{from}");
+            s.replacen(from, to, 1)
+        });
+        let e = Config::load(&p).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with(&p.display().to_string()), "{msg}");
+        assert!(e.line.is_some(), "no line: {msg}");
+        assert!(msg.contains(expect), "{msg} lacks {expect}");
+    }
+}
+
+#[test]
+fn hmac_secret_too_short_is_refused() {
+    let (d, p) = temp_config(|s| s);
+    std::fs::write(d.path().join("short.secret"), "tooshort").unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    let keys = root().join("tests/fixtures/keys/issuer-a-hmac.secret");
+    std::fs::write(&p, text.replace(keys.to_str().unwrap(), d.path().join("short.secret").to_str().unwrap())).unwrap();
+    let e = Config::load(&p).unwrap_err();
+    assert!(e.to_string().contains("secret_file") && e.to_string().contains("at least 32"), "{e}");
+}
+
+#[test]
+fn jwks_skips_encryption_keys_and_binds_kids() {
+    let cfg = Config::load(&config_path()).unwrap();
+    let b = cfg.issuer(B).unwrap();
+    assert!(b.keys_by_kid.contains_key("b-rsa") && b.keys_by_kid.contains_key("b-ed"));
+    assert!(!b.keys_by_kid.contains_key("b-enc"));
+}
+
+#[test]
+fn hostile_json_and_encoding() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as E;
+    use base64::Engine;
+    let c = ctx();
+    let good = token_a(|_| {});
+    let parts: Vec<&str> = good.split('.').collect();
+    let header = String::from_utf8(E.decode(parts[0]).unwrap()).unwrap();
+    // Duplicate claim: the signature is checked over these bytes, so sign it
+    // for real with the HMAC key to be sure the JSON rule is what refuses it.
+    let dup = r#"{"iss":"https://wwsf.socialnet.example","aud":"ims.example.net","scope":"webrtc-ims-client-access-to-ims","impi":"alice@socialnet.ims.example.net","impi":"x@socialnet.ims.example.net","impu":"sip:alice@socialnet.ims.example.net","exp":9999999999,"iat":1}"#;
+    let h = E.encode(br#"{"alg":"HS256","kid":"a-hs256"}"#);
+    let si = format!("{h}.{}", E.encode(dup));
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key("issuer-a-hmac.secret"));
+    let tag = aws_lc_rs::hmac::sign(&k, si.as_bytes());
+    let t = format!("{si}.{}", E.encode(tag.as_ref()));
+    assert_eq!(verify(&c, &t).reason, Reason::MalformedToken);
+    // Padding, extra dots, empty segments, non-canonical base64.
+    for t in [
+        format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
+        format!("{}.{}.{}.", parts[0], parts[1], parts[2]),
+        format!("{}..{}", parts[0], parts[2]),
+        format!("{}.{}.", parts[0], parts[1]),
+        format!("{}.{}", parts[0], parts[1]),
+    ] {
+        assert_ne!(verify(&c, &t).reason, Reason::Ok, "{t}");
+    }
+    // Deep nesting is refused, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let t = format!("{}.{}.{}", E.encode(header), E.encode(deep), parts[2]);
+    let o = c.verify(format!("Bearer {t}").as_bytes(), None, None, now());
+    assert!(matches!(o.reason, Reason::TokenTooLarge | Reason::MalformedToken), "{:?}", o.reason);
+    // Sizes.
+    for n in [8 * 1024, 64 * 1024, 1024 * 1024] {
+        let t = format!("{}.{}.{}", parts[0], "A".repeat(n), parts[2]);
+        assert_eq!(verify(&c, &t).reason, Reason::TokenTooLarge, "{n}");
+    }
+    // jku / x5u / jwk / x5c / crit never honoured.
+    for hdr in [r#""jku":"https://evil/jwks""#, r#""x5u":"https://evil/c""#, r#""jwk":{}"#, r#""x5c":[]"#, r#""crit":["exp"]"#] {
+        let h = E.encode(format!(r#"{{"alg":"ES256","kid":"a-es256",{hdr}}}"#));
+        let t = format!("{h}.{}.{}", parts[1], parts[2]);
+        assert_eq!(verify(&c, &t).reason, Reason::UnsupportedHeader, "{hdr}");
+    }
+}
+
+#[test]
+fn scscf_side() {
+    let c = ctx();
+    let o = verify(&c, &token_a(|_| {}));
+    let tna = o.tna_header.unwrap();
+    assert!(c.scscf_check(tna.as_bytes(), "127.0.0.1", None).accepted());
+    assert_eq!(c.scscf_check(tna.as_bytes(), "192.0.2.1", None).reason, Reason::UntrustedSource);
+    assert_eq!(c.scscf_check(tna.as_bytes(), "127.0.0.1", Some("https://other")).reason, Reason::EntityNotAllowed);
+    c.set_barred(A, true).unwrap();
+    assert_eq!(c.scscf_check(tna.as_bytes(), "127.0.0.1", None).reason, Reason::IssuerBarred);
+    c.set_barred(A, false).unwrap();
+    let quoted = tna.replace("integrity-protected=auth-done", "integrity-protected=\"auth-done\"");
+    assert!(c.scscf_check(quoted.as_bytes(), "127.0.0.1", None).accepted());
+    let no = tna.replace("auth-done", "no");
+    let o = c.scscf_check(no.as_bytes(), "127.0.0.1", None);
+    assert_eq!((o.reason, o.sip_status), (Reason::NotAuthDone, 403));
+}
+
+#[test]
+fn cli_verify_and_check_config() {
+    let bin = env!("CARGO_BIN_EXE_wic-tna");
+    let out = std::process::Command::new(bin).args(["check-config", config_path().to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let t = token_a(|_| {});
+    let out = std::process::Command::new(bin)
+        .args(["verify", "--config", config_path().to_str().unwrap(), "--authorization", &format!("Bearer {t}"), "--to", IMPU_A])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && s.contains("integrity-protected=auth-done"), "{s}");
+    let out = std::process::Command::new(bin)
+        .args(["verify", "--config", config_path().to_str().unwrap(), "--authorization", "Bearer x.y.z"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WWW-Authenticate: Bearer realm="));
+}

@@ -156,7 +156,7 @@ pub fn parse_impu(s: &str) -> Result<Uri, &'static str> {
                 .collect::<String>()
                 .to_ascii_lowercase();
             let digits = number.strip_prefix('+').unwrap_or(&number);
-            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_hexdigit() || c == b'*' || c == b'#') {
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit() || c == b'*' || c == b'#') {
                 return Err("tel number has characters outside the phone-number set");
             }
             Ok(Uri { scheme, user: number, host: String::new(), port: None })

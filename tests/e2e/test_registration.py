@@ -124,6 +124,8 @@ def test_rejected(dep, name, auth, to_user, status, error):
     with dep.udp() as c:
         r = c.register(identity()[1], auth(), expires=600, to_uri=to_uri)
     assert r.status == status, (r.raw, dep.logs())
+    # the reason phrase carries the reason name, e.g. "Unauthorized (expired)"
+    assert re.search(r" \([a-z_]+\)$", r.reason), r.reason
     challenges = r.header_all("WWW-Authenticate")
     if error is False:
         assert challenges == [], r.raw
@@ -307,3 +309,22 @@ def test_scscf_authorization_entity_checked(dep):
     bad = TNA + ', authorization-entity="https://evil.example.org"'
     r = _scscf_register(dep, "127.0.0.1", [bad])
     assert r.status == 403, r.raw
+
+
+# -- start-up --------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["native", "python"])
+def test_broken_config_stops_startup(workdir, mode):
+    """mod_init test-loads the configuration: a broken one is a clear error
+    at start, not a worker that rejects everything."""
+    from harness import Deployment
+    d = Deployment(workdir, mode=mode)
+    d.config.write_text(d.config.read_text().replace(
+        'audience = "ims.example.net"', "audience = 42"))
+    with pytest.raises(RuntimeError) as e:
+        d.start()
+    d.stop()
+    assert "exited" in str(e.value), e.value
+    log = d.ep.log()
+    assert str(d.config) in log, log[-3000:]
+    assert "audience" in log, log[-3000:]

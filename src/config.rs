@@ -135,6 +135,8 @@ pub struct Config {
     pub max_registration_expires: u64,
     /// Largest token accepted, bytes.
     pub max_token_size: usize,
+    /// Verified tokens kept per process for the refresh path (0: off).
+    pub verified_cache_size: usize,
     /// `authz_server` of the Bearer challenge (RFC 8898).
     pub authz_server: Option<String>,
     /// File holding the state shared between processes (barring, reload).
@@ -167,6 +169,8 @@ struct RawConfig {
     max_registration_expires: u64,
     #[serde(default = "default_max_token_size")]
     max_token_size: usize,
+    #[serde(default = "default_cache_size")]
+    verified_cache_size: usize,
     authz_server: Option<Spanned<String>>,
     state_file: Option<String>,
     #[serde(default)]
@@ -223,6 +227,9 @@ fn default_max_expires() -> u64 {
 }
 fn default_max_token_size() -> usize {
     8192
+}
+fn default_cache_size() -> usize {
+    10_000
 }
 fn default_max_lifetime() -> u64 {
     3600
@@ -334,6 +341,9 @@ impl Config {
             Some(s) => Some(s.get_ref().clone()),
             None => None,
         };
+        if raw.verified_cache_size > 10_000_000 {
+            return Err(cx.err(None, "verified_cache_size", "at most 10000000"));
+        }
         if raw.max_token_size < 64 || raw.max_token_size > 1024 * 1024 {
             return Err(cx.err(None, "max_token_size", "must be between 64 and 1048576"));
         }
@@ -497,6 +507,7 @@ impl Config {
             require_at_jwt: raw.require_at_jwt,
             max_registration_expires: raw.max_registration_expires,
             max_token_size: raw.max_token_size,
+            verified_cache_size: raw.verified_cache_size,
             authz_server,
             state_file: raw.state_file.as_deref().map(|p| cx.resolve(p)),
             claims: raw.claims,

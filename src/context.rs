@@ -45,6 +45,15 @@ impl Outcome {
     }
 }
 
+/// Verified tokens of this process, for the refresh path (a WIC
+/// re-REGISTERs with the same token every few minutes). Keyed by the whole
+/// token; only accepted tokens are kept; emptied on every reload. A hit
+/// still applies `exp`, barring and the `To` check.
+struct TokenCache {
+    gen: u64,
+    map: HashMap<Box<str>, Arc<Verified>>,
+}
+
 struct Barring {
     gen: u64,
     overrides: HashMap<String, bool>,
@@ -58,6 +67,9 @@ pub struct Context {
     seen_reload_gen: AtomicU64,
     barring: RwLock<Barring>,
     slots: Mutex<HashMap<String, usize>>,
+    cache: Mutex<TokenCache>,
+    config_gen: AtomicU64,
+    cache_hits: AtomicU64,
 }
 
 /// Errors creating a context.
@@ -108,6 +120,9 @@ impl Context {
             seen_reload_gen: AtomicU64::new(gen),
             barring: RwLock::new(Barring { gen: bar_gen, overrides }),
             slots: Mutex::new(HashMap::new()),
+            cache: Mutex::new(TokenCache { gen: 0, map: HashMap::new() }),
+            config_gen: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
         })
     }
 
@@ -127,6 +142,7 @@ impl Context {
     pub fn reload(&self) -> Result<(), ConfigError> {
         let cfg = Config::load(&self.path)?;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+        self.config_gen.fetch_add(1, Ordering::AcqRel);
         let gen = self.shared.bump_reload();
         self.seen_reload_gen.store(gen, Ordering::Release);
         log::info(&format!("wic-tna: configuration {} reloaded (generation {gen})", self.path.display()));
@@ -141,6 +157,7 @@ impl Context {
             match Config::load(&self.path) {
                 Ok(cfg) => {
                     *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+                    self.config_gen.fetch_add(1, Ordering::AcqRel);
                     log::info(&format!("wic-tna: configuration reloaded (generation {gen})"));
                 }
                 Err(e) => log::error(&format!("wic-tna: reload refused, previous configuration stays: {e}")),
@@ -229,9 +246,16 @@ impl Context {
             Ok(t) => t,
             Err(r) => return self.reject(&cfg, r, None),
         };
-        let v = match token::verify(&cfg, token, now, &|i| self.is_barred(i)) {
-            Ok(v) => v,
-            Err(f) => return self.reject(&cfg, f.reason, f.iss),
+        let v = match self.cache_get(&cfg, token, now) {
+            Some(v) => v,
+            None => match token::verify(&cfg, token, now, &|i| self.is_barred(i)) {
+                Ok(v) => {
+                    let v = Arc::new(v);
+                    self.cache_put(&cfg, token, &v);
+                    v
+                }
+                Err(f) => return self.reject(&cfg, f.reason, f.iss),
+            },
         };
         if let Some(to) = to {
             let to_uri = match std::str::from_utf8(to).ok().map(identity::parse_to_uri) {
@@ -260,8 +284,55 @@ impl Context {
             tna_header: Some(tna),
             seconds_left,
             granted_expires: granted,
-            verified: Some(v),
+            verified: Some((*v).clone()),
         }
+    }
+
+    /// A cached verification of exactly this token, still within its
+    /// lifetime and for an issuer that is still configured and not barred.
+    fn cache_get(&self, cfg: &Config, token: &str, now: i64) -> Option<Arc<Verified>> {
+        if cfg.verified_cache_size == 0 {
+            return None;
+        }
+        let gen = self.config_gen.load(Ordering::Acquire);
+        let v = {
+            let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if c.gen != gen {
+                c.map.clear();
+                c.gen = gen;
+                return None;
+            }
+            c.map.get(token)?.clone()
+        };
+        let issuer = cfg.issuer(&v.iss)?;
+        if now > v.exp.saturating_add(cfg.leeway as i64) || self.is_barred(issuer) {
+            // Fall through to a full check, which gives the reason.
+            return None;
+        }
+        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(v)
+    }
+
+    fn cache_put(&self, cfg: &Config, token: &str, v: &Arc<Verified>) {
+        let cap = cfg.verified_cache_size;
+        if cap == 0 {
+            return;
+        }
+        let gen = self.config_gen.load(Ordering::Acquire);
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.gen != gen {
+            c.map.clear();
+            c.gen = gen;
+        }
+        if c.map.len() >= cap {
+            // Bounded: drop what has expired, and everything if that is not enough.
+            let t = now();
+            c.map.retain(|_, v| v.exp > t);
+            if c.map.len() >= cap {
+                c.map.clear();
+            }
+        }
+        c.map.insert(token.into(), v.clone());
     }
 
     /// Is `origin` allowed for the WebSocket handshake (allowed by any
@@ -345,6 +416,10 @@ impl Context {
             "issuers_configured": cfg.issuers.len(),
             "barred": barred,
             "outcomes": issuers,
+            "process": {
+                "verified_cache_entries": self.cache.lock().map(|c| c.map.len()).unwrap_or(0),
+                "verified_cache_hits": self.cache_hits.load(Ordering::Relaxed),
+            },
         })
         .to_string()
     }

@@ -354,3 +354,46 @@ fn cli_verify_and_check_config() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("WWW-Authenticate: Bearer realm="));
 }
+
+fn cache_hits(c: &Context) -> u64 {
+    let s: serde_json::Value = serde_json::from_str(&c.stats_json()).unwrap();
+    s["process"]["verified_cache_hits"].as_u64().unwrap()
+}
+
+#[test]
+fn refresh_cache_hit_still_applies_exp_barring_reload_and_to() {
+    let (_d, p) = temp_config(|s| s);
+    let c = Context::new(&p, None).unwrap();
+    let t = now();
+    let tok = format!("Bearer {}", token_a(|r| r.exp = t + 100));
+    assert!(c.verify(tok.as_bytes(), Some(IMPU_A.as_bytes()), None, t).accepted());
+    assert_eq!(cache_hits(&c), 0);
+    assert!(c.verify(tok.as_bytes(), Some(IMPU_A.as_bytes()), None, t + 1).accepted());
+    assert_eq!(cache_hits(&c), 1, "second verification of the same token is a cache hit");
+    // exp on a hit.
+    assert_eq!(c.verify(tok.as_bytes(), None, None, t + 100 + 31).reason, Reason::Expired);
+    // To on a hit.
+    assert_eq!(c.verify(tok.as_bytes(), Some(b"sip:eve@socialnet.ims.example.net"), None, t).reason, Reason::ToImpuNotInToken);
+    // Barring on a hit.
+    c.set_barred(A, true).unwrap();
+    assert_eq!(c.verify(tok.as_bytes(), None, None, t).reason, Reason::IssuerBarred);
+    c.set_barred(A, false).unwrap();
+    assert!(c.verify(tok.as_bytes(), None, None, t).accepted());
+    // Reload empties the cache: a pool change applies at once.
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("*@socialnet.ims.example.net", "*@elsewhere.example")).unwrap();
+    c.reload().unwrap();
+    assert_eq!(c.verify(tok.as_bytes(), None, None, t).reason, Reason::ImpiOutsidePool);
+}
+
+#[test]
+fn cache_is_bounded() {
+    let (_d, p) = temp_config(|s| s.replace("max_token_size = 8192", "max_token_size = 8192\nverified_cache_size = 5"));
+    let c = Context::new(&p, None).unwrap();
+    for i in 0..20 {
+        let tok = format!("Bearer {}", token_a(|r| r.jti = Some(format!("j{i}"))));
+        assert!(c.verify(tok.as_bytes(), None, None, now()).accepted());
+    }
+    let s: serde_json::Value = serde_json::from_str(&c.stats_json()).unwrap();
+    assert!(s["process"]["verified_cache_entries"].as_u64().unwrap() <= 5, "{s}");
+}

@@ -367,7 +367,11 @@ class WicTnaHandler:
         self.lib = Library(library_path)
         self.lib.set_log_callback(_kamailio_log)
         # test load: a broken configuration stops Kamailio's start
-        Context(self.lib, self.config_path).free()
+        try:
+            Context(self.lib, self.config_path).free()
+        except WicTnaError as e:
+            _kamailio_log(1, "cannot load the configuration: %s" % e)
+            raise
         self.ctx = None
         _kamailio_log(3, "wic-tna %s (ctypes), configuration %s loaded"
                       % (self.lib.version(), self.config_path))

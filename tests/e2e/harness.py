@@ -307,6 +307,16 @@ class Deployment:
             return self.ep.rpc("wic_tna.reload")
         return self.cli("reload", "--config", self.config)
 
+    def stats(self):
+        """The eP-CSCF's counters (JSON object)."""
+        import json
+        if self.mode == "native":
+            r = self.ep.rpc("wic_tna.stats")
+        else:
+            r = self.cli("stats", "--config", self.config)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        return json.loads(r.stdout)
+
     # -- what the S-CSCF saw --
     def scscf_rx(self, call_id):
         """The SCSCF-RX log lines of this Call-ID."""

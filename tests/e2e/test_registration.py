@@ -185,6 +185,19 @@ def test_bar_and_unbar_issuer(dep):
         assert _register(dep, "a").status == 200
 
 
+def test_stats_summed_over_workers(dep):
+    for _ in range(3):
+        assert _register(dep, "a").status == 200
+    with dep.udp() as c:
+        r = c.register(identity()[1],
+                       [bearer(mint(iat_offset=-900, exp_offset=-600))])
+    assert r.status == 401
+    stats = dep.stats()
+    outcomes = stats["outcomes"][ISSUER_A]
+    assert outcomes.get("ok") == 3, stats
+    assert outcomes.get("expired") == 1, stats
+
+
 def test_bar_unknown_issuer_is_an_error(dep):
     res = dep.bar("https://nobody.example")
     assert res.returncode != 0

@@ -18,7 +18,7 @@ usage:
   wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]
   wic-tna mint --key <file> --alg <alg> --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...]
                [--kid <kid>] [--aud <aud>] [--scope <scope>] [--sub <sub>] [--jti <jti>]
-               [--lifetime <s>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ>]
+               [--lifetime <s>] [--iat <unix>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ>]
   wic-tna bar --config <file> <iss>       bar an issuer for every process sharing the state_file
   wic-tna unbar --config <file> <iss>     lift a run-time barring
   wic-tna reload --config <file>          check the file, then have every process re-read it
@@ -33,7 +33,7 @@ fn help_for(cmd: &str) -> &'static str {
         "check-config" => "wic-tna check-config <config.toml>\n  Load the configuration and every key; print a summary, or the error with file, line and field.\n",
         "verify" => "wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>]\n  Verify an Authorization header value as the proxy would; print the decision, the identities,\n  the TNA header, or the SIP status, reason and WWW-Authenticate challenge. Exit 0 when accepted.\n",
         "scscf-check" => "wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]\n  The S-CSCF side check of a received TNA header.\n",
-        "mint" => "wic-tna mint --key <private key PEM or HMAC secret file> --alg <HS256|RS256|PS256|ES256|ES384|EdDSA|...>\n  --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...] [--kid <kid>] [--aud <aud, default ims.example.net>]\n  [--scope <scope, default webrtc-ims-client-access-to-ims>] [--sub <sub>] [--jti <jti>]\n  [--lifetime <s, default 3600>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ, default at+jwt>]\n  Print a signed access token (for demos and tests).\n",
+        "mint" => "wic-tna mint --key <private key PEM or HMAC secret file> --alg <HS256|RS256|PS256|ES256|ES384|EdDSA|...>\n  --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...] [--kid <kid>] [--aud <aud, default ims.example.net>]\n  [--scope <scope, default webrtc-ims-client-access-to-ims>] [--sub <sub>] [--jti <jti>]\n  [--lifetime <s, default 3600>] [--iat <unix, default now>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ, default at+jwt>]\n  Print a signed access token (for demos and tests).\n",
         "bar" | "unbar" => "wic-tna bar|unbar --config <file> <iss>\n  Bar or unbar one issuer at run time, through the configuration's state_file (needs state_file).\n",
         "reload" => "wic-tna reload --config <file>\n  Check the configuration; if it loads, every process sharing the state_file re-reads it.\n",
         "stats" => "wic-tna stats --config <file>\n  Print the counters per issuer and outcome, shared by every process using the state_file.\n",
@@ -175,7 +175,7 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             Ok(o.accepted())
         }
         "mint" => {
-            a.check(&["key", "alg", "iss", "impi", "impu", "kid", "aud", "scope", "sub", "jti", "lifetime", "iat-offset", "nbf-offset", "typ"])?;
+            a.check(&["key", "alg", "iss", "impi", "impu", "kid", "aud", "scope", "sub", "jti", "lifetime", "iat", "iat-offset", "nbf-offset", "typ"])?;
             let alg_name = a.req("alg")?;
             let alg = Alg::from_name(alg_name).ok_or_else(|| format!("--alg: {alg_name:?} is not supported"))?;
             let key_path = a.req("key")?;
@@ -189,7 +189,7 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             if impus.is_empty() {
                 return Err("--impu is required".into());
             }
-            let iat = now() + a.num("iat-offset", 0)?;
+            let iat = a.num("iat", now())? + a.num("iat-offset", 0)?;
             let req = MintRequest {
                 alg,
                 kid: a.get("kid").map(str::to_owned),

@@ -204,13 +204,15 @@ enum wic_tna_status wic_tna_ctx_stats_json(const struct wic_tna_ctx *ctx,
 /**
  * Verify the `Authorization` header value `authorization`
  * (`authorization_len` bytes; any bytes: a bad value is a rejection, not an
- * error) at the current time. `to_uri` is the REGISTER's `To` URI or whole
+ * error) at the current time. `authorization` NULL with length 0 means the
+ * request has no `Authorization` header: the result is 401 `missing_token`
+ * with a challenge (an empty but present value is 400 `malformed_request`). `to_uri` is the REGISTER's `To` URI or whole
  * `To` value; NULL skips the REQ 4 check. `requested_expires` is the
  * expiry the client asked for, negative when none. On success `*out`
  * receives a result, accepted or rejected, to be freed with
- * `wic_tna_result_free`. `ctx`, `authorization` and `out` must not be NULL
- * (a zero-length value needs a non-NULL pointer too). Errors:
- * `NULL_ARGUMENT`, `INVALID_ARGUMENT`. Thread-safe.
+ * `wic_tna_result_free`. `ctx` and `out` must not be NULL, nor
+ * `authorization` with a non-zero length. Errors: `NULL_ARGUMENT`,
+ * `INVALID_ARGUMENT`. Thread-safe.
  */
 enum wic_tna_status wic_tna_verify(const struct wic_tna_ctx *ctx,
                                    const char *authorization,

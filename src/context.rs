@@ -335,6 +335,13 @@ impl Context {
         c.map.insert(token.into(), v.clone());
     }
 
+    /// The decision for a request with no `Authorization` header at all.
+    pub fn no_credentials(&self) -> Outcome {
+        self.sync();
+        let cfg = self.config();
+        self.reject(&cfg, Reason::MissingToken, None)
+    }
+
     /// Is `origin` allowed for the WebSocket handshake (allowed by any
     /// non-barred issuer)?
     pub fn origin_allowed(&self, origin: &[u8]) -> bool {

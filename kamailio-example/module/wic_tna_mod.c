@@ -341,13 +341,6 @@ static int wic_tna_result_ret(const char *what, wic_tna_status rc,
 	return -1;
 }
 
-/* A request without any Authorization header has no value to hand to the
- * library, which answers an empty value as malformed (400). PROTOCOL.md
- * wants 401 with a challenge without error code there ("no token"), the
- * library's answer to credentials of another scheme: so an empty value is
- * passed on as such credentials. */
-#define WIC_TNA_NO_CREDENTIALS "No-Credentials"
-
 /**
  * eP-CSCF: verify the Authorization value of a REGISTER; an empty value
  * means the request has no Authorization header (401, challenge).
@@ -357,7 +350,6 @@ static int wic_tna_result_ret(const char *what, wic_tna_status rc,
 static int ki_wic_tna_verify_expires(
 		sip_msg_t *msg, str *auth, str *to, int expires)
 {
-	static str no_credentials = str_init(WIC_TNA_NO_CREDENTIALS);
 	wic_tna_ctx *ctx;
 	wic_tna_result *res = NULL;
 	wic_tna_status rc;
@@ -369,10 +361,12 @@ static int ki_wic_tna_verify_expires(
 		return -2;
 	}
 	has_to = (to != NULL && to->s != NULL && to->len > 0);
-	if(WIC_TNA_LEN(auth) == 0) {
-		auth = &no_credentials;
-	}
-	rc = wic_tna_verify(ctx, WIC_TNA_PTR(auth), WIC_TNA_LEN(auth),
+	/* No value: the request has no Authorization header. The library
+	 * answers NULL with length 0 as such (401 missing_token, challenge
+	 * without error code, as PROTOCOL.md wants). */
+	rc = wic_tna_verify(ctx,
+			WIC_TNA_LEN(auth) == 0 ? NULL : WIC_TNA_PTR(auth),
+			WIC_TNA_LEN(auth),
 			has_to ? to->s : NULL, has_to ? (size_t)to->len : 0,
 			(int64_t)expires, &res);
 	return wic_tna_result_ret("token verification", rc, res);

@@ -268,19 +268,15 @@ class Context:
             self.lib.dll.wic_tna_ctx_free(self.handle)
             self.handle = None
 
-    # A request without any Authorization header has no value to give; the
-    # library answers an empty value as malformed (400) but credentials of
-    # another scheme as "no token" (401, challenge without error code), which
-    # is what PROTOCOL.md wants for a missing header.
-    NO_CREDENTIALS = b"No-Credentials"
-
     def verify(self, authorization, to_uri=None, requested_expires=-1):
         """An empty or None authorization means: no Authorization header."""
-        a = _bytes(authorization or "") or self.NO_CREDENTIALS
+        # No value: no Authorization header; the library takes NULL with
+        # length 0 as that (401 missing_token with a challenge).
+        a = _bytes(authorization or "") or None
         t = _bytes(to_uri) if to_uri else None
         out = _P()
         self.lib.check(self.lib.dll.wic_tna_verify(
-            self.handle, a, len(a), t, len(t) if t else 0,
+            self.handle, a, len(a) if a else 0, t, len(t) if t else 0,
             int(requested_expires), ctypes.byref(out)), "verify")
         return Result.take(self.lib, out)
 

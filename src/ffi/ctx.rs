@@ -145,13 +145,15 @@ unsafe fn opt_bytes<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Op
 
 /// Verify the `Authorization` header value `authorization`
 /// (`authorization_len` bytes; any bytes: a bad value is a rejection, not an
-/// error) at the current time. `to_uri` is the REGISTER's `To` URI or whole
+/// error) at the current time. `authorization` NULL with length 0 means the
+/// request has no `Authorization` header: the result is 401 `missing_token`
+/// with a challenge (an empty but present value is 400 `malformed_request`). `to_uri` is the REGISTER's `To` URI or whole
 /// `To` value; NULL skips the REQ 4 check. `requested_expires` is the
 /// expiry the client asked for, negative when none. On success `*out`
 /// receives a result, accepted or rejected, to be freed with
-/// `wic_tna_result_free`. `ctx`, `authorization` and `out` must not be NULL
-/// (a zero-length value needs a non-NULL pointer too). Errors:
-/// `NULL_ARGUMENT`, `INVALID_ARGUMENT`. Thread-safe.
+/// `wic_tna_result_free`. `ctx` and `out` must not be NULL, nor
+/// `authorization` with a non-zero length. Errors: `NULL_ARGUMENT`,
+/// `INVALID_ARGUMENT`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_verify(
     ctx: *const wic_tna_ctx,
@@ -182,8 +184,13 @@ pub unsafe extern "C" fn wic_tna_verify_at(
     guard("wic_tna_verify", || {
         // SAFETY: caller's contract.
         let c = try_ffi!(unsafe { ctx_ref(ctx) });
-        // SAFETY: caller's contract.
-        let auth = try_ffi!(unsafe { bytes("authorization", authorization, authorization_len) });
+        // NULL with length 0: the request has no Authorization header.
+        let auth = if authorization.is_null() && authorization_len == 0 {
+            None
+        } else {
+            // SAFETY: caller's contract.
+            Some(try_ffi!(unsafe { bytes("authorization", authorization, authorization_len) }))
+        };
         // SAFETY: caller's contract.
         let to = try_ffi!(unsafe { opt_bytes("to_uri", to_uri, to_uri_len) });
         if out.is_null() {
@@ -191,7 +198,10 @@ pub unsafe extern "C" fn wic_tna_verify_at(
         }
         let t = if now_unix == 0 { now() } else { now_unix };
         let req = if requested_expires < 0 { None } else { Some(requested_expires) };
-        let outcome = c.verify(auth, to, req, t);
+        let outcome = match auth {
+            Some(a) => c.verify(a, to, req, t),
+            None => c.no_credentials(),
+        };
         // SAFETY: out checked non-NULL.
         unsafe { *out = Box::into_raw(Box::new(wic_tna_result::from_outcome(outcome))) };
         WIC_TNA_STATUS_OK

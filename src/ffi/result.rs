@@ -44,20 +44,31 @@ fn leak_z(s: &'static str) -> &'static [u8] {
 
 impl wic_tna_result {
     pub(crate) fn from_outcome(o: Outcome) -> wic_tna_result {
-        let v = o.verified.as_ref();
+        let accepted = o.accepted();
+        // Explicit branches (not Option combinators): valgrind flagged the
+        // combinator form, whose optimised code reads the inactive variant.
+        let (subject, scope, impus, expires_at) = match &o.verified {
+            Some(v) => (
+                z(v.sub.as_deref()),
+                z(Some(v.scope.as_str())),
+                v.impus.iter().map(|s| z(Some(s))).collect(),
+                v.exp,
+            ),
+            None => (z(None), z(None), Vec::new(), 0),
+        };
         wic_tna_result {
-            accepted: o.accepted(),
+            accepted,
             sip_status: o.sip_status,
             reason: leak_z(o.reason.name()),
             www_authenticate: z(o.www_authenticate.as_deref()),
             tna_header: z(o.tna_header.as_deref()),
             impi: z(o.impi.as_deref()),
             issuer: z(o.iss.as_deref()),
-            subject: z(v.and_then(|v| v.sub.as_deref())),
-            scope: z(v.map(|v| v.scope.as_str())),
-            error_description: if o.accepted() { leak_z("") } else { leak_z(o.reason.description()) },
-            impus: v.map(|v| v.impus.iter().map(|s| z(Some(s))).collect()).unwrap_or_default(),
-            expires_at: v.map(|v| v.exp).unwrap_or(0),
+            subject,
+            scope,
+            error_description: if accepted { leak_z("") } else { leak_z(o.reason.description()) },
+            impus,
+            expires_at,
             seconds_left: o.seconds_left,
             granted_expires: o.granted_expires,
         }

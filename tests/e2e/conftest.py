@@ -44,3 +44,7 @@ def dep(request, workdir):
     d.stop()
     if _failed(request):
         print(d.logs())
+    if d.ep.valgrind:
+        errors = d.ep.valgrind_errors()
+        assert not errors, "\n".join(
+            Path(f).read_text(errors="replace")[-6000:] for f in errors)

@@ -29,6 +29,7 @@ MODULE = Path(os.environ.get("WIC_TNA_MODULE",
 GLUE = EXAMPLE / "python" / "wic_tna_glue.py"
 KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
 KAMCMD = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+VALGRIND = bool(os.environ.get("WIC_TNA_E2E_VALGRIND"))
 
 ISSUER_A = "https://wwsf.socialnet.example"
 ISSUER_B = "https://wwsf.gamenet.example"
@@ -82,7 +83,7 @@ def _kamailio_env(extra=None):
 class KamailioProcess:
     """One kamailio -DD -E process tree with its log in workdir/NAME.log."""
 
-    def __init__(self, name, cfg, workdir, defines, env=None):
+    def __init__(self, name, cfg, workdir, defines, env=None, valgrind=False):
         self.name = name
         self.cfg = Path(cfg)
         self.workdir = Path(workdir)
@@ -94,18 +95,38 @@ class KamailioProcess:
         self.defines["CTL_SOCKET"] = '"%s"' % self.ctl
         self.env = _kamailio_env(env)
         self.logfile = self.workdir / ("%s.log" % name)
+        self.valgrind = valgrind
         self.pidfile = self.rundir / "kamailio.pid"
         self.proc = None
 
     def command(self):
-        cmd = [KAMAILIO, "-DD", "-E", "-f", str(self.cfg),
+        cmd = []
+        if self.valgrind:
+            # every process of the tree (fork without exec is followed),
+            # one log per pid
+            cmd = ["valgrind", "--error-exitcode=1",
+                   "--errors-for-leak-kinds=none", "--track-origins=yes",
+                   "--log-file=%s" % (self.workdir / "valgrind.%p.log")]
+        cmd += [KAMAILIO, "-DD", "-E", "-f", str(self.cfg),
                "-Y", str(self.rundir), "-P", str(self.pidfile),
                "-w", str(self.workdir), "-m", "32", "-M", "8"]
         for k, v in self.defines.items():
             cmd += ["-A", "%s=%s" % (k, v)]
         return cmd
 
-    def start(self, ready_timeout=20):
+    def valgrind_errors(self):
+        """{log file: 'ERROR SUMMARY' line} for each process with errors."""
+        bad = {}
+        for f in sorted(self.workdir.glob("valgrind.*.log")):
+            text = f.read_text(errors="replace")
+            m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+            if m and m.group(1) != "0":
+                bad[str(f)] = m.group(0)
+        return bad
+
+    def start(self, ready_timeout=None):
+        if ready_timeout is None:
+            ready_timeout = 120 if self.valgrind else 20
         self._log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=self._log,
                                      stderr=subprocess.STDOUT, env=self.env,
@@ -142,9 +163,11 @@ class KamailioProcess:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout=10):
+    def stop(self, timeout=None):
         if self.proc is None:
             return
+        if timeout is None:
+            timeout = 60 if self.valgrind else 10
         if self.proc.poll() is None:
             try:
                 os.kill(self.proc.pid, signal.SIGTERM)
@@ -259,8 +282,11 @@ class Deployment:
             defines["WIC_TNA_GLUE"] = '"%s"' % GLUE
             env = {"WIC_TNA_CONFIG": str(self.config),
                    "WIC_TNA_LIBRARY": str(LIBRARY)}
-        self.ep = KamailioProcess("epcscf", cfg, self.workdir / "epcscf",
-                                  defines, env)
+        # WIC_TNA_E2E_VALGRIND=1: the native eP-CSCF runs under valgrind
+        # (the Python glue's CPython would need suppressions)
+        self.ep = KamailioProcess(
+            "epcscf", cfg, self.workdir / "epcscf", defines, env,
+            valgrind=VALGRIND and self.mode == "native")
         try:
             self.scscf.start()
             self.ep.start()

@@ -5,6 +5,13 @@
 #   bash tests/e2e/run.sh              # all
 #   bash tests/e2e/run.sh -k native    # extra arguments go to pytest
 #
+# Environment:
+#   WIC_TNA_E2E_NO_BUILD=1   skip cargo build and the module build
+#   WIC_TNA_E2E_VALGRIND=1   run the native eP-CSCF under valgrind (slow;
+#                            a test fails on any memcheck error); e.g.
+#                            with -k native
+#   PYTHON                   the Python that runs pytest (default python3)
+#
 # Needs: kamailio kamailio-python3-modules kamailio-websocket-modules
 # (scripts/install-deps.sh), gcc/make for the module, python3 with pytest,
 # PyJWT[crypto] and websockets. Builds the library and the module first.

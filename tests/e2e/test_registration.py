@@ -87,45 +87,46 @@ def _two_tokens():
 
 
 FAILURES = [
-    # name, authorization values, To user, status, challenge error (None: a
-    # challenge without error; False: no challenge at all)
-    ("no_token", lambda: [], "alice", 401, None),
+    # id, authorization values, To user, status, reason name, challenge
+    # error (None: a challenge without error code; False: no challenge)
+    ("no_token", lambda: [], "alice", 401, "missing_token", None),
     ("two_authorization_headers", _two_tokens, "alice", 400,
-     "invalid_request"),
+     "malformed_request", "invalid_request"),
     ("bad_signature", lambda: [bearer(tamper(mint()))], "alice", 401,
-     "invalid_token"),
+     "bad_signature", "invalid_token"),
     ("other_issuers_key", lambda: [bearer(mint(key_issuer="b",
                                                 kid="a-es256"))],
-     "alice", 401, "invalid_token"),
+     "alice", 401, "bad_signature", "invalid_token"),
     ("expired", lambda: [bearer(mint(iat_offset=-900, exp_offset=-600))],
-     "alice", 401, "invalid_token"),
+     "alice", 401, "expired", "invalid_token"),
     ("not_yet_valid", lambda: [bearer(mint(nbf_offset=600))], "alice", 401,
-     "invalid_token"),
+     "not_yet_valid", "invalid_token"),
     ("unknown_issuer", lambda: [bearer(mint(iss="https://evil.example"))],
-     "alice", 401, "invalid_token"),
+     "alice", 401, "unknown_issuer", "invalid_token"),
     ("wrong_audience", lambda: [bearer(mint(aud="other.example.org"))],
-     "alice", 401, "invalid_token"),
+     "alice", 401, "wrong_audience", "invalid_token"),
     ("insufficient_scope", lambda: [bearer(mint(scope="openid profile"))],
-     "alice", 403, "insufficient_scope"),
+     "alice", 403, "insufficient_scope", "insufficient_scope"),
     ("impi_outside_pool",
      lambda: [bearer(mint(impi="alice@evil.example.org"))], "alice", 403,
-     False),
+     "impi_outside_pool", False),
     ("impu_outside_pool",
      lambda: [bearer(mint(impus=["sip:alice@evil.example.org"]))],
-     "sip:alice@evil.example.org", 403, False),
-    ("to_impu_not_in_token", lambda: [bearer(mint())], "bob", 403, False),
+     "sip:alice@evil.example.org", 403, "impu_outside_pool", False),
+    ("to_impu_not_in_token", lambda: [bearer(mint())], "bob", 403,
+     "to_impu_not_in_token", False),
 ]
 
 
-@pytest.mark.parametrize("name,auth,to_user,status,error", FAILURES,
+@pytest.mark.parametrize("name,auth,to_user,status,reason,error", FAILURES,
                          ids=[f[0] for f in FAILURES])
-def test_rejected(dep, name, auth, to_user, status, error):
+def test_rejected(dep, name, auth, to_user, status, reason, error):
     to_uri = to_user if ":" in to_user else identity("a", to_user)[1]
     with dep.udp() as c:
         r = c.register(identity()[1], auth(), expires=600, to_uri=to_uri)
     assert r.status == status, (r.raw, dep.logs())
     # the reason phrase carries the reason name, e.g. "Unauthorized (expired)"
-    assert re.search(r" \([a-z_]+\)$", r.reason), r.reason
+    assert r.reason.endswith(" (%s)" % reason), r.reason
     challenges = r.header_all("WWW-Authenticate")
     if error is False:
         assert challenges == [], r.raw
@@ -168,6 +169,7 @@ def test_bar_and_unbar_issuer(dep):
     assert res.returncode == 0, (res.stdout, res.stderr)
     r = _eventually(lambda: _register(dep, "a"), lambda r: r.status == 403)
     assert r.status == 403, r.raw
+    assert r.reason.endswith("(issuer_barred)"), r.reason
     assert r.header_all("WWW-Authenticate") == [], r.raw
     assert_nothing_forwarded(dep, r.header("Call-ID"))
     # the same again, on every worker (two UDP workers)
@@ -306,6 +308,7 @@ def test_scscf_accepts_tna_only_from_trusted_node(dep):
     # the same header from ::1 (not a trusted node): 403
     r = _scscf_register(dep, "::1", [TNA])
     assert r.status == 403, r.raw
+    assert "untrusted_source" in r.reason, r.reason
     # no auth-done, or no Authorization at all: 403
     r = _scscf_register(dep, "127.0.0.1",
                         [TNA.replace("auth-done", "tls-pending")])
@@ -322,6 +325,16 @@ def test_scscf_authorization_entity_checked(dep):
     bad = TNA + ', authorization-entity="https://evil.example.org"'
     r = _scscf_register(dep, "127.0.0.1", [bad])
     assert r.status == 403, r.raw
+    assert "entity_not_allowed" in r.reason, r.reason
+    # an authorization entity barred at the S-CSCF (its own RPC)
+    res = dep.scscf.rpc("wic_tna.bar", ISSUER_A)
+    assert res.returncode == 0, res.stdout
+    r = _eventually(lambda: _scscf_register(dep, "127.0.0.1", [ok]),
+                    lambda r: r.status == 403)
+    assert r.status == 403, r.raw
+    res = dep.scscf.rpc("wic_tna.unbar", ISSUER_A)
+    assert res.returncode == 0, res.stdout
+    assert _scscf_register(dep, "127.0.0.1", [ok]).status == 200
 
 
 # -- start-up --------------------------------------------------------------

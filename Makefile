@@ -23,7 +23,9 @@ SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 DOCDIR     ?= $(PREFIX)/share/doc/wic-tna
 MANDIR     ?= $(PREFIX)/share/man
 KAMMODDIR  ?= $(LIBDIR)/kamailio/modules
-MODULE     := build/wic_tna/wic_tna.so
+MODULE     ?= build/wic_tna/wic_tna.so
+LIBSRC     ?= target/release/libwic_tna.so
+BINSRC     ?= target/release/wic-tna
 
 .PHONY: all build module install deb test clean
 
@@ -35,19 +37,19 @@ build:
 module: build
 	bash kamailio-example/module/build.sh
 
-install: build
+install: $(if $(CARGO_SKIP),,build)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/wic-tna $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1
-	install -m 0644 target/release/libwic_tna.so $(DESTDIR)$(LIBDIR)/libwic_tna.so.$(VERSION)
+	install -m 0644 $(LIBSRC) $(DESTDIR)$(LIBDIR)/libwic_tna.so.$(VERSION)
 	ln -sf libwic_tna.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libwic_tna.so.$(ABI)
 	ln -sf libwic_tna.so.$(ABI) $(DESTDIR)$(LIBDIR)/libwic_tna.so
 	install -m 0644 include/wic_tna.h $(DESTDIR)$(INCLUDEDIR)/wic_tna.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' wic-tna.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/wic-tna.pc
-	install -m 0755 target/release/wic-tna $(DESTDIR)$(BINDIR)/wic-tna
+	install -m 0755 $(BINSRC) $(DESTDIR)$(BINDIR)/wic-tna
 	install -m 0644 config/wic-tna.toml $(DESTDIR)$(SYSCONFDIR)/wic-tna/wic-tna.toml.example
 	install -m 0644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
-	if [ -d kamailio-example ]; then cp -r kamailio-example $(DESTDIR)$(DOCDIR)/; fi
+	cp -r kamailio-example $(DESTDIR)$(DOCDIR)/
 	install -m 0644 doc/wic-tna.1 $(DESTDIR)$(MANDIR)/man1/wic-tna.1
 	if [ -f $(MODULE) ]; then install -d $(DESTDIR)$(KAMMODDIR) && \
 	    install -m 0644 $(MODULE) $(DESTDIR)$(KAMMODDIR)/wic_tna.so; fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test of wic-tna: Rust unit and integration tests (tokens from
 # PyJWT and our own minting), the C harness (plain, ASan/UBSan, valgrind),
-# the benches' build, and the Kamailio end-to-end tests.
+# the Kamailio end-to-end tests and the Debian package test.
 # Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +20,9 @@ fi
 if [ -f tests/e2e/run.sh ]; then
   echo "==> Kamailio end-to-end"
   bash tests/e2e/run.sh
+fi
+if [ -f tests/packaging/run.sh ]; then
+  echo "==> Debian package: build, install, use"
+  bash tests/packaging/run.sh
 fi
 echo "==> all tests passed"

@@ -6,6 +6,8 @@
 #   bash kamailio-example/module/build.sh            # build (fetches the source once)
 #   WIC_TNA_SKIP_APT=1 bash .../build.sh             # never touch apt (source must be there)
 #   WIC_TNA_INCDIR=... WIC_TNA_LIBDIR=...            # another wic_tna.h / libwic_tna.so
+#   WIC_TNA_RPATH=                                   # no rpath (packages: the library is in the system path)
+#   WIC_TNA_MODULE_OUT=dir                           # where wic_tna.so goes (default build/wic_tna)
 #
 # Steps:
 #   1. a deb-src entry for bookworm in its own file
@@ -22,7 +24,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 build="$repo/build"
 srcroot="$build/kamailio-src"
-out="$build/wic_tna"
+out="${WIC_TNA_MODULE_OUT:-$build/wic_tna}"
 sources_file=/etc/apt/sources.list.d/wic-tna-src.sources
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
@@ -122,7 +124,8 @@ build_module() {
     log "make in $mdir"
     # Makefile.defs detects the compiler, the OS and the core's flags itself
     make -C "$mdir" WIC_TNA_REPO="$repo" WIC_TNA_INCDIR="$incdir" \
-        WIC_TNA_LIBDIR="$libdir" ${WIC_TNA_MAKE_ARGS:-} >&2
+        WIC_TNA_LIBDIR="$libdir" WIC_TNA_RPATH="${WIC_TNA_RPATH-$libdir}" \
+        ${WIC_TNA_MAKE_ARGS:-} >&2
 
     mkdir -p "$out"
     cp "$mdir/wic_tna.so" "$out/wic_tna.so"

@@ -251,7 +251,7 @@ impl Context {
             None => match token::verify(&cfg, token, now, &|i| self.is_barred(i)) {
                 Ok(v) => {
                     let v = Arc::new(v);
-                    self.cache_put(&cfg, token, &v);
+                    self.cache_put(&cfg, token, &v, now);
                     v
                 }
                 Err(f) => return self.reject(&cfg, f.reason, f.iss),
@@ -313,7 +313,7 @@ impl Context {
         Some(v)
     }
 
-    fn cache_put(&self, cfg: &Config, token: &str, v: &Arc<Verified>) {
+    fn cache_put(&self, cfg: &Config, token: &str, v: &Arc<Verified>, now: i64) {
         let cap = cfg.verified_cache_size;
         if cap == 0 {
             return;
@@ -326,8 +326,7 @@ impl Context {
         }
         if c.map.len() >= cap {
             // Bounded: drop what has expired, and everything if that is not enough.
-            let t = now();
-            c.map.retain(|_, v| v.exp > t);
+            c.map.retain(|_, v| v.exp > now);
             if c.map.len() >= cap {
                 c.map.clear();
             }

@@ -397,3 +397,14 @@ fn cache_is_bounded() {
     let s: serde_json::Value = serde_json::from_str(&c.stats_json()).unwrap();
     assert!(s["process"]["verified_cache_entries"].as_u64().unwrap() <= 5, "{s}");
 }
+
+#[test]
+fn no_header_is_missing_token_with_challenge() {
+    let o = ctx().no_credentials();
+    assert_eq!((o.sip_status, o.reason), (401, Reason::MissingToken));
+    let w = o.www_authenticate.unwrap();
+    assert!(w.starts_with("Bearer realm=\"ims.example.net\", scope=\"webrtc-ims-client-access-to-ims\"") && !w.contains("error="), "{w}");
+    // An empty but present value is a malformed request.
+    let o = ctx().verify(b"", None, None, now());
+    assert_eq!((o.sip_status, o.reason), (400, Reason::MalformedRequest));
+}

@@ -9,8 +9,21 @@ use crate::reason::Reason;
 /// before any parsing).
 pub const MAX_HEADER_LEN: usize = 1024 * 1024 + 64;
 
+const fn b64token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        c += 1;
+    }
+    t
+}
+
+static B64TOKEN: [bool; 256] = b64token_table();
+
 fn is_b64token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+    B64TOKEN[c as usize]
 }
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -51,11 +64,35 @@ fn is_jwt_shape(s: &str) -> bool {
     s.bytes().filter(|&c| c == b'.').count() == 2 && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// The common form in one pass: `Bearer <b64token>` with single spaces,
+/// optionally followed by LWS. `None` when the value is anything else (the
+/// general parser then decides).
+fn fast_bearer(value: &[u8]) -> Option<&str> {
+    let rest = value.get(7..)?;
+    if !value[..6].eq_ignore_ascii_case(b"bearer") || value[6] != b' ' {
+        return None;
+    }
+    let mut end = rest.len();
+    while end > 0 && is_lws(rest[end - 1]) {
+        end -= 1;
+    }
+    let tok = &rest[..end];
+    let body_end = tok.iter().rposition(|&c| c != b'=').map_or(0, |i| i + 1);
+    if body_end == 0 || !tok[..body_end].iter().all(|&c| is_b64token_char(c)) {
+        return None;
+    }
+    // All ASCII, so this cannot fail.
+    std::str::from_utf8(tok).ok()
+}
+
 /// Extract the token from a header value. `accept_bare` allows the bare
 /// form. Errors carry the reason to answer with.
 pub fn extract_token(value: &[u8], accept_bare: bool) -> Result<&str, Reason> {
     if value.len() > MAX_HEADER_LEN {
         return Err(Reason::TokenTooLarge);
+    }
+    if let Some(t) = fast_bearer(value) {
+        return Ok(t);
     }
     // Trailing CRLF as some proxies hand it over, then surrounding LWS.
     let mut v = value;

@@ -9,6 +9,7 @@ use crate::reason::Reason;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt;
 
@@ -17,31 +18,93 @@ pub const MAX_KEYS_WITHOUT_KID: usize = 4;
 /// Most IMPUs in one token.
 pub const MAX_IMPUS: usize = 32;
 
-/// A JSON object whose keys are unique (a duplicate key is an error, unlike
-/// `serde_json::Map`, which keeps the last one).
-pub struct StrictObject(pub Vec<(String, Value)>);
+/// A JSON object whose member names are unique (a duplicate is an error,
+/// unlike `serde_json::Map`, which keeps the last one). Values stay as
+/// borrowed raw JSON text, validated but not decoded: only the members the
+/// checks need are decoded, once.
+pub struct StrictObject<'a>(Vec<(Name<'a>, &'a RawValue)>);
 
-impl StrictObject {
-    /// The value of `name`.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+/// A member name: borrowed unless it had escapes.
+enum Name<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl Name<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Borrowed(s) => s,
+            Name::Owned(s) => s,
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for StrictObject {
+impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = StrictObject;
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name::Owned(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name::Owned(v))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'a> StrictObject<'a> {
+    /// Parse `json`, which must be one object with unique member names.
+    pub fn parse(json: &'a [u8]) -> Result<StrictObject<'a>, ()> {
+        serde_json::from_slice(json).map_err(|_| ())
+    }
+
+    /// The raw value of `name`.
+    pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| *v)
+    }
+
+    /// The value of `name`, decoded.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        self.raw(name).map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
+    }
+
+    /// The value of `name` when it is a JSON string without escapes
+    /// (borrowed); `Err` when present but not a plain string.
+    fn plain_str(&self, name: &str) -> Option<Result<&'a str, ()>> {
+        let r = self.raw(name)?.get();
+        let b = r.as_bytes();
+        if b.len() >= 2 && b[0] == b'"' && b[b.len() - 1] == b'"' && !r[1..r.len() - 1].contains('\\') {
+            Some(Ok(&r[1..r.len() - 1]))
+        } else {
+            Some(Err(()))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StrictObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictObject<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject, A::Error> {
-                let mut out: Vec<(String, Value)> = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, Value>()? {
-                    if out.iter().any(|(x, _)| *x == k) {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject<'de>, A::Error> {
+                let mut out: Vec<(Name<'de>, &'de RawValue)> = Vec::with_capacity(12);
+                while let Some(k) = m.next_key::<Name<'de>>()? {
+                    if out.iter().any(|(x, _)| x.as_str() == k.as_str()) {
                         return Err(serde::de::Error::custom("duplicate member"));
                     }
+                    let v: &'de RawValue = m.next_value()?;
                     out.push((k, v));
                 }
                 Ok(StrictObject(out))
@@ -131,17 +194,18 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     if h64.is_empty() || p64.is_empty() || s64.is_empty() {
         return Err(fail(Reason::MalformedToken));
     }
-    let header: StrictObject = serde_json::from_slice(&b64(h64)?).map_err(|_| fail(Reason::MalformedToken))?;
+    let header_json = b64(h64)?;
+    let header = StrictObject::parse(&header_json).map_err(|_| fail(Reason::MalformedToken))?;
 
     // JOSE header: alg from the key's configuration, never trusted alone.
-    let alg_name = match header.get("alg") {
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(fail(Reason::MalformedToken)),
+    let alg_name = match header.plain_str("alg") {
+        Some(Ok(s)) => s,
+        Some(Err(())) => return Err(fail(Reason::UnsupportedAlgorithm)),
         None => return Err(fail(Reason::UnsupportedAlgorithm)),
     };
     let alg = Alg::from_name(alg_name).ok_or_else(|| fail(Reason::UnsupportedAlgorithm))?;
     for never in ["crit", "jku", "x5u", "jwk", "x5c", "b64", "zip", "enc"] {
-        if header.get(never).is_some() {
+        if header.raw(never).is_some() {
             return Err(fail(Reason::UnsupportedHeader));
         }
     }
@@ -156,7 +220,8 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         }
         _ => return Err(fail(Reason::WrongTokenType)),
     }
-    let kid = match header.get("kid") {
+    let kid_value = header.get("kid");
+    let kid = match &kid_value {
         None => None,
         Some(Value::String(k)) if k.len() <= 256 => Some(k.as_str()),
         Some(_) => return Err(fail(Reason::UnknownKey)),
@@ -164,9 +229,11 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
 
     // Claims are read before the signature is checked only to learn `iss`,
     // which selects the only keys tried.
-    let claims: StrictObject = serde_json::from_slice(&b64(p64)?).map_err(|_| fail(Reason::MalformedToken))?;
+    let claims_json = b64(p64)?;
+    let claims = StrictObject::parse(&claims_json).map_err(|_| fail(Reason::MalformedToken))?;
     let names = &cfg.claims;
-    let iss = match claims.get(&names.iss) {
+    let iss_value = claims.get(&names.iss);
+    let iss = match &iss_value {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(fail(Reason::InvalidClaim)),
         None => return Err(fail(Reason::UnknownIssuer)),
@@ -180,9 +247,9 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
 
     // Lifetime.
     let leeway = cfg.leeway as i64;
-    let exp = numeric_date(claims.get(&names.exp), true).map_err(with_iss)?.unwrap_or(0);
-    let nbf = numeric_date(claims.get(&names.nbf), false).map_err(with_iss)?;
-    let iat = numeric_date(claims.get(&names.iat), false).map_err(with_iss)?;
+    let exp = numeric_date(claims.get(&names.exp).as_ref(), true).map_err(with_iss)?.unwrap_or(0);
+    let nbf = numeric_date(claims.get(&names.nbf).as_ref(), false).map_err(with_iss)?;
+    let iat = numeric_date(claims.get(&names.iat).as_ref(), false).map_err(with_iss)?;
     if now > exp.saturating_add(leeway) {
         return Err(with_iss(Reason::Expired));
     }
@@ -202,7 +269,7 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     }
 
     // Audience.
-    let aud_ok = match claims.get(&names.aud) {
+    let aud_ok = match claims.get(&names.aud).as_ref() {
         Some(Value::String(a)) => *a == cfg.audience,
         Some(Value::Array(list)) => {
             let mut found = false;
@@ -226,7 +293,8 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     }
 
     // Scope.
-    let scope = match claims.get(&names.scope) {
+    let scope_value = claims.get(&names.scope);
+    let scope = match &scope_value {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(with_iss(Reason::InvalidClaim)),
         None => return Err(with_iss(Reason::InsufficientScope)),
@@ -239,13 +307,15 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     }
 
     // Identities: syntax first, then the issuer's pools.
-    let impi = match claims.get(&names.impi) {
+    let impi_value = claims.get(&names.impi);
+    let impi = match &impi_value {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(with_iss(Reason::InvalidImpi)),
         None => return Err(with_iss(Reason::MissingClaim)),
     };
     identity::check_impi(impi).map_err(|_| with_iss(Reason::InvalidImpi))?;
-    let impus: Vec<&str> = match claims.get(&names.impu) {
+    let impu_value = claims.get(&names.impu);
+    let impus: Vec<&str> = match &impu_value {
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_IMPUS => {
             let mut v = Vec::with_capacity(list.len());
@@ -273,12 +343,12 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         }
     }
 
-    let sub = match claims.get(&names.sub) {
+    let sub = match claims.get(&names.sub).as_ref() {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if printable(s) => Some(s.clone()),
         Some(_) => return Err(with_iss(Reason::InvalidClaim)),
     };
-    let jti = match claims.get(&names.jti) {
+    let jti = match claims.get(&names.jti).as_ref() {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if printable(s) => Some(s.clone()),
         Some(_) => return Err(with_iss(Reason::InvalidClaim)),

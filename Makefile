@@ -8,7 +8,8 @@
 #
 # Installed (FHS): $(LIBDIR)/libwic_tna.so.<abi> (+ .so link), $(INCLUDEDIR)/wic_tna.h,
 # $(LIBDIR)/pkgconfig/wic-tna.pc, $(BINDIR)/wic-tna, $(KAMMODDIR)/wic_tna.so (if built),
-# $(SYSCONFDIR)/wic-tna/wic-tna.toml.example, $(DOCDIR)/ (README, kamailio examples),
+# $(SYSCONFDIR)/wic-tna/wic-tna.toml.example, $(DOCDIR)/ (README, Kamailio and OpenSIPS
+# examples), $(DATADIR)/ (Python glue for app_python3 and OpenSIPS's python module),
 # $(MANDIR)/man1/wic-tna.1.
 
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -21,6 +22,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR     ?= $(PREFIX)/bin
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 DOCDIR     ?= $(PREFIX)/share/doc/wic-tna
+DATADIR    ?= $(PREFIX)/share/wic-tna
 MANDIR     ?= $(PREFIX)/share/man
 KAMMODDIR  ?= $(LIBDIR)/kamailio/modules
 MODULE     ?= build/wic_tna/wic_tna.so
@@ -49,7 +51,10 @@ install: $(if $(CARGO_SKIP),,build)
 	install -m 0755 $(BINSRC) $(DESTDIR)$(BINDIR)/wic-tna
 	install -m 0644 config/wic-tna.toml $(DESTDIR)$(SYSCONFDIR)/wic-tna/wic-tna.toml.example
 	install -m 0644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
-	cp -r kamailio-example $(DESTDIR)$(DOCDIR)/
+	cp -r kamailio-example opensips-example $(DESTDIR)$(DOCDIR)/
+	find $(DESTDIR)$(DOCDIR) -name __pycache__ -prune -exec rm -rf {} +
+	install -d $(DESTDIR)$(DATADIR)
+	install -m 0644 kamailio-example/python/wic_tna_glue.py opensips-example/wic_tna_opensips.py $(DESTDIR)$(DATADIR)/
 	install -m 0644 doc/wic-tna.1 $(DESTDIR)$(MANDIR)/man1/wic-tna.1
 	if [ -f $(MODULE) ]; then install -d $(DESTDIR)$(KAMMODDIR) && \
 	    install -m 0644 $(MODULE) $(DESTDIR)$(KAMMODDIR)/wic_tna.so; fi

@@ -21,6 +21,10 @@ if [ -f tests/e2e/run.sh ]; then
   echo "==> Kamailio end-to-end"
   bash tests/e2e/run.sh
 fi
+echo "==> OpenSIPS handler (no OpenSIPS needed) and end-to-end (when WIC_TNA_OPENSIPS names a binary)"
+python3 -m pytest -q tests/e2e_opensips/test_handler.py
+bash tests/e2e_opensips/run.sh
+
 if [ -f tests/packaging/run.sh ]; then
   echo "==> Debian package: build, install, use"
   bash tests/packaging/run.sh

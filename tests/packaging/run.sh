@@ -49,6 +49,8 @@ check "NEEDED of the C program is the SONAME" sh -c "readelf -d $tmp/v | grep -q
 sed "s|\.\./tests/fixtures/keys|$repo/tests/fixtures/keys|" config/wic-tna.toml > "$tmp/wic-tna.toml"
 check "wic-tna --help" /usr/bin/wic-tna --help
 check "man page installed" test -f /usr/share/man/man1/wic-tna.1.gz
+check "Python glue installed and importable by Debian's python3" sh -c "cd /tmp && /usr/bin/python3 -c 'import sys; sys.path.insert(0, \"/usr/share/wic-tna\"); import wic_tna_glue'"
+check "OpenSIPS handler installed" test -f /usr/share/wic-tna/wic_tna_opensips.py
 check "wic-tna check-config" /usr/bin/wic-tna check-config "$tmp/wic-tna.toml"
 tok=$(/usr/bin/wic-tna mint --key tests/fixtures/keys/issuer-a-p256.key --alg ES256 --kid a-es256 \
       --iss https://wwsf.socialnet.example --impi alice@socialnet.ims.example.net --impu sip:alice@socialnet.ims.example.net)

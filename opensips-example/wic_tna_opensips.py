@@ -1,0 +1,244 @@
+"""wic-tna from OpenSIPS's `python` module (OpenSIPS 3.x), with no C
+compiler: the handler object that `python_exec()` calls, over the ctypes
+binding of kamailio-example/python/wic_tna_glue.py (`Library`, `Context`,
+`Result`), which this script imports rather than copies.
+
+OpenSIPS's contract (modules/python):
+
+  * `mod_init()` runs once in the main process BEFORE OpenSIPS forks: it
+    loads libwic_tna.so and test-loads the configuration, so that a broken
+    configuration stops the start.
+  * `child_init(rank)` runs in every process after the fork: each SIP worker
+    creates its own context.
+  * cfg function, called with python_exec("wic_tna_verify"):
+      reads  the Authorization header(s) (msg.getHeader; none: no token),
+             the To header (msg.getHeader, else $tu), and $var(req_exp)
+             (the expiry the client asked for; < 0 or empty: none)
+      sets   $var(wic_status) $var(wic_reason) $var(wic_challenge)
+             $var(wic_tna) $var(wic_impi) $var(wic_impus) $var(wic_issuer)
+             $var(wic_subject) $var(wic_expires)   (msg.set_pseudoVar;
+             all strings: convert with {s.int} where a number is needed)
+      returns 1 accepted, -1 rejected, -2 internal error ($var(wic_status)
+             is then 500).
+    Two or more Authorization headers: 400 malformed_request, with the
+    library's invalid_request challenge for the joined values.
+  * Barring, unbarring and reloading go through the configuration's
+    `state_file`, shared by every worker and the CLI:
+        wic-tna bar --config <cfg> <iss>    wic-tna reload --config <cfg>
+
+Environment (OpenSIPS passes its environment to the embedded Python):
+  WIC_TNA_CONFIG    path of the TOML configuration (/etc/wic-tna/wic-tna.toml)
+  WIC_TNA_LIBRARY   path of libwic_tna.so (default: the repository's
+                    target/release/libwic_tna.so, else the loader's search)
+  WIC_TNA_GLUE_DIR  directory of wic_tna_glue.py (default: this file's
+                    directory, then ../kamailio-example/python beside it,
+                    then /usr/share/wic-tna)
+"""
+
+import os
+import sys
+
+# --------------------------------------------------------------------------
+# the ctypes binding: kamailio-example/python/wic_tna_glue.py
+# --------------------------------------------------------------------------
+
+
+def _glue_dirs():
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = os.environ.get("WIC_TNA_GLUE_DIR")
+    if env:
+        return [env]
+    return [here,
+            os.path.normpath(os.path.join(here, "..", "kamailio-example",
+                                          "python")),
+            "/usr/share/wic-tna"]
+
+
+def _import_glue():
+    for d in _glue_dirs():
+        if os.path.isfile(os.path.join(d, "wic_tna_glue.py")):
+            if d not in sys.path:
+                sys.path.insert(0, d)
+            break
+    import wic_tna_glue
+
+    return wic_tna_glue
+
+
+_glue = _import_glue()
+Library = _glue.Library
+Context = _glue.Context
+WicTnaError = _glue.WicTnaError
+
+# --------------------------------------------------------------------------
+# OpenSIPS side
+# --------------------------------------------------------------------------
+
+try:
+    from OpenSIPS import LM_ERR  # only inside OpenSIPS
+except ImportError:  # imported by a test or a linter
+    def LM_ERR(text):
+        sys.stderr.write(text)
+
+# process ranks (sr_module.h): SIP workers are >= 1
+_PROC_MAIN = 0
+
+_OUT_VARS = ("status", "reason", "challenge", "tna", "impi", "impus",
+             "issuer", "subject", "expires")
+
+
+def _log(level, text):
+    """The library's log: 1 error, 2 warning, 3 info, 4 debug. The python
+    module exports LM_ERR only: errors and warnings go there, info and debug
+    only with WIC_TNA_PY_DEBUG set (the cfg's xlog reports each outcome)."""
+    if level == 1:
+        LM_ERR("wic_tna_opensips: %s\n" % text)
+    elif level == 2:
+        LM_ERR("wic_tna_opensips: warning: %s\n" % text)
+    elif os.environ.get("WIC_TNA_PY_DEBUG"):
+        LM_ERR("wic_tna_opensips: info: %s\n" % text)
+
+
+def _pv(msg, spec):
+    """A pseudo-variable as a string ('' when unset). get_pseudoVar prints
+    into a 4 KiB buffer: use it for short values only (an overflow gives
+    '')."""
+    try:
+        v = msg.get_pseudoVar(spec)
+    except Exception:
+        return ""
+    if v is None or v == "<null>":
+        return ""
+    return str(v)
+
+
+def _header(msg, *names):
+    """The body of the first header with one of these names (getHeader
+    compares names as written, so the compact form is a second name)."""
+    for name in names:
+        v = msg.getHeader(name)
+        if v is not None:
+            return v
+    return None
+
+
+def _to_uri(msg):
+    """The To header's value (the library takes name-addr or a bare URI).
+    Never empty: an empty To would skip the To-in-token check, so a REGISTER
+    without a usable To gets the library's 400 invalid_to_uri."""
+    value = _header(msg, "To", "t")
+    if not value:
+        value = _pv(msg, "$tu")
+    return value if value and value.strip() else "<>"
+
+
+def _authorization(msg):
+    """(value, count): the Authorization value ('' for none) and how many
+    Authorization headers the request has."""
+    try:
+        count = int(_pv(msg, "$hdrcnt(Authorization)") or 0)
+    except ValueError:
+        count = 0
+    first = _header(msg, "Authorization")
+    if first is None:
+        return "", 0
+    if count <= 1:
+        return first, max(count, 1)
+    values = [first] + [_pv(msg, "$(hdr(Authorization)[%d])" % i)
+                        for i in range(1, count)]
+    return ", ".join(values), count
+
+
+def _requested_expires(msg):
+    try:
+        return int(_pv(msg, "$var(req_exp)"))
+    except ValueError:
+        return -1
+
+
+class WicTnaHandler:
+    """The object OpenSIPS's python module calls (python_exec("method"))."""
+
+    def __init__(self, config_path=None, library_path=None):
+        # main process, before the fork
+        self.config_path = config_path or os.environ.get(
+            "WIC_TNA_CONFIG", "/etc/wic-tna/wic-tna.toml")
+        self.lib = Library(library_path)
+        self.lib.set_log_callback(_log)
+        # test load: a broken configuration stops OpenSIPS's start
+        try:
+            Context(self.lib, self.config_path).free()
+        except WicTnaError as e:
+            _log(1, "cannot load the configuration: %s" % e)
+            raise
+        self.ctx = None
+        if os.environ.get("WIC_TNA_PY_DEBUG"):
+            _log(3, "wic-tna %s (ctypes), configuration %s loaded"
+                 % (self.lib.version(), self.config_path))
+
+    def child_init(self, rank):
+        if rank < 1:
+            # main, timer, module and TCP main processes route no SIP; a
+            # context is made on first use should one ever need it
+            return 0
+        try:
+            self._context()
+        except WicTnaError as e:
+            _log(1, "child %d: %s" % (rank, e))
+            return -1
+        return 0
+
+    def _context(self):
+        if self.ctx is None:
+            # shared=None: the configuration's state_file, which the CLI
+            # (bar/unbar/reload) also opens
+            self.ctx = Context(self.lib, self.config_path)
+        return self.ctx
+
+    @staticmethod
+    def _values(result, count):
+        if result is None:  # internal error
+            return {"status": 500, "reason": "internal_error",
+                    "challenge": "", "tna": "", "impi": "", "impus": "",
+                    "issuer": "", "subject": "", "expires": 0}
+        values = {"status": result.status, "reason": result.reason,
+                  "challenge": result.challenge, "tna": result.tna,
+                  "impi": result.impi, "impus": ",".join(result.impus),
+                  "issuer": result.issuer, "subject": result.subject,
+                  "expires": result.granted_expires}
+        if count > 1:
+            # two tokens: malformed, whatever the joined value gave
+            values.update(status=400, tna="", expires=0)
+            if result.status != 400:
+                values["reason"] = "malformed_request"
+        return values
+
+    @staticmethod
+    def _set(msg, values):
+        for name in _OUT_VARS:
+            msg.set_pseudoVar("$var(wic_%s)" % name, str(values[name]))
+
+    def wic_tna_verify(self, msg, args=None):
+        count = 0
+        try:
+            auth, count = _authorization(msg)
+            result = self._context().verify(auth, _to_uri(msg),
+                                            _requested_expires(msg))
+        except Exception as e:
+            _log(1, "token verification failed: %s" % e)
+            result = None
+        values = self._values(result, count)
+        try:
+            self._set(msg, values)
+        except Exception as e:
+            _log(1, "cannot set the result variables: %s" % e)
+            return -2
+        if result is None:
+            return -2
+        accepted = result.accepted and count <= 1 and values["tna"] != ""
+        return 1 if accepted else -1
+
+
+def mod_init():
+    """OpenSIPS python module entry point (main process, before the fork)."""
+    return WicTnaHandler()

@@ -1,0 +1,71 @@
+"""pytest set-up for the OpenSIPS end-to-end tests. Every test that needs
+OpenSIPS is skipped, with a plain message, when WIC_TNA_OPENSIPS (the
+opensips binary) is not set; those marked no_opensips (the handler driven
+without OpenSIPS) still run."""
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+for d in (HERE, HERE.parent / "e2e"):
+    if str(d) not in sys.path:
+        sys.path.insert(0, str(d))
+
+from opensips_harness import (ENV_BINARY, OpenSipsDeployment,  # noqa: E402
+                              opensips_binary)
+
+SKIP_MESSAGE = ("skipped: set %s=/path/to/sbin/opensips (OpenSIPS 3.x with "
+                "the python module) to run the OpenSIPS end-to-end tests"
+                % ENV_BINARY)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "no_opensips: runs without OpenSIPS (never skipped)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if opensips_binary() is None:
+        skip = pytest.mark.skip(reason=SKIP_MESSAGE)
+        for item in items:
+            if item.get_closest_marker("no_opensips") is None:
+                item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request):
+    rep = getattr(request.node, "rep_call", None)
+    return rep is not None and rep.failed
+
+
+@pytest.fixture
+def workdir(request):
+    # short paths: the S-CSCF's binrpc unix socket path must stay under
+    # 108 bytes
+    d = Path(tempfile.mkdtemp(prefix="wic-os-"))
+    yield d
+    if _failed(request):
+        print("kept for inspection: %s" % d)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def dep(request, workdir):
+    """A running OpenSIPS eP-CSCF and Kamailio S-CSCF."""
+    d = OpenSipsDeployment(workdir)
+    d.start()
+    yield d
+    d.stop()
+    if _failed(request):
+        print(d.logs())

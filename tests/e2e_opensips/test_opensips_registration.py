@@ -1,0 +1,211 @@
+"""End to end: a WIC registers through a real OpenSIPS eP-CSCF
+(opensips-example/opensips.cfg, python module, ctypes binding) to the real
+Kamailio S-CSCF of kamailio-example/scscf.cfg.
+
+The checks and the table of failures are the Kamailio e2e tests' own
+(tests/e2e/test_registration.py), imported, so that both proxies are held
+to the same behaviour."""
+
+import re
+import socket
+
+import pytest
+
+from opensips_harness import OpenSipsDeployment
+from tokens import identity, mint, mint_cli, tamper
+
+# tests/e2e/test_registration.py: the shared checks and failure table
+from test_registration import (FAILURES, LIFETIME,  # noqa: E402
+                               _eventually, _register,
+                               assert_nothing_forwarded, assert_registered,
+                               bearer)
+from harness import ISSUER_A  # noqa: E402
+from sipclient import _Client  # noqa: E402
+
+# the cases this eP-CSCF must cover (issue #7); the table has more
+REQUIRED = {"no_token", "bad_signature", "expired", "insufficient_scope",
+            "to_impu_not_in_token"}
+assert REQUIRED <= {f[0] for f in FAILURES}, "the shared failure table lost a case"
+
+
+# -- success ---------------------------------------------------------------
+
+def test_valid_token_pyjwt(dep):
+    """200; the S-CSCF got exactly one Authorization, the TNA header; the
+    expiry asked for (3600) is capped at the token's lifetime."""
+    with dep.udp() as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))],
+                       expires=3600, contact_expires=3600)
+    assert_registered(dep, r)
+    # the client's Bearer token did not go on; only the TNA header did
+    rx = dep.scscf_rx(r.header("Call-ID"))
+    assert "Bearer" not in rx[0] and "eyJ" not in rx[0], rx[0]
+
+
+def test_valid_token_cli_expires_header_only(dep):
+    token = mint_cli(issuer="a", user="carol", lifetime=LIFETIME)
+    with dep.udp() as c:
+        r = c.register(identity("a", "carol")[1], [bearer(token)],
+                       expires=3600)
+    assert_registered(dep, r, user="carol")
+
+
+class TcpClient(_Client):
+    """SIP over TCP: the request builder of tests/e2e/sipclient.py over a
+    stream (responses framed by Content-Length)."""
+
+    transport = "TCP"
+
+    def __init__(self, host, port, timeout=5.0):
+        super().__init__(timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.contact_host, self.contact_port = self.sock.getsockname()[:2]
+        self.buf = b""
+
+    def via_sent_by(self):
+        return "%s:%d" % (self.contact_host, self.contact_port)
+
+    def contact_uri(self, user):
+        return "sip:%s@%s;transport=tcp" % (user, self.via_sent_by())
+
+    def send_raw(self, text):
+        self.sock.sendall(text.encode())
+
+    def recv_raw(self, timeout):
+        self.sock.settimeout(timeout)
+        while True:
+            head, sep, rest = self.buf.partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)",
+                              head)
+                n = int(m.group(1)) if m else 0
+                if len(rest) >= n:
+                    self.buf = rest[n:]
+                    return (head + sep + rest[:n]).decode(errors="replace")
+            try:
+                data = self.sock.recv(65535)
+            except socket.timeout:
+                return None
+            if not data:
+                raise ConnectionError("connection closed")
+            self.buf += data
+
+    def close(self):
+        self.sock.close()
+
+
+def test_valid_token_tcp(dep):
+    with TcpClient("127.0.0.1", dep.ep_sip) as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))],
+                       expires=3600)
+        assert_registered(dep, r)
+        # a bad token on the same connection (its own Call-ID)
+        r = c.register(identity()[1], [bearer(tamper(mint()))], expires=600,
+                       call_id="bad-" + c.call_id)
+    assert r.status == 401, r.raw
+    assert 'error="invalid_token"' in r.header("WWW-Authenticate"), r.raw
+    assert_nothing_forwarded(dep, r.header("Call-ID"))
+
+
+def test_access_token_parameter_form(dep):
+    token = mint(lifetime=LIFETIME)
+    with dep.udp() as c:
+        r = c.register(identity()[1], ['Bearer access_token="%s"' % token],
+                       expires=600)
+    assert_registered(dep, r)
+
+
+def test_expiry_below_token_lifetime_kept(dep):
+    with dep.udp() as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))],
+                       expires=120)
+    assert r.status == 200, (r.raw, dep.logs())
+    granted = int(re.search(r"expires=(\d+)", r.header("Contact")).group(1))
+    assert 100 <= granted <= 120, r.raw
+
+
+def test_large_token_read_whole(dep):
+    """A token larger than OpenSIPS's 4 KiB pseudo-variable print buffer is
+    read whole (msg.getHeader), and still accepted."""
+    token = mint(lifetime=LIFETIME, extra={"pad": "x" * 5000})
+    assert 5000 < len(token) < 8192
+    with dep.udp() as c:
+        r = c.register(identity()[1], [bearer(token)], expires=600)
+    assert_registered(dep, r)
+
+
+# -- failures: status, reason, challenge, nothing forwarded -----------------
+
+@pytest.mark.parametrize("name,auth,to_user,status,reason,error", FAILURES,
+                         ids=[f[0] for f in FAILURES])
+def test_rejected(dep, name, auth, to_user, status, reason, error):
+    to_uri = to_user if ":" in to_user else identity("a", to_user)[1]
+    with dep.udp() as c:
+        r = c.register(identity()[1], auth(), expires=600, to_uri=to_uri)
+    assert r.status == status, (r.raw, dep.logs())
+    # the reason phrase carries the reason name, e.g. "Unauthorized (expired)"
+    assert r.reason.endswith(" (%s)" % reason), r.reason
+    challenges = r.header_all("WWW-Authenticate")
+    if error is False:
+        assert challenges == [], r.raw
+    else:
+        assert len(challenges) == 1, r.raw
+        ch = challenges[0]
+        assert ch.startswith("Bearer "), ch
+        assert 'realm="ims.example.net"' in ch, ch
+        if error is None:
+            assert "error=" not in ch, ch
+            assert "scope=" in ch, ch
+        else:
+            assert 'error="%s"' % error in ch, ch
+    assert_nothing_forwarded(dep, r.header("Call-ID"))
+
+
+def test_non_register_refused(dep):
+    """This example handles REGISTER only: anything else gets 403 and is not
+    forwarded."""
+    with dep.udp() as c:
+        r = c.message(identity()[1], identity("a", "bob")[1])
+    assert r.status == 403, r.raw
+    assert_nothing_forwarded(dep, r.header("Call-ID"))
+
+
+# -- barring through the state_file and the CLI -----------------------------
+
+def test_bar_and_unbar_issuer(dep):
+    assert _register(dep, "a").status == 200
+
+    res = dep.bar(ISSUER_A)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    r = _eventually(lambda: _register(dep, "a"), lambda r: r.status == 403)
+    assert r.status == 403, r.raw
+    assert r.reason.endswith("(issuer_barred)"), r.reason
+    assert r.header_all("WWW-Authenticate") == [], r.raw
+    assert_nothing_forwarded(dep, r.header("Call-ID"))
+    for _ in range(4):  # every worker
+        assert _register(dep, "a").status == 403
+    assert _register(dep, "b", "dave").status == 200
+
+    res = dep.unbar(ISSUER_A)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    r = _eventually(lambda: _register(dep, "a"), lambda r: r.status == 200)
+    assert r.status == 200, r.raw
+    for _ in range(4):
+        assert _register(dep, "a").status == 200
+
+
+# -- start-up --------------------------------------------------------------
+
+def test_broken_config_stops_startup(workdir):
+    """mod_init test-loads the configuration: a broken one stops OpenSIPS
+    at start with the file and the field in the log."""
+    d = OpenSipsDeployment(workdir)
+    d.config.write_text(d.config.read_text().replace(
+        'audience = "ims.example.net"', "audience = 42"))
+    with pytest.raises(RuntimeError) as e:
+        d.start()
+    d.stop()
+    assert "exited" in str(e.value), e.value
+    log = d.ep.log()
+    assert str(d.config) in log, log[-3000:]
+    assert "audience" in log, log[-3000:]

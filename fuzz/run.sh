@@ -11,6 +11,6 @@ export RUSTC_BOOTSTRAP=1
 for t in header verify config scscf; do
   echo "==> fuzz $t for ${SECS}s"
   cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- -max_total_time="$SECS" -max_len=16384 2>&1 \
-    | tee "/tmp/wic-tna-fuzz-$t.log" | grep -E "^(#[0-9]+.*DONE|Done|==[0-9]+==|SUMMARY|.*panicked)" || true
+    > "/tmp/wic-tna-fuzz-$t.log" || { tail -n 40 "/tmp/wic-tna-fuzz-$t.log"; exit 1; }
   grep -E "^Done [0-9]+ runs|stat::number_of_executed_units" "/tmp/wic-tna-fuzz-$t.log" | tail -1
 done

@@ -12,6 +12,9 @@ echo "==> cargo test"
 cargo test --release 2>&1 | tee /tmp/wic-tna-cargo-test.log
 grep -q "test result: FAILED" /tmp/wic-tna-cargo-test.log && exit 1
 
+echo "==> cargo bench --no-run (benches compile; they are timed by scripts/bench.sh, not here)"
+cargo bench --no-run
+
 if [ -f tests/c/run.sh ]; then
   echo "==> C harness"
   bash tests/c/run.sh

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Print the benchmark table (Markdown) from the result files that
+scripts/bench.sh's steps leave in one directory:
+
+    meta.txt    key=value lines (date, machine, versions, command)
+    verify.txt  benches/verify.rs  (full verify vs floor; cache hit)
+    peer.txt    benches/peer/peer.c (libjwt vs wic_tna_verify)
+    e2e.txt     benches/e2e/register_cpu.py (Kamailio, CPU per REGISTER)
+    memory.txt  benches/memory.rs  (RSS after 10k / 1M verifications)
+    scale.txt   benches/scale.rs   (issuers, JWKS keys)
+
+    python3 benches/table.py target/bench
+"""
+import math
+import sys
+from pathlib import Path
+
+d = Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
+
+
+def load(name):
+    vals = {}
+    p = d / name
+    if not p.exists():
+        return vals
+    for line in p.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                vals[parts[0]] = float(parts[1])
+            except ValueError:
+                vals[parts[0]] = parts[1]
+    return vals
+
+
+def meta():
+    m = {}
+    p = d / "meta.txt"
+    if p.exists():
+        for line in p.read_text().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                m[k.strip()] = v.strip()
+    return m
+
+
+def us(ns):
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+        return "n/a"
+    u = ns / 1e3
+    return "%.2f µs" % u if u < 10 else "%.1f µs" % u if u < 100 else "%.0f µs" % u
+
+
+def ok(b):
+    return "met" if b else "**MISSED**"
+
+
+verify, peer, e2e, mem, scale = (load(n) for n in ("verify.txt", "peer.txt", "e2e.txt", "memory.txt", "scale.txt"))
+m = meta()
+rows = []
+missing = []
+
+
+def row(item, figure, measured, target, status):
+    rows.append("| %s | %s | %s | %s | %s |" % (item, figure, measured, target, status))
+
+
+# 1. Full verify against the floor.
+for alg in ("HS256", "RS256", "PS256", "ES256", "EdDSA"):
+    r = verify.get("ratio.%s" % alg)
+    if r is None:
+        missing.append("verify")
+        row("1", "full verify / floor, %s" % alg, "not measured", "", "")
+        continue
+    limit = 3.0 if alg == "HS256" else 1.15
+    row("1", "full verify / floor, %s" % alg,
+        "**%.2f×** (%s / %s)" % (r, us(verify.get("full.%s.ns" % alg)), us(verify.get("floor.%s.ns" % alg))),
+        "≤ %.2f×" % limit, ok(r <= limit))
+
+# 2. Peer: libjwt.
+for alg in ("HS256", "RS256", "PS256", "ES256", "EdDSA"):
+    sup = peer.get("peer.%s.libjwt.supported" % alg)
+    target = "≥ 10×" if alg in ("RS256", "ES256") else "(none)"
+    if sup is None:
+        row("2", "libjwt / wic-tna, %s" % alg, "not measured", target, "")
+        continue
+    if not sup:
+        row("2", "libjwt / wic-tna, %s" % alg,
+            "n/a: libjwt %s has no %s (wic-tna: %s)" % (m.get("libjwt", "1.x"), alg, us(peer.get("peer.%s.wic.ns" % alg))),
+            target, "n/a")
+        continue
+    r = peer["peer.%s.ratio" % alg]
+    pem = peer.get("peer.%s.pem.ns" % alg) or 0
+    extra = ", of which PEM parse %s" % us(pem) if pem else ""
+    measured = "**%.1f×** (libjwt %s%s; wic-tna %s)" % (r, us(peer["peer.%s.libjwt.ns" % alg]), extra,
+                                                        us(peer["peer.%s.wic.ns" % alg]))
+    fr = verify.get("ratio.%s" % alg)
+    if fr:
+        # Two machine-independent ratios: libjwt / wic-tna × wic-tna / floor.
+        measured += "; at most %.1f× with wic-tna at the floor" % (r * fr)
+    row("2", "libjwt / wic-tna, %s" % alg, measured, target,
+        ok(r >= 10.0) if alg in ("RS256", "ES256") else "")
+
+# 3. Refresh path.
+s = verify.get("hit.share")
+if s is not None:
+    row("3", "cache hit / full ES256 verify",
+        "**%.2f%%** (%s / %s)" % (100 * s, us(verify.get("hit.ns")), us(verify.get("hit.full_ES256.ns"))),
+        "≤ 5%", ok(s <= 0.05))
+else:
+    row("3", "cache hit / full ES256 verify", "not measured", "≤ 5%", "")
+
+# 4. End to end.
+if e2e.get("measured"):
+    row("4", "eP-CSCF CPU per REGISTER (Kamailio 5.6, native module, UDP; %d REGISTERs each)" % e2e.get("registers", 0),
+        "cache off: %s; cache hit: %s; **%.2f×** (S-CSCF: %s / %s)" % (
+            us(e2e["full.ep_cpu_ns"]), us(e2e["hit.ep_cpu_ns"]), e2e["full_over_hit"],
+            us(e2e["full.scscf_cpu_ns"]), us(e2e["hit.scscf_cpu_ns"])), "(report)", "")
+    row("4", "wic-tna share of the eP-CSCF's CPU per REGISTER",
+        "full ES256: **%.0f%%** in situ (%s = cache off − cache hit)%s; cache hit: %s" % (
+            100 * e2e["full.share_in_situ"], us(e2e["verify_in_situ_ns"]),
+            ("; %.0f%% at the bench's hot-loop cost" % (100 * e2e["full.share_bench"])) if "full.share_bench" in e2e else "",
+            ("**%.1f%%**" % (100 * e2e["hit.share_bench"])) if "hit.share_bench" in e2e else "n/a"),
+        "(report)", "")
+else:
+    row("4", "end-to-end CPU per REGISTER through Kamailio", "**not measured**%s" % (
+        (": " + str(e2e["reason"]).replace("_", " ")) if e2e.get("reason") else ""), "(report)", "")
+
+# 5. Memory.
+for sc in ("repeated", "distinct"):
+    g = mem.get("%s.growth.kib" % sc)
+    if g is None:
+        row("5", "RSS growth 10k → 1M verifications, %s token" % sc, "not measured", "< 1 MiB", "")
+        continue
+    row("5", "RSS growth 10k → 1M verifications, %s token%s" % (sc, "s" if sc == "distinct" else ""),
+        "**%+.0f KiB** (%.1f → %.1f MiB)" % (g, mem["%s.rss10k.kib" % sc] / 1024, mem["%s.rss1m.kib" % sc] / 1024),
+        "< 1024 KiB", ok(g < 1024))
+
+# 6. Scale.
+for name, base in (("issuers=100", "issuers=1"), ("issuers=10000", "issuers=1"), ("jwks_keys=100", "jwks_keys=1")):
+    r = scale.get("%s.ratio" % name)
+    if r is None:
+        row("6", "verify cost %s / %s" % (name, base), "not measured", "≤ 1.05×", "")
+        continue
+    row("6", "verify cost, %s vs %s (HS256, cache off)" % (name.replace("=", " "), base.replace("=", " ")),
+        "**%.3f×** (%s vs %s)" % (r, us(scale.get("%s.ns" % name)), us(scale.get("%s.ns" % base))),
+        "no growth (≤ 1.05×)", ok(r <= 1.05))
+
+print("## Results\n")
+print("Date: %s  " % m.get("date", "?"))
+print("Machine: %s CPU(s), %s; %s  " % (m.get("nproc", "?"), m.get("cpu", "?"), m.get("kernel", "?")))
+print("Toolchain: %s; libjwt %s; OpenSSL %s; Kamailio %s  " % (m.get("rustc", "?"), m.get("libjwt", "?"),
+                                                                m.get("openssl", "?"), m.get("kamailio", "?")))
+print("Commit: %s  " % m.get("commit", "?"))
+print("Command: `%s`\n" % m.get("command", "bash scripts/bench.sh"))
+print("| # | figure | measured | target | status |")
+print("|---|---|---|---|---|")
+for r in rows:
+    print(r)

@@ -250,6 +250,11 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     (!k.is_empty() && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))).then(|| k.to_owned())
 }
 
+/// A message on one line (parser messages may span several), for logs.
+fn one_line(m: &str) -> String {
+    m.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&c| c == b'\n').count() + 1
 }
@@ -261,13 +266,32 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// An error in `field` of the table at `span`: the line is that of the
+    /// field's own `name = ...` line inside the table when there is one, else
+    /// the table's first line.
     fn err(&self, span: Option<std::ops::Range<usize>>, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            line: span.map(|s| line_of(self.text, s.start)),
-            field: Some(field.into()),
-            message: msg.into(),
+        let field = field.into();
+        let line = span.map(|s| line_of(self.text, self.field_offset(s, &field)));
+        ConfigError { file: self.file.clone(), line, field: Some(field), message: msg.into() }
+    }
+
+    /// Where, inside the table spanning `span`, the line `name = ...` of the
+    /// field `issuer[0].key[1].algorithms` (name `algorithms`) starts.
+    fn field_offset(&self, span: std::ops::Range<usize>, field: &str) -> usize {
+        let last = field.rsplit('.').next().unwrap_or(field);
+        let name = last.split('[').next().unwrap_or(last);
+        let end = span.end.min(self.text.len());
+        let mut at = span.start.min(end);
+        while at < end {
+            if key_at(self.text, at).as_deref() == Some(name) {
+                return at;
+            }
+            at = match self.text[at..end].find('\n') {
+                Some(i) => at + i + 1,
+                None => break,
+            };
         }
+        span.start
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -315,7 +339,7 @@ impl Config {
             file: file.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),
             field: e.span().and_then(|s| key_at(text, s.start)),
-            message: e.message().trim().to_owned(),
+            message: one_line(e.message()),
         })?;
 
         let home_realm = raw.home_realm.get_ref().clone();

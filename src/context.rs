@@ -305,7 +305,7 @@ impl Context {
             c.map.get(token)?.clone()
         };
         let issuer = cfg.issuer(&v.iss)?;
-        if now > v.exp.saturating_add(cfg.leeway as i64) || self.is_barred(issuer) {
+        if now > v.exp.saturating_add(cfg.leeway as i64) || now < v.valid_from || self.is_barred(issuer) {
             // Fall through to a full check, which gives the reason.
             return None;
         }

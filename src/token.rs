@@ -131,6 +131,10 @@ pub struct Verified {
     pub scope: String,
     /// `exp`.
     pub exp: i64,
+    /// The earliest time at which the lifetime checks pass (`nbf` and `iat`
+    /// with leeway, and without `iat` the maximum lifetime counted back from
+    /// `exp`): a cached verification is used only from then on.
+    pub valid_from: i64,
     /// `jti`, if any.
     pub jti: Option<String>,
     /// Algorithm and kid of the key that verified it.
@@ -267,6 +271,15 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     if lifetime > issuer.max_token_lifetime as i64 {
         return Err(with_iss(Reason::LifetimeTooLong));
     }
+    let valid_from = [
+        nbf.map(|t| t.saturating_sub(leeway)),
+        iat.map(|t| t.saturating_sub(leeway)),
+        if iat.is_none() { Some(exp.saturating_sub(issuer.max_token_lifetime as i64)) } else { None },
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(i64::MIN);
 
     // Audience.
     let aud_ok = match claims.get(&names.aud).as_ref() {
@@ -362,6 +375,7 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         sub,
         scope: scope.to_owned(),
         exp,
+        valid_from,
         jti,
         alg: key.alg,
         kid: key.kid.clone(),

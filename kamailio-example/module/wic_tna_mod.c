@@ -14,6 +14,12 @@
  *   - child_init: each SIP worker and RPC process creates its own context
  *     over that shared state. RPC commands (wic_tna_rpc.c) change the shared
  *     state; the workers see it on their next call.
+ *   - one extra process, "wic_tna refresher" (forked from the main process
+ *     after the workers' set-up, like other modules' dispatchers), calls
+ *     wic_tna_ctx_tick() every refresher_interval milliseconds: the only
+ *     process that may wait on the network (remote key sets, fleet state);
+ *     it publishes through the shared state and the workers never block.
+ *     modparam refresher_interval = 0 starts no such process.
  *   - the result of the last check is kept per process and read through
  *     $wic_tna(name); each check frees the previous one.
  *
@@ -31,6 +37,9 @@
 #include "../../core/kemi.h"
 #include "../../core/mem/mem.h"
 #include "../../core/ut.h"
+#include "../../core/pt.h"
+#include "../../core/timer.h"
+#include "../../core/cfg/cfg_struct.h"
 
 #include "wic_tna_mod.h"
 
@@ -53,6 +62,7 @@ static int pv_parse_wic_tna_name(pv_spec_t *sp, str *in);
 /* modparams */
 static str _wic_tna_config = STR_NULL;
 static str _wic_tna_state_file = STR_NULL;
+static int _wic_tna_refresher_interval = 250; /* ms; 0: no refresher process */
 
 /* created in mod_init, inherited by every child */
 static wic_tna_shared *_wic_tna_shared = NULL;
@@ -85,6 +95,7 @@ static cmd_export_t cmds[] = {
 static param_export_t params[] = {
 	{"config",     PARAM_STR, &_wic_tna_config},
 	{"state_file", PARAM_STR, &_wic_tna_state_file},
+	{"refresher_interval", PARAM_INT, &_wic_tna_refresher_interval},
 	{0, 0, 0}
 };
 
@@ -234,16 +245,64 @@ static int mod_init(void)
 	}
 	wic_tna_ctx_free(ctx);
 
+	if(_wic_tna_refresher_interval < 0 || _wic_tna_refresher_interval > 60000) {
+		LM_ERR("modparam \"refresher_interval\" must be 0 (no refresher "
+			   "process) or 1..60000 ms, not %d\n",
+				_wic_tna_refresher_interval);
+		return -1;
+	}
+	if(_wic_tna_refresher_interval > 0) {
+		register_procs(1);
+		cfg_register_child(1);
+	}
+
 	LM_INFO("wic-tna %s, configuration %.*s loaded\n", wic_tna_version(),
 			_wic_tna_config.len, _wic_tna_config.s);
 	return 0;
 }
 
 /**
- * per process: SIP workers and RPC processes get their own context
+ * the refresher process: background work (fetches, fleet state) that the
+ * SIP workers must never wait for. Never returns.
+ */
+static void wic_tna_refresher_loop(void)
+{
+	wic_tna_ctx *ctx = wic_tna_mod_ctx();
+
+	if(ctx == NULL) {
+		LM_CRIT("wic_tna refresher: no context; background work stopped\n");
+	}
+	for(;;) {
+		cfg_update();
+		if(ctx != NULL) {
+			(void)wic_tna_ctx_tick(ctx); /* failures are logged by the library */
+		}
+		sleep_us((unsigned int)_wic_tna_refresher_interval * 1000u);
+	}
+}
+
+/**
+ * per process: SIP workers and RPC processes get their own context; the
+ * main process forks the refresher
  */
 static int child_init(int rank)
 {
+	int pid;
+
+	if(rank == PROC_MAIN && _wic_tna_refresher_interval > 0) {
+		pid = fork_process(PROC_NOCHLDINIT, "wic_tna refresher", 1);
+		if(pid < 0) {
+			LM_ERR("cannot fork the wic_tna refresher process\n");
+			return -1;
+		}
+		if(pid == 0) {
+			if(cfg_child_init()) {
+				return -1;
+			}
+			wic_tna_refresher_loop();
+		}
+		return 0;
+	}
 	if(rank == PROC_INIT || rank == PROC_MAIN || rank == PROC_TCP_MAIN
 			|| rank == PROC_POSTCHILDINIT) {
 		return 0;

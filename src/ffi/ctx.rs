@@ -96,6 +96,23 @@ pub unsafe extern "C" fn wic_tna_ctx_reload(ctx: *const wic_tna_ctx) -> wic_tna_
     })
 }
 
+/// Background work for exactly one process, never a SIP worker: fetch what
+/// is due (remote key sets, the fleet's shared state) and publish it to
+/// every context sharing the state. May block on the network up to the
+/// configured timeouts; returns at once when nothing is due. Call it every
+/// 250 ms or so (Kamailio: the module's refresher
+/// process). Failures are logged and leave the last good state in force.
+/// `ctx` must not be NULL. Thread-safe, but one caller is enough.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_tick(ctx: *const wic_tna_ctx) -> wic_tna_status {
+    guard("wic_tna_ctx_tick", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        c.tick(crate::context::now());
+        WIC_TNA_STATUS_OK
+    })
+}
+
 /// Bar (`barred` true) or unbar one configured issuer at run time, for
 /// every context sharing the state; other issuers are untouched. The
 /// run-time setting outlives reloads. `ctx` and `iss` must not be NULL.

@@ -360,3 +360,13 @@ def test_broken_config_stops_startup(workdir, mode):
     log = d.ep.log()
     assert str(d.config) in log, log[-3000:]
     assert "audience" in log, log[-3000:]
+
+
+def test_native_module_forks_one_refresher_process(dep):
+    """The module's background work runs in its own process (never in a SIP
+    worker), and there is exactly one of it."""
+    if dep.mode != "native":
+        pytest.skip("the Python glue has no process of its own")
+    r = dep.ep.rpc("core.psx")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("wic_tna refresher") == 1, r.stdout

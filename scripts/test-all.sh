@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test of wic-tna: Rust unit and integration tests (tokens from
 # PyJWT and our own minting), the C harness (plain, ASan/UBSan, valgrind),
-# the Kamailio end-to-end tests and the Debian package test.
+# the Kamailio end-to-end tests, the load test (quick) and the Debian
+# package test.
 # Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,10 @@ fi
 if [ -f tests/e2e/run.sh ]; then
   echo "==> Kamailio end-to-end"
   bash tests/e2e/run.sh
+fi
+if [ -f tests/load/run.sh ]; then
+  echo "==> Kamailio under load with faults (quick: 100 REGISTER/s, every fault; full: bash tests/load/run.sh)"
+  bash tests/load/run.sh --quick
 fi
 echo "==> OpenSIPS handler (no OpenSIPS needed) and end-to-end (when WIC_TNA_OPENSIPS names a binary)"
 python3 -m pytest -q tests/e2e_opensips/test_handler.py

@@ -83,7 +83,8 @@ def _kamailio_env(extra=None):
 class KamailioProcess:
     """One kamailio -DD -E process tree with its log in workdir/NAME.log."""
 
-    def __init__(self, name, cfg, workdir, defines, env=None, valgrind=False):
+    def __init__(self, name, cfg, workdir, defines, env=None, valgrind=False,
+                 shm_mb=32, pkg_mb=8):
         self.name = name
         self.cfg = Path(cfg)
         self.workdir = Path(workdir)
@@ -96,6 +97,8 @@ class KamailioProcess:
         self.env = _kamailio_env(env)
         self.logfile = self.workdir / ("%s.log" % name)
         self.valgrind = valgrind
+        self.shm_mb = shm_mb
+        self.pkg_mb = pkg_mb
         self.pidfile = self.rundir / "kamailio.pid"
         self.proc = None
 
@@ -109,7 +112,8 @@ class KamailioProcess:
                    "--log-file=%s" % (self.workdir / "valgrind.%p.log")]
         cmd += [KAMAILIO, "-DD", "-E", "-f", str(self.cfg),
                "-Y", str(self.rundir), "-P", str(self.pidfile),
-               "-w", str(self.workdir), "-m", "32", "-M", "8"]
+               "-w", str(self.workdir), "-m", str(self.shm_mb),
+               "-M", str(self.pkg_mb)]
         for k, v in self.defines.items():
             cmd += ["-A", "%s=%s" % (k, v)]
         return cmd
@@ -238,9 +242,12 @@ def write_config(path, state_file=None, trusted_nodes=("127.0.0.1",),
 class Deployment:
     """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
 
-    def __init__(self, workdir, mode="native"):
+    def __init__(self, workdir, mode="native", shm_mb=32, pkg_mb=8):
+        """shm_mb, pkg_mb: Kamailio's -m and -M for both proxies."""
         assert mode in ("native", "python")
         self.mode = mode
+        self.shm_mb = shm_mb
+        self.pkg_mb = pkg_mb
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ep_sip = free_port()
@@ -266,7 +273,7 @@ class Deployment:
                 "SCSCF_PORT": self.scscf_port,
                 "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
                 "WIC_TNA_MODULE": '"%s"' % MODULE,
-            })
+            }, shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
         defines = {
             "EP_SIP_PORT": self.ep_sip,
             "EP_WS_PORT": self.ep_ws,
@@ -286,7 +293,8 @@ class Deployment:
         # (the Python glue's CPython would need suppressions)
         self.ep = KamailioProcess(
             "epcscf", cfg, self.workdir / "epcscf", defines, env,
-            valgrind=VALGRIND and self.mode == "native")
+            valgrind=VALGRIND and self.mode == "native",
+            shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
         try:
             self.scscf.start()
             self.ep.start()

@@ -118,6 +118,11 @@ pub struct Issuer {
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
+    /// A digest of everything this configuration was built from (the file
+    /// and every key file, in reading order): a process that re-reads the
+    /// file after another one's reload uses it only when it is what that
+    /// reload checked.
+    pub digest: u64,
     /// Home network domain: `realm` and `uri` of the TNA header, `realm` of
     /// the Bearer challenge.
     pub home_realm: String,
@@ -263,6 +268,7 @@ struct Ctx<'a> {
     file: String,
     text: &'a str,
     dir: PathBuf,
+    digest: std::cell::RefCell<aws_lc_rs::digest::Context>,
 }
 
 impl Ctx<'_> {
@@ -292,6 +298,20 @@ impl Ctx<'_> {
             };
         }
         span.start
+    }
+
+    /// Take `bytes` (one file read for this configuration) into the digest.
+    fn absorb(&self, bytes: &[u8]) {
+        let mut d = self.digest.borrow_mut();
+        d.update(&(bytes.len() as u64).to_le_bytes());
+        d.update(bytes);
+    }
+
+    fn digest(&self) -> u64 {
+        let d = self.digest.borrow().clone().finish();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d.as_ref()[..8]);
+        u64::from_le_bytes(first)
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -334,7 +354,13 @@ impl Config {
     /// Parse configuration text. `file` names it in errors, relative key
     /// paths are resolved against `dir`.
     pub fn parse(text: &str, file: &str, dir: &Path, path: &Path) -> Result<Config, ConfigError> {
-        let cx = Ctx { file: file.to_owned(), text, dir: dir.to_path_buf() };
+        let cx = Ctx {
+            file: file.to_owned(),
+            text,
+            dir: dir.to_path_buf(),
+            digest: std::cell::RefCell::new(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256)),
+        };
+        cx.absorb(text.as_bytes());
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
             file: file.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),
@@ -472,6 +498,7 @@ impl Config {
                 };
                 let path = cx.resolve(rel);
                 let data = read_limited(&path, MAX_KEY_FILE_SIZE).map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
+                cx.absorb(&data);
                 let src_name = path.display().to_string();
                 let loaded = match field {
                     "jwks" => {
@@ -522,6 +549,7 @@ impl Config {
         }
 
         Ok(Config {
+            digest: cx.digest(),
             path: path.to_path_buf(),
             home_realm,
             audience,

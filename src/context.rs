@@ -12,7 +12,7 @@ use crate::tna;
 use crate::token::{self, Verified};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// The decision on one request.
@@ -77,6 +77,11 @@ pub struct Context {
     config: RwLock<Arc<Config>>,
     shared: Arc<Shared>,
     seen_reload_gen: AtomicU64,
+    /// False while this process could not take up the configuration another
+    /// process's reload checked (the file changed since): it then refuses
+    /// everything (500) and retries at most once a second.
+    in_step: AtomicBool,
+    retry_at: AtomicI64,
     barring: RwLock<Barring>,
     slots: Mutex<HashMap<String, usize>>,
     cache: Mutex<TokenCache>,
@@ -130,6 +135,8 @@ impl Context {
             config: RwLock::new(Arc::new(cfg)),
             shared,
             seen_reload_gen: AtomicU64::new(gen),
+            in_step: AtomicBool::new(true),
+            retry_at: AtomicI64::new(0),
             barring: RwLock::new(Barring { gen: bar_gen, overrides }),
             slots: Mutex::new(HashMap::new()),
             cache: Mutex::new(TokenCache { gen: 0, map: HashMap::new() }),
@@ -166,26 +173,56 @@ impl Context {
     /// the state follows on its next request; on error nothing changes.
     pub fn reload(&self) -> Result<(), ConfigError> {
         let cfg = Config::load(&self.path)?;
+        let digest = cfg.digest;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
         self.config_gen.fetch_add(1, Ordering::AcqRel);
-        let gen = self.shared.bump_reload();
+        let gen = self.shared.bump_reload(digest);
         self.seen_reload_gen.store(gen, Ordering::Release);
+        self.in_step.store(true, Ordering::Release);
         log::info(&format!("wic-tna: configuration {} reloaded (generation {gen})", self.path.display()));
         Ok(())
     }
 
-    /// Follow a reload or barring change made by another process.
-    pub fn sync(&self) {
+    /// Follow a reload or barring change made by another process. The
+    /// configuration is re-read from the file and taken up only when it is
+    /// exactly what that reload checked (same digest of the file and its key
+    /// files). Otherwise (the file was changed, broken or removed since,
+    /// without a reload) this process is out of step: it keeps neither the
+    /// old configuration (it may hold a key the reload removed) nor the
+    /// unchecked file, refuses everything with 500 `internal_error`, logs
+    /// it, and retries at most once a second until the file matches again
+    /// or a new reload is made. Returns whether this process is in step.
+    pub fn sync(&self) -> bool {
         let gen = self.shared.reload_gen();
-        if gen != self.seen_reload_gen.load(Ordering::Acquire) {
-            self.seen_reload_gen.store(gen, Ordering::Release);
-            match Config::load(&self.path) {
-                Ok(cfg) => {
-                    *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
-                    self.config_gen.fetch_add(1, Ordering::AcqRel);
-                    log::info(&format!("wic-tna: configuration reloaded (generation {gen})"));
+        let pending = gen != self.seen_reload_gen.load(Ordering::Acquire);
+        if pending {
+            let now = now();
+            let in_step = self.in_step.load(Ordering::Acquire);
+            if in_step || now >= self.retry_at.load(Ordering::Acquire) {
+                let want = self.shared.reload_digest();
+                match Config::load(&self.path) {
+                    Ok(cfg) if want == 0 || cfg.digest == want => {
+                        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+                        self.config_gen.fetch_add(1, Ordering::AcqRel);
+                        self.seen_reload_gen.store(gen, Ordering::Release);
+                        self.in_step.store(true, Ordering::Release);
+                        log::info(&format!("wic-tna: configuration reloaded (generation {gen})"));
+                    }
+                    other => {
+                        self.retry_at.store(now + 1, Ordering::Release);
+                        if in_step {
+                            self.in_step.store(false, Ordering::Release);
+                            let why = match other {
+                                Err(e) => e.to_string(),
+                                Ok(_) => "the file or a key file changed after the reload checked it".into(),
+                            };
+                            log::error(&format!(
+                                "wic-tna: cannot take up reload generation {gen}: {why}; refusing every request (500) until {} is as reloaded or reloaded again",
+                                self.path.display()
+                            ));
+                        }
+                    }
                 }
-                Err(e) => log::error(&format!("wic-tna: reload refused, previous configuration stays: {e}")),
             }
         }
         let bar_gen = self.shared.bar_gen();
@@ -195,6 +232,7 @@ impl Context {
             let mut b = self.barring.write().unwrap_or_else(|e| e.into_inner());
             *b = Barring { gen: bar_gen, overrides };
         }
+        self.in_step.load(Ordering::Acquire)
     }
 
     fn is_barred_name(&self, iss: &str, configured: bool) -> bool {
@@ -265,8 +303,11 @@ impl Context {
     /// URI (or whole value) when REQ 4 is to be checked; `requested_expires`
     /// the expiry the client asked for, if any; `now` Unix seconds.
     pub fn verify(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, now: i64) -> Outcome {
-        self.sync();
+        let in_step = self.sync();
         let cfg = self.config();
+        if !in_step {
+            return self.reject(&cfg, Reason::InternalError, None);
+        }
         let token = match header::extract_token(authorization, cfg.accept_bare_token) {
             Ok(t) => t,
             Err(r) => return self.reject(&cfg, r, None),
@@ -369,7 +410,9 @@ impl Context {
     /// Is `origin` allowed for the WebSocket handshake (allowed by any
     /// non-barred issuer)?
     pub fn origin_allowed(&self, origin: &[u8]) -> bool {
-        self.sync();
+        if !self.sync() {
+            return false;
+        }
         let Ok(origin) = std::str::from_utf8(origin) else { return false };
         let origin = origin.trim().trim_end_matches('/');
         if origin.is_empty() {
@@ -385,8 +428,11 @@ impl Context {
     /// authorization entities (comma-separated); `None` takes the
     /// configuration's `[scscf] allowed_entities`.
     pub fn scscf_check(&self, authorization: &[u8], source: &str, allowed: Option<&str>) -> Outcome {
-        self.sync();
+        let in_step = self.sync();
         let cfg = self.config();
+        if !in_step {
+            return self.reject(&cfg, Reason::InternalError, None);
+        }
         let list: Vec<&str> = match allowed {
             Some(a) => a.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
             None => cfg.scscf.allowed_entities.iter().map(String::as_str).collect(),

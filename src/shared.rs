@@ -16,7 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x5749_4354_4e41_0001; // "WICTNA" v1
+const MAGIC: u64 = 0x5749_4354_4e41_0002; // "WICTNA" v2 (v2: reload_digest)
 /// Number of issuer slots (barring and counters).
 pub const SLOTS: usize = 2048;
 const NAME_MAX: usize = 256;
@@ -42,6 +42,8 @@ struct Region {
     size: AtomicU64,
     reload_gen: AtomicU64,
     bar_gen: AtomicU64,
+    /// Config::digest of the configuration the last reload checked.
+    reload_digest: AtomicU64,
     slots: [Slot; SLOTS],
 }
 
@@ -155,9 +157,17 @@ impl Shared {
         self.region().reload_gen.load(Ordering::Acquire)
     }
 
-    /// Ask every process to re-read its configuration.
-    pub fn bump_reload(&self) -> u64 {
-        self.region().reload_gen.fetch_add(1, Ordering::AcqRel) + 1
+    /// Ask every process to re-read its configuration, which must have the
+    /// digest `digest` (what this reload checked).
+    pub fn bump_reload(&self, digest: u64) -> u64 {
+        let r = self.region();
+        r.reload_digest.store(digest, Ordering::Release);
+        r.reload_gen.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The digest the last reload published (0: none yet).
+    pub fn reload_digest(&self) -> u64 {
+        self.region().reload_digest.load(Ordering::Acquire)
     }
 
     /// Current barring generation.
@@ -326,7 +336,7 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
-            s.bump_reload();
+            s.bump_reload(7);
             let _ = s.set_barring("https://child", Some(true));
             unsafe { libc::_exit(0) };
         }

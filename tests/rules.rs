@@ -209,6 +209,59 @@ fn reload_is_atomic_and_broken_file_keeps_old() {
 }
 
 #[test]
+fn an_idle_process_takes_up_only_what_the_reload_checked() {
+    // Two workers sharing state; "one" reloads a key rotation (a-es256
+    // removed), then the file changes again without a reload. The idle
+    // worker must neither keep the removed key nor take the unchecked file.
+    let (d, p) = temp_config(|s| s);
+    let state = d.path().join("state");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text = format!("state_file = {:?}\n{text}", state.to_str().unwrap());
+    std::fs::write(&p, &text).unwrap();
+    let one = Context::new(&p, None).unwrap();
+    let idle = Context::new(&p, None).unwrap();
+    let es = token_a(|_| {});
+    let hs = token_a(|r| {
+        r.alg = Alg::HS256;
+        r.kid = Some("a-hs256".into());
+    });
+    assert!(verify(&idle, &es).accepted());
+    let rotated = text.replace("kid = \"a-es256\"", "kid = \"a-es256-new\"");
+    assert_ne!(rotated, text);
+    std::fs::write(&p, &rotated).unwrap();
+    one.reload().unwrap();
+    assert_eq!(verify(&one, &es).reason, Reason::UnknownKey);
+    // Unreloaded edits: back to the old file (it holds the removed key),
+    // then a broken one.
+    for unchecked in [text.clone(), "home_realm = \"x\"\n[[issuer".into()] {
+        std::fs::write(&p, &unchecked).unwrap();
+        let o = verify(&idle, &es);
+        assert_eq!((o.reason, o.sip_status), (Reason::InternalError, 500), "{unchecked:.40}");
+        assert!(!idle.origin_allowed(b"https://webrtc.socialnet.example"));
+        assert_eq!(verify(&idle, &hs).reason, Reason::InternalError);
+    }
+    // A key file changed after the reload is out of step as well.
+    let hmac = std::fs::read_to_string(common::root().join("tests/fixtures/keys/issuer-a-hmac.secret")).unwrap();
+    let moved = d.path().join("a.secret");
+    std::fs::write(&moved, &hmac).unwrap();
+    let with_moved_key = rotated.replace(
+        common::root().join("tests/fixtures/keys/issuer-a-hmac.secret").to_str().unwrap(),
+        moved.to_str().unwrap(),
+    );
+    assert_ne!(with_moved_key, rotated);
+    std::fs::write(&p, &with_moved_key).unwrap();
+    one.reload().unwrap();
+    std::fs::write(&moved, format!("{hmac}changed")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(verify(&idle, &hs).reason, Reason::InternalError);
+    // The file as reloaded again: the idle worker follows (within a second).
+    std::fs::write(&moved, &hmac).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(verify(&idle, &hs).accepted());
+    assert_eq!(verify(&idle, &es).reason, Reason::UnknownKey);
+}
+
+#[test]
 fn reload_and_barring_reach_other_contexts_sharing_state() {
     let (d, p) = temp_config(|s| s);
     let state = d.path().join("state");

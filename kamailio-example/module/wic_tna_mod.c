@@ -441,6 +441,10 @@ static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto)
 	str auth = STR_NULL;
 	str to = STR_NULL;
 
+	/* a parameter that cannot be read must not leave the previous
+	 * request's result in $wic_tna(...): internal error (500) */
+	wic_tna_last_reset();
+
 	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
 		LM_ERR("cannot get the authorization value\n");
 		return -2;
@@ -458,6 +462,10 @@ static int w_wic_tna_verify_expires(
 	str auth = STR_NULL;
 	str to = STR_NULL;
 	int expires = -1;
+
+	/* a parameter that cannot be read must not leave the previous
+	 * request's result in $wic_tna(...): internal error (500) */
+	wic_tna_last_reset();
 
 	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
 		LM_ERR("cannot get the authorization value\n");
@@ -508,6 +516,10 @@ static int w_wic_tna_origin(sip_msg_t *msg, char *porigin, char *p2)
 {
 	str origin = STR_NULL;
 
+	/* a parameter that cannot be read must not leave the previous
+	 * request's result in $wic_tna(...): internal error (500) */
+	wic_tna_last_reset();
+
 	if(fixup_get_svalue(msg, (gparam_t *)porigin, &origin) < 0) {
 		LM_ERR("cannot get the origin\n");
 		return -2;
@@ -547,6 +559,10 @@ static int w_wic_tna_scscf_check(
 	str auth = STR_NULL;
 	str srcip = STR_NULL;
 	str entities = STR_NULL;
+
+	/* a parameter that cannot be read must not leave the previous
+	 * request's result in $wic_tna(...): internal error (500) */
+	wic_tna_last_reset();
 
 	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
 		LM_ERR("cannot get the authorization value\n");

@@ -43,4 +43,7 @@ python=${PYTHON:-python3}
 # token, a timeout outside the restart gap
 "$python" -m pytest -q -p no:cacheprovider "$here/test_analysis.py"
 
+# regressions of problems the load test found (fixed: they must stay fixed)
+"$python" "$here/known_issues.py" idle-worker stale-result
+
 exec "$python" "$here/loadtest.py" "$@"

@@ -87,26 +87,28 @@ impl<'a> Scan<'a> {
         self.i += 1;
         let mut escaped = false;
         loop {
-            let c = *self.b.get(self.i).ok_or(())?;
-            self.i += 1;
-            match c {
-                b'"' => return Ok(escaped),
-                b'\\' => {
-                    escaped = true;
-                    match *self.b.get(self.i).ok_or(())? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
-                        b'u' => {
-                            let hex = self.b.get(self.i + 1..self.i + 5).ok_or(())?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return Err(());
-                            }
-                            self.i += 5;
-                        }
-                        _ => return Err(()),
+            let rest = self.b.get(self.i..).ok_or(())?;
+            let stop = memchr::memchr2(b'"', b'\\', rest).ok_or(())?;
+            // No control character before it (a fold, not a search, so that
+            // it compiles to vector code).
+            if rest[..stop].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
+                return Err(());
+            }
+            self.i += stop + 1;
+            if rest[stop] == b'"' {
+                return Ok(escaped);
+            }
+            escaped = true;
+            match *self.b.get(self.i).ok_or(())? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                b'u' => {
+                    let hex = self.b.get(self.i + 1..self.i + 5).ok_or(())?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(());
                     }
+                    self.i += 5;
                 }
-                0..=0x1f => return Err(()),
-                _ => {}
+                _ => return Err(()),
             }
         }
     }

@@ -295,7 +295,8 @@ impl Context {
                 return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
             }
         }
-        let issuer_entity = cfg.issuer(&v.iss).map(|i| i.add_authorization_entity).unwrap_or(true);
+        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| i.iss == v.iss).or_else(|| cfg.issuer(&v.iss));
+        let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
         let tna = tna::build(&v.impi, &cfg.home_realm, issuer_entity.then_some(v.iss.as_str()));
         let seconds_left = (v.exp - now).max(0);
         let max = cfg.max_registration_expires as i64;
@@ -333,7 +334,7 @@ impl Context {
             }
             c.map.get(token)?.clone()
         };
-        let issuer = cfg.issuer(&v.iss)?;
+        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| i.iss == v.iss).or_else(|| cfg.issuer(&v.iss))?;
         if now > v.exp.saturating_add(cfg.leeway as i64) || now < v.valid_from || self.is_barred(issuer) {
             // Fall through to a full check, which gives the reason.
             return None;

@@ -8,8 +8,28 @@
 /// Longest identity accepted, in bytes.
 pub const MAX_IDENTITY_LEN: usize = 256;
 
+/// A 256-entry class table: alphanumerics and the bytes of `extra`.
+const fn class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static NAI_USER: [bool; 256] = class(b"!#$%&'*+-/=?^_`{|}~.");
+static URI_USER: [bool; 256] = class(b"-_.!~*'()%&=+$;/");
+static PARAM: [bool; 256] = class(b"-_.!~*'()%[]/:&+$=;");
+
 fn is_nai_user_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c)
+    NAI_USER[c as usize]
 }
 
 fn is_host_char(c: u8) -> bool {
@@ -125,11 +145,11 @@ impl Uri {
 
 fn is_uri_user_char(c: u8) -> bool {
     // RFC 3261 unreserved / escaped / user-unreserved, without ',' and '?'.
-    c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c)
+    URI_USER[c as usize]
 }
 
 fn is_param_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c)
+    PARAM[c as usize]
 }
 
 /// A URI parsed in place: what [`Uri`] holds, borrowed and not yet
@@ -200,7 +220,7 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
     if !s.bytes().all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\' | b'<' | b'>' | b',' | b'?')) {
         return Err("characters not allowed in a URI");
     }
-    let (scheme, rest) = match s.split_once(':') {
+    let (scheme, rest) = match split_byte(s, b':') {
         Some((sc, rest)) => {
             let scheme = if sc.eq_ignore_ascii_case("sip") {
                 Scheme::Sip
@@ -215,7 +235,7 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
         }
         None => return Err("no scheme"),
     };
-    let (main, params) = match rest.split_once(';') {
+    let (main, params) = match split_byte(rest, b';') {
         Some((m, p)) => (m, Some(p)),
         None => (rest, None),
     };
@@ -243,14 +263,14 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
             Ok(UriRef { scheme, user: main, host: "", port: None })
         }
         Scheme::Sip | Scheme::Sips => {
-            let (user, hostport) = match main.rsplit_once('@') {
-                Some((u, h)) => (u, h),
+            let (user, hostport) = match main.bytes().rposition(|c| c == b'@') {
+                Some(i) => (&main[..i], &main[i + 1..]),
                 None => ("", main),
             };
-            if main.contains('@') && user.is_empty() {
+            if hostport.len() != main.len() && user.is_empty() {
                 return Err("empty user part");
             }
-            if user.contains('@') || user.contains(':') {
+            if user.bytes().any(|c| c == b'@' || c == b':') {
                 return Err("user part has '@' or a password");
             }
             if !user.bytes().all(is_uri_user_char) {
@@ -263,6 +283,13 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
             Ok(UriRef { scheme, user, host, port })
         }
     }
+}
+
+/// `s.split_once(c)` for an ASCII byte, without the generic searcher
+/// (identities are short).
+fn split_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|x| x == c)?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 fn split_host_port(hp: &str) -> Result<(&str, Option<u16>), &'static str> {
@@ -279,7 +306,7 @@ fn split_host_port(hp: &str) -> Result<(&str, Option<u16>), &'static str> {
             None => return Err("unterminated IPv6 host"),
         }
     } else {
-        match hp.split_once(':') {
+        match split_byte(hp, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (hp, None),
         }
@@ -426,6 +453,15 @@ mod tests {
         assert!(!same_identity(&a, &parse_impu("sips:alice@socialnet.example").unwrap()));
         for bad in ["", "alice@x", "http://x", "sip:a b@x", "sip:a\"@x", "sip:a@x\r\n", "sip:a:pw@x", "sip:@x", "sip:a@", "sip:a@x:99999", "tel:abc", "sip:a@x>"] {
             assert!(parse_impu(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn class_tables_agree() {
+        for c in 0..=255u8 {
+            assert_eq!(is_nai_user_char(c), c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c));
+            assert_eq!(is_uri_user_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c));
+            assert_eq!(is_param_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c));
         }
     }
 

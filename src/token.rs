@@ -25,6 +25,8 @@ const INLINE_MEMBERS: usize = 24;
 struct Member<'a> {
     name: Cow<'a, str>,
     raw: &'a str,
+    /// The value's text has a backslash somewhere.
+    escaped: bool,
 }
 
 /// A JSON object whose member names are unique (a duplicate is an error,
@@ -63,11 +65,13 @@ struct Scan<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// A string with an escape was seen.
+    escapes: bool,
 }
 
 impl<'a> Scan<'a> {
     fn new(s: &'a str) -> Scan<'a> {
-        Scan { s, b: s.as_bytes(), i: 0 }
+        Scan { s, b: s.as_bytes(), i: 0, escapes: false }
     }
 
     fn ws(&mut self) -> Option<u8> {
@@ -88,17 +92,31 @@ impl<'a> Scan<'a> {
         let mut escaped = false;
         loop {
             let rest = self.b.get(self.i..).ok_or(())?;
-            let stop = memchr::memchr2(b'"', b'\\', rest).ok_or(())?;
-            // No control character before it (a fold, not a search, so that
-            // it compiles to vector code).
-            if rest[..stop].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
-                return Err(());
+            // 16 bytes at a time while none is special (a fold, so that it
+            // compiles to vector code), then byte by byte.
+            let mut stop = 0;
+            while let Some(chunk) = rest.get(stop..stop + 16) {
+                if chunk.iter().fold(false, |any, &c| any | (c == b'"') | (c == b'\\') | (c < 0x20)) {
+                    break;
+                }
+                stop += 16;
+            }
+            loop {
+                let c = *rest.get(stop).ok_or(())?;
+                if c == b'"' || c == b'\\' {
+                    break;
+                }
+                if c < 0x20 {
+                    return Err(());
+                }
+                stop += 1;
             }
             self.i += stop + 1;
             if rest[stop] == b'"' {
                 return Ok(escaped);
             }
             escaped = true;
+            self.escapes = true;
             match *self.b.get(self.i).ok_or(())? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
                 b'u' => {
@@ -170,6 +188,18 @@ impl<'a> Scan<'a> {
     fn value(&mut self) -> Result<&'a str, ()> {
         self.ws();
         let start = self.i;
+        // Scalars (most members) without the bracket machinery.
+        match self.b.get(self.i) {
+            Some(b'"') => {
+                self.string()?;
+                return Ok(&self.s[start..self.i]);
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                return Ok(&self.s[start..self.i]);
+            }
+            _ => {}
+        }
         let mut stack: u64 = 0; // bit set: '{' (else '[') at that depth
         let mut depth: usize = 0;
         let mut deep: Vec<bool> = Vec::new();
@@ -275,11 +305,12 @@ impl<'a> StrictObject<'a> {
                 return Err(());
             }
             sc.i += 1;
+            sc.escapes = false;
             let raw = sc.value()?;
-            if o.members().any(|m| m.name == name) {
+            if o.raw(&name).is_some() {
                 return Err(());
             }
-            let m = Member { name, raw };
+            let m = Member { name, raw, escaped: sc.escapes };
             if o.n < INLINE_MEMBERS {
                 o.inline[o.n] = m;
                 o.n += 1;
@@ -302,13 +333,20 @@ impl<'a> StrictObject<'a> {
         Ok(o)
     }
 
+    #[cfg(test)]
     fn members(&self) -> impl Iterator<Item = &Member<'a>> {
         self.inline[..self.n].iter().chain(self.more.iter())
     }
 
     /// The raw value of `name`.
     pub fn raw(&self, name: &str) -> Option<&'a str> {
-        self.members().find(|m| m.name == name).map(|m| m.raw)
+        self.member(name).map(|m| m.raw)
+    }
+
+    fn member(&self, name: &str) -> Option<&Member<'a>> {
+        // Names are short: an inline byte comparison, not a memcmp call.
+        let eq = |m: &&Member<'a>| m.name.len() == name.len() && m.name.bytes().zip(name.bytes()).all(|(a, b)| a == b);
+        self.inline[..self.n].iter().find(eq).or_else(|| self.more.iter().find(eq))
     }
 
     /// The value of `name`, decoded as far as the checks need. Arrays stay
@@ -320,17 +358,18 @@ impl<'a> StrictObject<'a> {
     }
 
     fn get_as(&self, name: &str, array: bool) -> Option<Val<'a>> {
-        let raw = self.raw(name)?;
-        let b = raw.as_bytes();
-        match b.first() {
-            Some(b'"') if !b.contains(&b'\\') => return Some(Val::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))),
-            // (serde_json reads `-0` as a float.)
-            Some(b'-' | b'0'..=b'9') if raw != "-0" && !b.iter().any(|&c| matches!(c, b'.' | b'e' | b'E')) => {
+        let m = self.member(name)?;
+        let raw = m.raw;
+        match raw.as_bytes().first() {
+            Some(b'"') if !m.escaped => return Some(Val::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))),
+            // An integer: `parse` refuses fractions and exponents, which
+            // serde_json decodes as floats (and so `-0`).
+            Some(b'-' | b'0'..=b'9') if raw != "-0" => {
                 if let Ok(i) = raw.parse::<i64>() {
                     return Some(Val::Int(i));
                 }
             }
-            Some(b'[') if array && !b.contains(&b'\\') => return Some(Val::Arr(raw)),
+            Some(b'[') if array && !m.escaped => return Some(Val::Arr(raw)),
             _ => {}
         }
         Some(match serde_json::from_str::<Value>(raw).unwrap_or(Value::Null) {
@@ -421,6 +460,9 @@ pub struct Verified {
     pub alg: Alg,
     /// kid, if any.
     pub kid: Option<String>,
+    /// Position of the issuer in the configuration that verified it (a
+    /// hint: check `iss` before relying on it).
+    pub issuer_index: usize,
 }
 
 /// A failure, with the issuer when it was known (for the counters).
@@ -485,12 +527,13 @@ fn optional_printable(v: Option<Val<'_>>) -> Result<Option<String>, Reason> {
 
 /// Split a compact JWS into its three parts (`None` unless exactly three).
 fn split3(token: &str) -> Option<(&str, &str, &str)> {
-    let (h, rest) = token.split_once('.')?;
-    let (p, s) = rest.split_once('.')?;
-    if s.as_bytes().contains(&b'.') {
+    let b = token.as_bytes();
+    let d1 = memchr::memchr(b'.', b)?;
+    let d2 = d1 + 1 + memchr::memchr(b'.', &b[d1 + 1..])?;
+    if memchr::memchr(b'.', &b[d2 + 1..]).is_some() {
         return None;
     }
-    Some((h, p, s))
+    Some((&token[..d1], &token[d1 + 1..d2], &token[d2 + 1..]))
 }
 
 /// Verify `token` (the token alone, out of the header) at time `now`.
@@ -551,7 +594,8 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         Some(_) => return Err(fail(Reason::InvalidClaim)),
         None => return Err(fail(Reason::UnknownIssuer)),
     };
-    let issuer = cfg.issuer(&iss_value).ok_or_else(|| fail(Reason::UnknownIssuer))?;
+    let issuer_index = *cfg.issuer_index.get(&*iss_value).ok_or_else(|| fail(Reason::UnknownIssuer))?;
+    let issuer = cfg.issuers.get(issuer_index).ok_or_else(|| fail(Reason::UnknownIssuer))?;
     let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
 
     let mut sig_buf = [0u8; 1024];
@@ -677,6 +721,7 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         jti,
         alg: key.alg,
         kid: key.kid.clone(),
+        issuer_index,
     })
 }
 

@@ -376,24 +376,44 @@ impl Pattern {
 
     /// Does `value` match (ASCII case-insensitively)?
     pub fn matches(&self, value: &str) -> bool {
-        // Lower-cased on the stack when it fits (identities are at most
-        // MAX_IDENTITY_LEN bytes, canonical IMPUs a few more).
-        let mut stack = [0u8; 512];
-        let owned;
-        let v: &str = match stack.get_mut(..value.len()) {
-            Some(buf) => {
-                buf.copy_from_slice(value.as_bytes());
-                buf.make_ascii_lowercase();
-                match std::str::from_utf8(buf) {
-                    Ok(s) => s,
-                    Err(_) => return false,
+        // Compared in place, ASCII case-insensitively (the parts are
+        // lower-cased already): no lower-cased copy of `value`.
+        let v = value.as_bytes();
+        let eq = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
+        let n = self.parts.len();
+        if n == 1 {
+            return eq(v, &self.parts[0]);
+        }
+        let first = self.parts[0].as_bytes();
+        let last = self.parts[n - 1].as_bytes();
+        if v.len() < first.len() + last.len() || !v[..first.len()].eq_ignore_ascii_case(first) || !v[v.len() - last.len()..].eq_ignore_ascii_case(last) {
+            return false;
+        }
+        let mut pos = first.len();
+        let end = v.len() - last.len();
+        // Greedy-free left-to-right search of the middle parts; a wildcard
+        // run may not contain '@'.
+        for part in &self.parts[1..n - 1] {
+            let p = part.as_bytes();
+            let found = if p.is_empty() { Some(0) } else { v[pos..end].windows(p.len()).position(|w| w.eq_ignore_ascii_case(p)) };
+            match found {
+                Some(i) => {
+                    if v[pos..pos + i].contains(&b'@') {
+                        return false;
+                    }
+                    pos += i + p.len();
                 }
+                None => return false,
             }
-            None => {
-                owned = value.to_ascii_lowercase();
-                &owned
-            }
-        };
+        }
+        !v[pos..end].contains(&b'@')
+    }
+
+    /// The matching rule as first written (a lower-cased copy and `str`
+    /// searches), kept to test [`Pattern::matches`] against.
+    #[cfg(test)]
+    fn matches_by_copy(&self, value: &str) -> bool {
+        let v = value.to_ascii_lowercase();
         let n = self.parts.len();
         if n == 1 {
             return v == self.parts[0];
@@ -405,8 +425,6 @@ impl Pattern {
         }
         let mut pos = first.len();
         let end = v.len() - last.len();
-        // Greedy-free left-to-right search of the middle parts; a wildcard
-        // run may not contain '@'.
         for part in &self.parts[1..n - 1] {
             match v[pos..end].find(part.as_str()) {
                 Some(i) => {
@@ -453,6 +471,28 @@ mod tests {
         assert!(!same_identity(&a, &parse_impu("sips:alice@socialnet.example").unwrap()));
         for bad in ["", "alice@x", "http://x", "sip:a b@x", "sip:a\"@x", "sip:a@x\r\n", "sip:a:pw@x", "sip:@x", "sip:a@", "sip:a@x:99999", "tel:abc", "sip:a@x>"] {
             assert!(parse_impu(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn pattern_in_place_agrees() {
+        let pats = ["*@socialnet.com", "sip:*@x.net", "tel:+1555*", "a*b*c", "**", "*", "x", "*@*", "sip:a*@*.net", "A*B"];
+        let alphabet = [b'a', b'B', b'@', b'c', b'.', b'*'];
+        for p in pats {
+            let pat = Pattern::new(p).unwrap();
+            for len in 0..=5u32 {
+                for n in 0..6usize.pow(len) {
+                    let mut k = n;
+                    let s: String = (0..len).map(|_| {
+                        let c = alphabet[k % 6];
+                        k /= 6;
+                        c as char
+                    }).collect();
+                    for v in [s.clone(), format!("sip:{s}@x.net"), format!("{s}@socialnet.com"), format!("tel:+1555{s}")] {
+                        assert_eq!(pat.matches(&v), pat.matches_by_copy(&v), "{p} {v}");
+                    }
+                }
+            }
         }
     }
 

@@ -17,7 +17,7 @@ pub const MAX_KEYS_WITHOUT_KID: usize = 4;
 pub const MAX_IMPUS: usize = 32;
 
 /// Members kept on the stack; an object with more spills to the heap.
-const INLINE_MEMBERS: usize = 24;
+const INLINE_MEMBERS: usize = 16;
 
 /// One member of a [`StrictObject`]: its name (borrowed unless it had
 /// escapes) and its value as raw, validated JSON text.

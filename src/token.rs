@@ -61,6 +61,27 @@ enum Val<'a> {
     Other(Value),
 }
 
+/// Position of the first byte that ends a run of plain string content:
+/// `"`, `\\` or a control character. Eight bytes at a time (SWAR: the
+/// lowest flagged byte of each test is exact, so the lowest of the three
+/// is the first special byte), then byte by byte.
+fn first_special(s: &[u8]) -> Option<usize> {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let v = u64::from_le_bytes(w);
+        let q = v ^ (L * b'"' as u64);
+        let b = v ^ (L * b'\\' as u64);
+        let m = ((q.wrapping_sub(L) & !q) | (b.wrapping_sub(L) & !b) | (v.wrapping_sub(L * 0x20) & !v)) & H;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&c| matches!(c, b'"' | b'\\' | 0..=0x1f)).map(|p| i + p)
+}
+
 struct Scan<'a> {
     s: &'a str,
     b: &'a [u8],
@@ -92,24 +113,9 @@ impl<'a> Scan<'a> {
         let mut escaped = false;
         loop {
             let rest = self.b.get(self.i..).ok_or(())?;
-            // 16 bytes at a time while none is special (a fold, so that it
-            // compiles to vector code), then byte by byte.
-            let mut stop = 0;
-            while let Some(chunk) = rest.get(stop..stop + 16) {
-                if chunk.iter().fold(false, |any, &c| any | (c == b'"') | (c == b'\\') | (c < 0x20)) {
-                    break;
-                }
-                stop += 16;
-            }
-            loop {
-                let c = *rest.get(stop).ok_or(())?;
-                if c == b'"' || c == b'\\' {
-                    break;
-                }
-                if c < 0x20 {
-                    return Err(());
-                }
-                stop += 1;
+            let stop = first_special(rest).ok_or(())?;
+            if rest[stop] < 0x20 {
+                return Err(());
             }
             self.i += stop + 1;
             if rest[stop] == b'"' {
@@ -839,6 +845,29 @@ mod tests {
             }
             (Err(_), Err(_)) => {}
             _ => panic!("acceptance differs on {show:?}: old {:?}, new {:?}", old.is_ok(), new.is_ok()),
+        }
+    }
+
+    #[test]
+    fn first_special_exact() {
+        let fill = [b'a', 0x7f, 0x80, 0xff, b' ', b'!', b'#', b'[', b']', 0x21, 0xa2, 0xdc, 0x5d];
+        let special = [b'"', b'\\', 0u8, 0x1f, b'\n', 0x01];
+        for len in 0..40 {
+            for f in fill {
+                let mut v = vec![f; len];
+                assert_eq!(first_special(&v), None);
+                for pos in 0..len {
+                    for s in special {
+                        v[pos] = s;
+                        // Another special byte after it must not matter.
+                        if pos + 3 < len {
+                            v[pos + 3] = b'"';
+                        }
+                        assert_eq!(first_special(&v), Some(pos), "{v:?}");
+                        v = vec![f; len];
+                    }
+                }
+            }
         }
     }
 

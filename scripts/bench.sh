@@ -11,8 +11,10 @@
 # 5. memory (RSS after 10k and 1M verifications): cargo bench --bench memory
 # 6. the peer: libjwt (Kamailio jwt module style) vs wic_tna_verify through the C ABI,
 #    benches/peer/peer.c, on the same token files
-# 7. end to end through Kamailio (CPU per REGISTER), when the Kamailio module and the
-#    e2e harness are there (benches/e2e/register_cpu.py); skipped otherwise
+# 7. end to end through Kamailio (eP-CSCF CPU per REGISTER from /proc, sipp at a fixed
+#    rate): plain forwarding (no token check), the native module, the Python glue and
+#    the cache hit, when the Kamailio module, the e2e harness and sipp are there
+#    (benches/e2e/register_cpu.py); skipped otherwise
 # 8. prints the table (also written to target/bench/table.md).
 #
 # Environment:
@@ -20,7 +22,7 @@
 #   WIC_TNA_BENCH_ROUNDS   rounds of the interleaved measurements (default 15)
 #   WIC_TNA_BENCH_NO_E2E=1 skip step 7
 #   WIC_TNA_SKIP_APT=1     never call apt-get
-# Runs in about 2 minutes on 2 cores once built (the first build takes longer).
+# Runs in about 3 minutes on 2 cores once built (the first build takes longer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -36,7 +38,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 step "packages"
-pkgs=(libjwt-dev libssl-dev gcc libc6-dev python3 pkg-config)
+pkgs=(libjwt-dev libssl-dev gcc libc6-dev python3 pkg-config sip-tester)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -24,8 +24,9 @@ pub struct Outcome {
     pub sip_status: u16,
     /// `WWW-Authenticate` value, when a challenge is sent.
     pub www_authenticate: Option<String>,
-    /// What the token said, when accepted.
-    pub verified: Option<Verified>,
+    /// What the token said, when accepted (shared with the verified-token
+    /// cache).
+    pub verified: Option<Arc<Verified>>,
     /// The issuer, when known (also on some failures).
     pub iss: Option<String>,
     /// The IMPI (accepted tokens; S-CSCF side: the TNA username).
@@ -237,6 +238,9 @@ impl Context {
 
     fn is_barred_name(&self, iss: &str, configured: bool) -> bool {
         let b = self.barring.read().unwrap_or_else(|e| e.into_inner());
+        if b.overrides.is_empty() {
+            return configured;
+        }
         b.overrides.get(iss).copied().unwrap_or(configured)
     }
 
@@ -324,15 +328,16 @@ impl Context {
             },
         };
         if let Some(to) = to {
-            let to_uri = match std::str::from_utf8(to).ok().map(identity::parse_to_uri) {
+            let to_uri = match std::str::from_utf8(to).ok().map(identity::parse_to_uri_ref) {
                 Some(Ok(u)) => u,
                 _ => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
             };
-            if !v.impu_uris.iter().any(|u| identity::same_identity(u, &to_uri)) {
+            if !v.impu_uris.iter().any(|u| to_uri.same_as(u)) {
                 return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
             }
         }
-        let issuer_entity = cfg.issuer(&v.iss).map(|i| i.add_authorization_entity).unwrap_or(true);
+        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| i.iss == v.iss).or_else(|| cfg.issuer(&v.iss));
+        let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
         let tna = tna::build(&v.impi, &cfg.home_realm, issuer_entity.then_some(v.iss.as_str()));
         let seconds_left = (v.exp - now).max(0);
         let max = cfg.max_registration_expires as i64;
@@ -350,7 +355,7 @@ impl Context {
             tna_header: Some(tna),
             seconds_left,
             granted_expires: granted,
-            verified: Some((*v).clone()),
+            verified: Some(v),
         }
     }
 
@@ -370,7 +375,7 @@ impl Context {
             }
             c.map.get(token)?.clone()
         };
-        let issuer = cfg.issuer(&v.iss)?;
+        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| i.iss == v.iss).or_else(|| cfg.issuer(&v.iss))?;
         if now > v.exp.saturating_add(cfg.leeway as i64) || now < v.valid_from || self.is_barred(issuer) {
             // Fall through to a full check, which gives the reason.
             return None;

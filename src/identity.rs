@@ -8,8 +8,28 @@
 /// Longest identity accepted, in bytes.
 pub const MAX_IDENTITY_LEN: usize = 256;
 
+/// A 256-entry class table: alphanumerics and the bytes of `extra`.
+const fn class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static NAI_USER: [bool; 256] = class(b"!#$%&'*+-/=?^_`{|}~.");
+static URI_USER: [bool; 256] = class(b"-_.!~*'()%&=+$;/");
+static PARAM: [bool; 256] = class(b"-_.!~*'()%[]/:&+$=;");
+
 fn is_nai_user_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c)
+    NAI_USER[c as usize]
 }
 
 fn is_host_char(c: u8) -> bool {
@@ -27,13 +47,29 @@ fn check_hostname(host: &str) -> bool {
             None => false,
         };
     }
-    host.bytes().all(is_host_char)
-        && host.split('.').enumerate().all(|(i, label)| {
-            // A trailing dot is tolerated, empty labels elsewhere are not.
-            (!label.is_empty() || i == host.split('.').count() - 1 && i > 0)
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    // One pass: host characters only; labels neither empty (a trailing
+    // dot is tolerated, after at least one label) nor starting or ending
+    // with '-'.
+    let b = host.as_bytes();
+    let mut label_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if !is_host_char(c) {
+            return false;
+        }
+        if c == b'.' {
+            if i == label_start || b[i - 1] == b'-' {
+                return false;
+            }
+            label_start = i + 1;
+        } else if c == b'-' && i == label_start {
+            return false;
+        }
+    }
+    // The last label: empty only after a dot (trailing dot).
+    match b.last() {
+        Some(b'-') => false,
+        _ => true,
+    }
 }
 
 /// Check that `impi` is a NAI `user@realm` (RFC 7542 subset) and safe in a
@@ -109,22 +145,82 @@ impl Uri {
 
 fn is_uri_user_char(c: u8) -> bool {
     // RFC 3261 unreserved / escaped / user-unreserved, without ',' and '?'.
-    c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c)
+    URI_USER[c as usize]
 }
 
 fn is_param_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c)
+    PARAM[c as usize]
+}
+
+/// A URI parsed in place: what [`Uri`] holds, borrowed and not yet
+/// lower-cased (for the `To` check, which needs no copy).
+#[derive(Clone, Copy, Debug)]
+pub struct UriRef<'a> {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// User part (SIP) as written; for tel, the number as written (visual
+    /// separators still in).
+    pub user: &'a str,
+    /// Host as written (empty for tel).
+    pub host: &'a str,
+    /// Port, if given.
+    pub port: Option<u16>,
+}
+
+fn is_visual_separator(c: u8) -> bool {
+    matches!(c, b'-' | b'.' | b'(' | b')')
+}
+
+impl UriRef<'_> {
+    /// The owned, canonical form (lower-cased; tel separators removed).
+    pub fn to_uri(&self) -> Uri {
+        match self.scheme {
+            Scheme::Tel => {
+                let mut number = String::with_capacity(self.user.len());
+                number.extend(self.user.bytes().filter(|&c| !is_visual_separator(c)).map(|c| c.to_ascii_lowercase() as char));
+                Uri { scheme: self.scheme, user: number, host: String::new(), port: None }
+            }
+            Scheme::Sip | Scheme::Sips => Uri {
+                scheme: self.scheme,
+                user: self.user.to_ascii_lowercase(),
+                host: self.host.to_ascii_lowercase(),
+                port: self.port,
+            },
+        }
+    }
+
+    /// Same identity as `u` (what [`same_identity`] says of `self.to_uri()`
+    /// and `u`), without building it.
+    pub fn same_as(&self, u: &Uri) -> bool {
+        if self.scheme != u.scheme || self.port != u.port || !self.host.eq_ignore_ascii_case(&u.host) {
+            return false;
+        }
+        match self.scheme {
+            Scheme::Tel => self
+                .user
+                .bytes()
+                .filter(|&c| !is_visual_separator(c))
+                .map(|c| c.to_ascii_lowercase())
+                .eq(u.user.bytes()),
+            Scheme::Sip | Scheme::Sips => self.user.eq_ignore_ascii_case(&u.user),
+        }
+    }
 }
 
 /// Parse an IMPU (`sip:`, `sips:` or `tel:` URI) strictly.
 pub fn parse_impu(s: &str) -> Result<Uri, &'static str> {
+    parse_impu_ref(s).map(|u| u.to_uri())
+}
+
+/// [`parse_impu`] without copying: the same checks, the parts borrowed.
+pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
     if s.is_empty() || s.len() > MAX_IDENTITY_LEN {
         return Err("empty or too long");
     }
-    if !s.bytes().all(|c| c.is_ascii_graphic()) || s.contains(['"', '\\', '<', '>', ',', '?']) {
+    if !s.bytes().all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\' | b'<' | b'>' | b',' | b'?')) {
         return Err("characters not allowed in a URI");
     }
-    let (scheme, rest) = match s.split_once(':') {
+    let (scheme, rest) = match split_byte(s, b':') {
         Some((sc, rest)) => {
             let scheme = if sc.eq_ignore_ascii_case("sip") {
                 Scheme::Sip
@@ -139,7 +235,7 @@ pub fn parse_impu(s: &str) -> Result<Uri, &'static str> {
         }
         None => return Err("no scheme"),
     };
-    let (main, params) = match rest.split_once(';') {
+    let (main, params) = match split_byte(rest, b';') {
         Some((m, p)) => (m, Some(p)),
         None => (rest, None),
     };
@@ -150,26 +246,31 @@ pub fn parse_impu(s: &str) -> Result<Uri, &'static str> {
     }
     match scheme {
         Scheme::Tel => {
-            let number: String = main
-                .chars()
-                .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
-                .collect::<String>()
-                .to_ascii_lowercase();
-            let digits = number.strip_prefix('+').unwrap_or(&number);
-            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit() || c == b'*' || c == b'#') {
+            let mut number = main.bytes().filter(|&c| !is_visual_separator(c)).peekable();
+            if number.peek() == Some(&b'+') {
+                number.next();
+            }
+            let mut any = false;
+            for c in number {
+                if !(c.is_ascii_digit() || c == b'*' || c == b'#') {
+                    return Err("tel number has characters outside the phone-number set");
+                }
+                any = true;
+            }
+            if !any {
                 return Err("tel number has characters outside the phone-number set");
             }
-            Ok(Uri { scheme, user: number, host: String::new(), port: None })
+            Ok(UriRef { scheme, user: main, host: "", port: None })
         }
         Scheme::Sip | Scheme::Sips => {
-            let (user, hostport) = match main.rsplit_once('@') {
-                Some((u, h)) => (u, h),
+            let (user, hostport) = match main.bytes().rposition(|c| c == b'@') {
+                Some(i) => (&main[..i], &main[i + 1..]),
                 None => ("", main),
             };
-            if main.contains('@') && user.is_empty() {
+            if hostport.len() != main.len() && user.is_empty() {
                 return Err("empty user part");
             }
-            if user.contains('@') || user.contains(':') {
+            if user.bytes().any(|c| c == b'@' || c == b':') {
                 return Err("user part has '@' or a password");
             }
             if !user.bytes().all(is_uri_user_char) {
@@ -179,14 +280,16 @@ pub fn parse_impu(s: &str) -> Result<Uri, &'static str> {
             if !check_hostname(host) {
                 return Err("host is not a domain name or IP address");
             }
-            Ok(Uri {
-                scheme,
-                user: user.to_ascii_lowercase(),
-                host: host.to_ascii_lowercase(),
-                port,
-            })
+            Ok(UriRef { scheme, user, host, port })
         }
     }
+}
+
+/// `s.split_once(c)` for an ASCII byte, without the generic searcher
+/// (identities are short).
+fn split_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|x| x == c)?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 fn split_host_port(hp: &str) -> Result<(&str, Option<u16>), &'static str> {
@@ -203,7 +306,7 @@ fn split_host_port(hp: &str) -> Result<(&str, Option<u16>), &'static str> {
             None => return Err("unterminated IPv6 host"),
         }
     } else {
-        match hp.split_once(':') {
+        match split_byte(hp, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (hp, None),
         }
@@ -218,6 +321,11 @@ fn split_host_port(hp: &str) -> Result<(&str, Option<u16>), &'static str> {
 /// Take the URI out of a `To` value: either a bare URI or a name-addr
 /// (`"Alice" <sip:alice@x>;tag=1`). Header parameters are dropped.
 pub fn parse_to_uri(to: &str) -> Result<Uri, &'static str> {
+    parse_to_uri_ref(to).map(|u| u.to_uri())
+}
+
+/// [`parse_to_uri`] without copying.
+pub fn parse_to_uri_ref(to: &str) -> Result<UriRef<'_>, &'static str> {
     let to = to.trim_matches(|c| c == ' ' || c == '\t');
     let uri = if let Some(start) = to.rfind('<') {
         let rest = &to[start + 1..];
@@ -229,7 +337,7 @@ pub fn parse_to_uri(to: &str) -> Result<Uri, &'static str> {
         // addr-spec without brackets: everything after ';' is a header parameter.
         to.split(';').next().unwrap_or("")
     };
-    parse_impu(uri.trim())
+    parse_impu_ref(uri.trim())
 }
 
 /// Compare two URIs as PROTOCOL.md says: scheme, user, host and port;
@@ -268,6 +376,43 @@ impl Pattern {
 
     /// Does `value` match (ASCII case-insensitively)?
     pub fn matches(&self, value: &str) -> bool {
+        // Compared in place, ASCII case-insensitively (the parts are
+        // lower-cased already): no lower-cased copy of `value`.
+        let v = value.as_bytes();
+        let eq = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
+        let n = self.parts.len();
+        if n == 1 {
+            return eq(v, &self.parts[0]);
+        }
+        let first = self.parts[0].as_bytes();
+        let last = self.parts[n - 1].as_bytes();
+        if v.len() < first.len() + last.len() || !v[..first.len()].eq_ignore_ascii_case(first) || !v[v.len() - last.len()..].eq_ignore_ascii_case(last) {
+            return false;
+        }
+        let mut pos = first.len();
+        let end = v.len() - last.len();
+        // Greedy-free left-to-right search of the middle parts; a wildcard
+        // run may not contain '@'.
+        for part in &self.parts[1..n - 1] {
+            let p = part.as_bytes();
+            let found = if p.is_empty() { Some(0) } else { v[pos..end].windows(p.len()).position(|w| w.eq_ignore_ascii_case(p)) };
+            match found {
+                Some(i) => {
+                    if v[pos..pos + i].contains(&b'@') {
+                        return false;
+                    }
+                    pos += i + p.len();
+                }
+                None => return false,
+            }
+        }
+        !v[pos..end].contains(&b'@')
+    }
+
+    /// The matching rule as first written (a lower-cased copy and `str`
+    /// searches), kept to test [`Pattern::matches`] against.
+    #[cfg(test)]
+    fn matches_by_copy(&self, value: &str) -> bool {
         let v = value.to_ascii_lowercase();
         let n = self.parts.len();
         if n == 1 {
@@ -280,8 +425,6 @@ impl Pattern {
         }
         let mut pos = first.len();
         let end = v.len() - last.len();
-        // Greedy-free left-to-right search of the middle parts; a wildcard
-        // run may not contain '@'.
         for part in &self.parts[1..n - 1] {
             match v[pos..end].find(part.as_str()) {
                 Some(i) => {
@@ -328,6 +471,76 @@ mod tests {
         assert!(!same_identity(&a, &parse_impu("sips:alice@socialnet.example").unwrap()));
         for bad in ["", "alice@x", "http://x", "sip:a b@x", "sip:a\"@x", "sip:a@x\r\n", "sip:a:pw@x", "sip:@x", "sip:a@", "sip:a@x:99999", "tel:abc", "sip:a@x>"] {
             assert!(parse_impu(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn pattern_in_place_agrees() {
+        let pats = ["*@socialnet.com", "sip:*@x.net", "tel:+1555*", "a*b*c", "**", "*", "x", "*@*", "sip:a*@*.net", "A*B"];
+        let alphabet = [b'a', b'B', b'@', b'c', b'.', b'*'];
+        for p in pats {
+            let pat = Pattern::new(p).unwrap();
+            for len in 0..=5u32 {
+                for n in 0..6usize.pow(len) {
+                    let mut k = n;
+                    let s: String = (0..len).map(|_| {
+                        let c = alphabet[k % 6];
+                        k /= 6;
+                        c as char
+                    }).collect();
+                    for v in [s.clone(), format!("sip:{s}@x.net"), format!("{s}@socialnet.com"), format!("tel:+1555{s}")] {
+                        assert_eq!(pat.matches(&v), pat.matches_by_copy(&v), "{p} {v}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn class_tables_agree() {
+        for c in 0..=255u8 {
+            assert_eq!(is_nai_user_char(c), c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c));
+            assert_eq!(is_uri_user_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c));
+            assert_eq!(is_param_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c));
+        }
+    }
+
+    #[test]
+    fn hostname_one_pass_agrees() {
+        fn old(host: &str) -> bool {
+            host.bytes().all(is_host_char)
+                && host.split('.').enumerate().all(|(i, label)| {
+                    (!label.is_empty() || i == host.split('.').count() - 1 && i > 0) && !label.starts_with('-') && !label.ends_with('-')
+                })
+        }
+        let alphabet = [b'a', b'-', b'.', b'1', b'_'];
+        for len in 1..=6u32 {
+            for n in 0..5usize.pow(len) {
+                let mut k = n;
+                let s: String = (0..len).map(|_| {
+                    let c = alphabet[k % 5];
+                    k /= 5;
+                    c as char
+                }).collect();
+                assert_eq!(check_hostname(&s), old(&s), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn borrowed_to_check_agrees() {
+        let impus = ["sip:alice@socialnet.example", "sip:Alice@X.net:5060", "tel:+1-555-0100", "sips:a@b", "sip:x.net", "tel:*12#"];
+        let tos = [
+            "<sip:ALICE@SocialNet.example>;tag=1", "sip:alice@socialnet.example;transport=ws", "tel:+1(555)0100", "tel:+15550100",
+            "\"A\" <sips:A@B>", "sip:alice@x.net:5060", "sip:alice@x.net", "sip:X.NET", "tel:*12#", "tel:+", "sip:a@", "<sip:a@b",
+        ];
+        for i in impus {
+            let u = parse_impu(i).unwrap();
+            for t in tos {
+                let old = parse_to_uri(t).map(|x| same_identity(&u, &x));
+                let new = parse_to_uri_ref(t).map(|x| x.same_as(&u));
+                assert_eq!(old, new, "{i} vs {t}");
+            }
         }
     }
 

@@ -7,11 +7,24 @@ use std::net::IpAddr;
 /// The TNA `Authorization` value (without the header name). `impi` and
 /// `entity` must already have passed the identity / configuration checks.
 pub fn build(impi: &str, home_realm: &str, entity: Option<&str>) -> String {
-    let mut v = format!(
-        "Digest username=\"{impi}\", realm=\"{home_realm}\", uri=\"sip:{home_realm}\", nonce=\"\", response=\"\", integrity-protected=auth-done"
-    );
+    const PARTS: [&str; 5] = [
+        "Digest username=\"",
+        "\", realm=\"",
+        "\", uri=\"sip:",
+        "\", nonce=\"\", response=\"\", integrity-protected=auth-done",
+        ", authorization-entity=\"",
+    ];
+    let len = PARTS.iter().map(|p| p.len()).sum::<usize>() + impi.len() + 2 * home_realm.len() + entity.map_or(0, |e| e.len() + 1);
+    let mut v = String::with_capacity(len);
+    v.push_str(PARTS[0]);
+    v.push_str(impi);
+    v.push_str(PARTS[1]);
+    v.push_str(home_realm);
+    v.push_str(PARTS[2]);
+    v.push_str(home_realm);
+    v.push_str(PARTS[3]);
     if let Some(e) = entity {
-        v.push_str(", authorization-entity=\"");
+        v.push_str(PARTS[4]);
         v.push_str(e);
         v.push('"');
     }

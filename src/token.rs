@@ -8,79 +8,391 @@ use crate::keys::{Alg, Key};
 use crate::reason::Reason;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
-use std::fmt;
+use std::borrow::Cow;
 
 /// Most keys tried for a token without `kid`.
 pub const MAX_KEYS_WITHOUT_KID: usize = 4;
 /// Most IMPUs in one token.
 pub const MAX_IMPUS: usize = 32;
 
+/// Members kept on the stack; an object with more spills to the heap.
+const INLINE_MEMBERS: usize = 16;
+
+/// One member of a [`StrictObject`]: its name (borrowed unless it had
+/// escapes) and its value as raw, validated JSON text.
+#[derive(Clone, Default)]
+struct Member<'a> {
+    name: Cow<'a, str>,
+    raw: &'a str,
+    /// The value's text has a backslash somewhere.
+    escaped: bool,
+}
+
 /// A JSON object whose member names are unique (a duplicate is an error,
 /// unlike `serde_json::Map`, which keeps the last one). Values stay as
 /// borrowed raw JSON text, validated but not decoded: only the members the
-/// checks need are decoded, once.
-pub struct StrictObject<'a>(Vec<(Name<'a>, &'a RawValue)>);
-
-/// A member name: borrowed unless it had escapes.
-enum Name<'a> {
-    Borrowed(&'a str),
-    Owned(String),
+/// checks need are decoded, once, and plain strings and integers without
+/// copying.
+///
+/// Parsed in one pass by a scanner that accepts exactly what
+/// `serde_json::from_slice` into a map of `RawValue`s accepts (RFC 8259:
+/// whitespace, literals, numbers without leading zeros, strings without
+/// control characters and with valid escapes, any nesting depth inside a
+/// member value, nothing but whitespace after the object). Escaped names
+/// and values are decoded by serde_json itself.
+pub struct StrictObject<'a> {
+    inline: [Member<'a>; INLINE_MEMBERS],
+    n: usize,
+    more: Vec<Member<'a>>,
 }
 
-impl Name<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Name::Borrowed(s) => s,
-            Name::Owned(s) => s,
+/// A member value, decoded as the checks need it.
+enum Val<'a> {
+    /// A string (borrowed when it had no escapes).
+    Str(Cow<'a, str>),
+    /// An integer that fits `i64`, written without fraction or exponent.
+    Int(i64),
+    /// An array without any backslash in its text (so every string in it
+    /// is plain), raw.
+    Arr(&'a str),
+    /// Anything else, decoded by serde_json (`Null` when that fails, as
+    /// before).
+    Other(Value),
+}
+
+/// Position of the first byte that ends a run of plain string content:
+/// `"`, `\\` or a control character. Eight bytes at a time (SWAR: the
+/// lowest flagged byte of each test is exact, so the lowest of the three
+/// is the first special byte), then byte by byte.
+fn first_special(s: &[u8]) -> Option<usize> {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let v = u64::from_le_bytes(w);
+        let q = v ^ (L * b'"' as u64);
+        let b = v ^ (L * b'\\' as u64);
+        let m = ((q.wrapping_sub(L) & !q) | (b.wrapping_sub(L) & !b) | (v.wrapping_sub(L * 0x20) & !v)) & H;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&c| matches!(c, b'"' | b'\\' | 0..=0x1f)).map(|p| i + p)
+}
+
+struct Scan<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// A string with an escape was seen.
+    escapes: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn new(s: &'a str) -> Scan<'a> {
+        Scan { s, b: s.as_bytes(), i: 0, escapes: false }
+    }
+
+    fn ws(&mut self) -> Option<u8> {
+        while let Some(&c) = self.b.get(self.i) {
+            if matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
+                self.i += 1;
+            } else {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// A string starting at the opening quote; returns whether it had
+    /// escapes. Leaves `i` after the closing quote.
+    fn string(&mut self) -> Result<bool, ()> {
+        self.i += 1;
+        let mut escaped = false;
+        loop {
+            let rest = self.b.get(self.i..).ok_or(())?;
+            let stop = first_special(rest).ok_or(())?;
+            if rest[stop] < 0x20 {
+                return Err(());
+            }
+            self.i += stop + 1;
+            if rest[stop] == b'"' {
+                return Ok(escaped);
+            }
+            escaped = true;
+            self.escapes = true;
+            match *self.b.get(self.i).ok_or(())? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                b'u' => {
+                    let hex = self.b.get(self.i + 1..self.i + 5).ok_or(())?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(());
+                    }
+                    self.i += 5;
+                }
+                _ => return Err(()),
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while matches!(self.b.get(self.i), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Result<(), ()> {
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.b.get(self.i) {
+            Some(b'0') => {
+                self.i += 1;
+                if matches!(self.b.get(self.i), Some(b'0'..=b'9')) {
+                    return Err(());
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(()),
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(());
+            }
+        }
+        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Result<(), ()> {
+        if self.b.get(self.i..self.i + lit.len()) == Some(lit) {
+            self.i += lit.len();
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    /// One value of any depth (after whitespace); returns its raw text.
+    /// Nesting is followed with a stack of open brackets (heap only when
+    /// nested deeper than 64), like serde_json's, with no depth limit.
+    fn value(&mut self) -> Result<&'a str, ()> {
+        self.ws();
+        let start = self.i;
+        // Scalars (most members) without the bracket machinery.
+        match self.b.get(self.i) {
+            Some(b'"') => {
+                self.string()?;
+                return Ok(&self.s[start..self.i]);
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number()?;
+                return Ok(&self.s[start..self.i]);
+            }
+            _ => {}
+        }
+        let mut stack: u64 = 0; // bit set: '{' (else '[') at that depth
+        let mut depth: usize = 0;
+        let mut deep: Vec<bool> = Vec::new();
+        loop {
+            // A value.
+            let c = self.ws().ok_or(())?;
+            let opened = match c {
+                b'n' => self.literal(b"null").map(|_| None)?,
+                b't' => self.literal(b"true").map(|_| None)?,
+                b'f' => self.literal(b"false").map(|_| None)?,
+                b'-' | b'0'..=b'9' => self.number().map(|_| None)?,
+                b'"' => self.string().map(|_| None)?,
+                b'[' | b'{' => {
+                    self.i += 1;
+                    Some(c == b'{')
+                }
+                _ => return Err(()),
+            };
+            // What follows it: close brackets, a comma, or (after an
+            // opening bracket) a member name or the first element.
+            let mut after_open = opened.is_some();
+            if let Some(obj) = opened {
+                if depth < 64 {
+                    if obj {
+                        stack |= 1 << depth;
+                    } else {
+                        stack &= !(1 << depth);
+                    }
+                } else {
+                    deep.push(obj);
+                }
+                depth += 1;
+            }
+            loop {
+                if depth == 0 {
+                    return Ok(&self.s[start..self.i]);
+                }
+                let obj = if depth <= 64 { stack & (1 << (depth - 1)) != 0 } else { deep.last().copied().unwrap_or(false) };
+                let c = self.ws().ok_or(())?;
+                if (c == b'}' && obj) || (c == b']' && !obj) {
+                    self.i += 1;
+                    if depth > 64 {
+                        deep.pop();
+                    }
+                    depth -= 1;
+                    after_open = false;
+                    continue;
+                }
+                if after_open {
+                    break;
+                }
+                if c != b',' {
+                    return Err(());
+                }
+                self.i += 1;
+                break;
+            }
+            let obj = if depth <= 64 { stack & (1 << (depth - 1)) != 0 } else { deep.last().copied().unwrap_or(false) };
+            if obj {
+                if self.ws() != Some(b'"') {
+                    return Err(());
+                }
+                self.string()?;
+                if self.ws() != Some(b':') {
+                    return Err(());
+                }
+                self.i += 1;
+            }
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
-                Ok(Name::Borrowed(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name<'de>, E> {
-                Ok(Name::Owned(v.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Name<'de>, E> {
-                Ok(Name::Owned(v))
-            }
-        }
-        d.deserialize_str(V)
-    }
+/// Decode a JSON string with escapes (its raw text, quotes included).
+fn unescape(raw: &str) -> Result<String, ()> {
+    serde_json::from_str::<String>(raw).map_err(|_| ())
 }
 
 impl<'a> StrictObject<'a> {
     /// Parse `json`, which must be one object with unique member names.
     pub fn parse(json: &'a [u8]) -> Result<StrictObject<'a>, ()> {
-        serde_json::from_slice(json).map_err(|_| ())
+        let s = std::str::from_utf8(json).map_err(|_| ())?;
+        let mut o = StrictObject { inline: Default::default(), n: 0, more: Vec::new() };
+        let mut sc = Scan::new(s);
+        if sc.ws() != Some(b'{') {
+            return Err(());
+        }
+        sc.i += 1;
+        let mut first = true;
+        loop {
+            match sc.ws() {
+                Some(b'}') if first => {
+                    sc.i += 1;
+                    break;
+                }
+                Some(b'"') => {}
+                _ => return Err(()),
+            }
+            let ns = sc.i;
+            let escaped = sc.string()?;
+            let name_raw = &s[ns..sc.i];
+            let name = if escaped { Cow::Owned(unescape(name_raw)?) } else { Cow::Borrowed(&name_raw[1..name_raw.len() - 1]) };
+            if sc.ws() != Some(b':') {
+                return Err(());
+            }
+            sc.i += 1;
+            sc.escapes = false;
+            let raw = sc.value()?;
+            if o.raw(&name).is_some() {
+                return Err(());
+            }
+            let m = Member { name, raw, escaped: sc.escapes };
+            if o.n < INLINE_MEMBERS {
+                o.inline[o.n] = m;
+                o.n += 1;
+            } else {
+                o.more.push(m);
+            }
+            first = false;
+            match sc.ws() {
+                Some(b',') => sc.i += 1,
+                Some(b'}') => {
+                    sc.i += 1;
+                    break;
+                }
+                _ => return Err(()),
+            }
+        }
+        if sc.ws().is_some() {
+            return Err(());
+        }
+        Ok(o)
+    }
+
+    /// Is any of `names` a member?
+    fn has_any(&self, names: &[&str]) -> bool {
+        self.inline[..self.n].iter().chain(self.more.iter()).any(|m| names.iter().any(|n| *n == m.name))
+    }
+
+    #[cfg(test)]
+    fn members(&self) -> impl Iterator<Item = &Member<'a>> {
+        self.inline[..self.n].iter().chain(self.more.iter())
     }
 
     /// The raw value of `name`.
-    pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| *v)
+    pub fn raw(&self, name: &str) -> Option<&'a str> {
+        self.member(name).map(|m| m.raw)
     }
 
-    /// The value of `name`, decoded.
-    pub fn get(&self, name: &str) -> Option<Value> {
-        self.raw(name).map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
+    fn member(&self, name: &str) -> Option<&Member<'a>> {
+        // Names are short: an inline byte comparison, not a memcmp call.
+        let eq = |m: &&Member<'a>| m.name.len() == name.len() && m.name.bytes().zip(name.bytes()).all(|(a, b)| a == b);
+        self.inline[..self.n].iter().find(eq).or_else(|| self.more.iter().find(eq))
+    }
+
+    /// The value of `name`, decoded as far as the checks need. Arrays stay
+    /// raw ([`Val::Arr`]) only when `array` is set and they have no
+    /// backslash; otherwise serde_json decodes them (and a failure, such as
+    /// nesting deeper than its limit, gives `Null`, as it always did).
+    fn get(&self, name: &str) -> Option<Val<'a>> {
+        self.get_as(name, false)
+    }
+
+    fn get_as(&self, name: &str, array: bool) -> Option<Val<'a>> {
+        let m = self.member(name)?;
+        let raw = m.raw;
+        match raw.as_bytes().first() {
+            Some(b'"') if !m.escaped => return Some(Val::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))),
+            // An integer: `parse` refuses fractions and exponents, which
+            // serde_json decodes as floats (and so `-0`).
+            Some(b'-' | b'0'..=b'9') if raw != "-0" => {
+                if let Ok(i) = raw.parse::<i64>() {
+                    return Some(Val::Int(i));
+                }
+            }
+            Some(b'[') if array && !m.escaped => return Some(Val::Arr(raw)),
+            _ => {}
+        }
+        Some(match serde_json::from_str::<Value>(raw).unwrap_or(Value::Null) {
+            Value::String(s) => Val::Str(Cow::Owned(s)),
+            v => Val::Other(v),
+        })
     }
 
     /// The value of `name` when it is a JSON string without escapes
     /// (borrowed); `Err` when present but not a plain string.
     fn plain_str(&self, name: &str) -> Option<Result<&'a str, ()>> {
-        let r = self.raw(name)?.get();
+        let r = self.raw(name)?;
         let b = r.as_bytes();
         if b.len() >= 2 && b[0] == b'"' && b[b.len() - 1] == b'"' && !r[1..r.len() - 1].contains('\\') {
             Some(Ok(&r[1..r.len() - 1]))
@@ -90,27 +402,45 @@ impl<'a> StrictObject<'a> {
     }
 }
 
-impl<'de> Deserialize<'de> for StrictObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrictObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject<'de>, A::Error> {
-                let mut out: Vec<(Name<'de>, &'de RawValue)> = Vec::with_capacity(12);
-                while let Some(k) = m.next_key::<Name<'de>>()? {
-                    if out.iter().any(|(x, _)| x.as_str() == k.as_str()) {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
-                    let v: &'de RawValue = m.next_value()?;
-                    out.push((k, v));
+/// The strings of an array value: `Err(())` when an element is not a
+/// string. Calls `f` for each, in order, stopping at the first `Err`
+/// element.
+fn for_each_str<'a>(v: &Val<'a>, mut f: impl FnMut(Cow<'a, str>)) -> Result<usize, ()> {
+    match v {
+        Val::Arr(raw) => {
+            // Validated text without backslashes: elements are plain strings
+            // or something else.
+            let mut sc = Scan::new(raw);
+            sc.i = 1;
+            let mut n = 0;
+            let mut bad = false;
+            loop {
+                match sc.ws() {
+                    Some(b']') => break,
+                    Some(b',') => sc.i += 1,
+                    Some(_) => {}
+                    None => return Err(()),
                 }
-                Ok(StrictObject(out))
+                let el = sc.value()?;
+                n += 1;
+                if !bad && el.len() >= 2 && el.as_bytes()[0] == b'"' {
+                    f(Cow::Borrowed(&el[1..el.len() - 1]));
+                } else {
+                    bad = true;
+                }
             }
+            if bad { Err(()) } else { Ok(n) }
         }
-        d.deserialize_map(V)
+        Val::Other(Value::Array(list)) => {
+            for x in list {
+                match x {
+                    Value::String(s) => f(Cow::Owned(s.clone())),
+                    _ => return Err(()),
+                }
+            }
+            Ok(list.len())
+        }
+        _ => Err(()),
     }
 }
 
@@ -141,6 +471,9 @@ pub struct Verified {
     pub alg: Alg,
     /// kid, if any.
     pub kid: Option<String>,
+    /// Position of the issuer in the configuration that verified it (a
+    /// hint: check `iss` before relying on it).
+    pub issuer_index: usize,
 }
 
 /// A failure, with the issuer when it was known (for the counters).
@@ -156,15 +489,23 @@ fn fail(reason: Reason) -> Failure {
     Failure { reason, iss: None }
 }
 
-fn b64(s: &str) -> Result<Vec<u8>, Failure> {
-    URL_SAFE_NO_PAD.decode(s).map_err(|_| fail(Reason::MalformedToken))
+/// Base64url-decode `s` into `stack` when it fits, else into `heap`.
+fn b64<'b>(s: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Result<&'b [u8], Failure> {
+    if base64::decoded_len_estimate(s.len()) <= stack.len() {
+        let n = URL_SAFE_NO_PAD.decode_slice(s, stack).map_err(|_| fail(Reason::MalformedToken))?;
+        Ok(&stack[..n])
+    } else {
+        *heap = URL_SAFE_NO_PAD.decode(s).map_err(|_| fail(Reason::MalformedToken))?;
+        Ok(heap)
+    }
 }
 
-fn numeric_date(v: Option<&Value>, required: bool) -> Result<Option<i64>, Reason> {
+fn numeric_date(v: Option<Val<'_>>, required: bool) -> Result<Option<i64>, Reason> {
     match v {
-        None | Some(Value::Null) if !required => Ok(None),
-        None | Some(Value::Null) => Err(Reason::MissingClaim),
-        Some(Value::Number(n)) => {
+        None | Some(Val::Other(Value::Null)) if !required => Ok(None),
+        None | Some(Val::Other(Value::Null)) => Err(Reason::MissingClaim),
+        Some(Val::Int(i)) => Ok(Some(i)),
+        Some(Val::Other(Value::Number(n))) => {
             if let Some(i) = n.as_i64() {
                 Ok(Some(i))
             } else if let Some(f) = n.as_f64() {
@@ -185,21 +526,43 @@ fn printable(s: &str) -> bool {
     s.len() <= 1024 && !s.chars().any(|c| c.is_control())
 }
 
+/// An optional printable string claim (`sub`, `jti`): absent or `null` is
+/// `None`.
+fn optional_printable(v: Option<Val<'_>>) -> Result<Option<String>, Reason> {
+    match v {
+        None | Some(Val::Other(Value::Null)) => Ok(None),
+        Some(Val::Str(s)) if printable(&s) => Ok(Some(s.into_owned())),
+        Some(_) => Err(Reason::InvalidClaim),
+    }
+}
+
+/// Split a compact JWS into its three parts (`None` unless exactly three).
+fn split3(token: &str) -> Option<(&str, &str, &str)> {
+    let b = token.as_bytes();
+    let d1 = memchr::memchr(b'.', b)?;
+    let d2 = d1 + 1 + memchr::memchr(b'.', &b[d1 + 1..])?;
+    if memchr::memchr(b'.', &b[d2 + 1..]).is_some() {
+        return None;
+    }
+    Some((&token[..d1], &token[d1 + 1..d2], &token[d2 + 1..]))
+}
+
 /// Verify `token` (the token alone, out of the header) at time `now`.
 /// `barred` tells whether an issuer is barred right now.
 pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> bool) -> Result<Verified, Failure> {
     if token.len() > cfg.max_token_size {
         return Err(fail(Reason::TokenTooLarge));
     }
-    let mut parts = token.split('.');
-    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let Some((h64, p64, s64)) = split3(token) else {
         return Err(fail(Reason::MalformedToken));
     };
     if h64.is_empty() || p64.is_empty() || s64.is_empty() {
         return Err(fail(Reason::MalformedToken));
     }
-    let header_json = b64(h64)?;
-    let header = StrictObject::parse(&header_json).map_err(|_| fail(Reason::MalformedToken))?;
+    let mut header_buf = [0u8; 256];
+    let mut header_heap = Vec::new();
+    let header_json = b64(h64, &mut header_buf, &mut header_heap)?;
+    let header = StrictObject::parse(header_json).map_err(|_| fail(Reason::MalformedToken))?;
 
     // JOSE header: alg from the key's configuration, never trusted alone.
     let alg_name = match header.plain_str("alg") {
@@ -208,52 +571,54 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         None => return Err(fail(Reason::UnsupportedAlgorithm)),
     };
     let alg = Alg::from_name(alg_name).ok_or_else(|| fail(Reason::UnsupportedAlgorithm))?;
-    for never in ["crit", "jku", "x5u", "jwk", "x5c", "b64", "zip", "enc"] {
-        if header.raw(never).is_some() {
-            return Err(fail(Reason::UnsupportedHeader));
-        }
+    // One pass over the (few) header members rather than a lookup per name.
+    if header.has_any(&["crit", "jku", "x5u", "jwk", "x5c", "b64", "zip", "enc"]) {
+        return Err(fail(Reason::UnsupportedHeader));
     }
     match header.get("typ") {
         None if !cfg.require_at_jwt => {}
-        Some(Value::String(t)) => {
-            let t = t.to_ascii_lowercase();
-            let at = t == "at+jwt" || t == "application/at+jwt";
-            if !(at || (!cfg.require_at_jwt && t == "jwt")) {
+        Some(Val::Str(t)) => {
+            let at = t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt");
+            if !(at || (!cfg.require_at_jwt && t.eq_ignore_ascii_case("jwt"))) {
                 return Err(fail(Reason::WrongTokenType));
             }
         }
         _ => return Err(fail(Reason::WrongTokenType)),
     }
-    let kid_value = header.get("kid");
-    let kid = match &kid_value {
+    let kid_value = match header.get("kid") {
         None => None,
-        Some(Value::String(k)) if k.len() <= 256 => Some(k.as_str()),
+        Some(Val::Str(k)) if k.len() <= 256 => Some(k),
         Some(_) => return Err(fail(Reason::UnknownKey)),
     };
+    let kid = kid_value.as_deref();
 
     // Claims are read before the signature is checked only to learn `iss`,
     // which selects the only keys tried.
-    let claims_json = b64(p64)?;
-    let claims = StrictObject::parse(&claims_json).map_err(|_| fail(Reason::MalformedToken))?;
+    let mut claims_buf = [0u8; 1024];
+    let mut claims_heap = Vec::new();
+    let claims_json = b64(p64, &mut claims_buf, &mut claims_heap)?;
+    let claims = StrictObject::parse(claims_json).map_err(|_| fail(Reason::MalformedToken))?;
     let names = &cfg.claims;
-    let iss_value = claims.get(&names.iss);
-    let iss = match &iss_value {
-        Some(Value::String(s)) => s.as_str(),
+    let iss_value = match claims.get(&names.iss) {
+        Some(Val::Str(s)) => s,
         Some(_) => return Err(fail(Reason::InvalidClaim)),
         None => return Err(fail(Reason::UnknownIssuer)),
     };
-    let issuer = cfg.issuer(iss).ok_or_else(|| fail(Reason::UnknownIssuer))?;
+    let issuer_index = *cfg.issuer_index.get(&*iss_value).ok_or_else(|| fail(Reason::UnknownIssuer))?;
+    let issuer = cfg.issuers.get(issuer_index).ok_or_else(|| fail(Reason::UnknownIssuer))?;
     let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
 
-    let signature = b64(s64).map_err(|f| with_iss(f.reason))?;
+    let mut sig_buf = [0u8; 512];
+    let mut sig_heap = Vec::new();
+    let signature = b64(s64, &mut sig_buf, &mut sig_heap).map_err(|f| with_iss(f.reason))?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-    let key = select_and_verify(issuer, kid, alg, signing_input, &signature).map_err(with_iss)?;
+    let key = select_and_verify(issuer, kid, alg, signing_input, signature).map_err(with_iss)?;
 
     // Lifetime.
     let leeway = cfg.leeway as i64;
-    let exp = numeric_date(claims.get(&names.exp).as_ref(), true).map_err(with_iss)?.unwrap_or(0);
-    let nbf = numeric_date(claims.get(&names.nbf).as_ref(), false).map_err(with_iss)?;
-    let iat = numeric_date(claims.get(&names.iat).as_ref(), false).map_err(with_iss)?;
+    let exp = numeric_date(claims.get(&names.exp), true).map_err(with_iss)?.unwrap_or(0);
+    let nbf = numeric_date(claims.get(&names.nbf), false).map_err(with_iss)?;
+    let iat = numeric_date(claims.get(&names.iat), false).map_err(with_iss)?;
     if now > exp.saturating_add(leeway) {
         return Err(with_iss(Reason::Expired));
     }
@@ -282,16 +647,11 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     .unwrap_or(i64::MIN);
 
     // Audience.
-    let aud_ok = match claims.get(&names.aud).as_ref() {
-        Some(Value::String(a)) => *a == cfg.audience,
-        Some(Value::Array(list)) => {
+    let aud_ok = match claims.get_as(&names.aud, true) {
+        Some(Val::Str(a)) => *a == cfg.audience,
+        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
             let mut found = false;
-            for a in list {
-                match a {
-                    Value::String(s) => found |= *s == cfg.audience,
-                    _ => return Err(with_iss(Reason::InvalidClaim)),
-                }
-            }
+            for_each_str(&v, |s| found |= *s == cfg.audience).map_err(|_| with_iss(Reason::InvalidClaim))?;
             found
         }
         Some(_) => return Err(with_iss(Reason::InvalidClaim)),
@@ -306,13 +666,12 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     }
 
     // Scope.
-    let scope_value = claims.get(&names.scope);
-    let scope = match &scope_value {
-        Some(Value::String(s)) => s.as_str(),
+    let scope = match claims.get(&names.scope) {
+        Some(Val::Str(s)) => s,
         Some(_) => return Err(with_iss(Reason::InvalidClaim)),
         None => return Err(with_iss(Reason::InsufficientScope)),
     };
-    if !printable(scope) {
+    if !printable(&scope) {
         return Err(with_iss(Reason::InvalidClaim));
     }
     if !scope.split(' ').any(|s| s == cfg.required_scope) {
@@ -320,25 +679,26 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     }
 
     // Identities: syntax first, then the issuer's pools.
-    let impi_value = claims.get(&names.impi);
-    let impi = match &impi_value {
-        Some(Value::String(s)) => s.as_str(),
+    let impi = match claims.get(&names.impi) {
+        Some(Val::Str(s)) => s,
         Some(_) => return Err(with_iss(Reason::InvalidImpi)),
         None => return Err(with_iss(Reason::MissingClaim)),
     };
-    identity::check_impi(impi).map_err(|_| with_iss(Reason::InvalidImpi))?;
-    let impu_value = claims.get(&names.impu);
-    let impus: Vec<&str> = match &impu_value {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_IMPUS => {
-            let mut v = Vec::with_capacity(list.len());
-            for x in list {
-                match x {
-                    Value::String(s) => v.push(s.as_str()),
-                    _ => return Err(with_iss(Reason::InvalidImpu)),
+    identity::check_impi(&impi).map_err(|_| with_iss(Reason::InvalidImpi))?;
+    let impus: Vec<String> = match claims.get_as(&names.impu, true) {
+        Some(Val::Str(s)) => vec![s.into_owned()],
+        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
+            let mut list = Vec::new();
+            let n = for_each_str(&v, |s| {
+                if list.len() < MAX_IMPUS {
+                    list.push(s.into_owned())
                 }
+            })
+            .map_err(|_| with_iss(Reason::InvalidImpu))?;
+            if n == 0 || n > MAX_IMPUS {
+                return Err(with_iss(Reason::InvalidImpu));
             }
-            v
+            list
         }
         Some(_) => return Err(with_iss(Reason::InvalidImpu)),
         None => return Err(with_iss(Reason::MissingClaim)),
@@ -347,7 +707,7 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     for s in &impus {
         impu_uris.push(identity::parse_impu(s).map_err(|_| with_iss(Reason::InvalidImpu))?);
     }
-    if !identity::in_pool(&issuer.impi_pool, impi) {
+    if !identity::in_pool(&issuer.impi_pool, &impi) {
         return Err(with_iss(Reason::ImpiOutsidePool));
     }
     for u in &impu_uris {
@@ -356,29 +716,22 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         }
     }
 
-    let sub = match claims.get(&names.sub).as_ref() {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if printable(s) => Some(s.clone()),
-        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
-    };
-    let jti = match claims.get(&names.jti).as_ref() {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if printable(s) => Some(s.clone()),
-        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
-    };
+    let sub = optional_printable(claims.get(&names.sub)).map_err(with_iss)?;
+    let jti = optional_printable(claims.get(&names.jti)).map_err(with_iss)?;
 
     Ok(Verified {
         iss: issuer.iss.clone(),
-        impi: impi.to_owned(),
-        impus: impus.iter().map(|s| (*s).to_owned()).collect(),
+        impi: impi.into_owned(),
+        impus,
         impu_uris,
         sub,
-        scope: scope.to_owned(),
+        scope: scope.into_owned(),
         exp,
         valid_from,
         jti,
         alg: key.alg,
         kid: key.kid.clone(),
+        issuer_index,
     })
 }
 
@@ -406,6 +759,165 @@ fn select_and_verify<'a>(issuer: &'a Issuer, kid: Option<&str>, alg: Alg, input:
                 return Err(Reason::UnknownKey);
             }
             candidates.into_iter().find(|k| k.verify(input, signature)).ok_or(Reason::BadSignature)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The single-pass scanner against the serde_json parse it replaced:
+    //! same acceptance, same members, same decoded values.
+    use super::*;
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    use std::fmt;
+
+    struct OldObject<'a>(Vec<(String, &'a RawValue)>);
+
+    impl<'de> Deserialize<'de> for OldObject<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = OldObject<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OldObject<'de>, A::Error> {
+                    let mut out: Vec<(String, &'de RawValue)> = Vec::new();
+                    while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                        if out.iter().any(|(x, _)| *x == *k) {
+                            return Err(serde::de::Error::custom("duplicate member"));
+                        }
+                        let v: &'de RawValue = m.next_value()?;
+                        out.push((k.into_owned(), v));
+                    }
+                    Ok(OldObject(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    fn as_value(v: Option<Val<'_>>) -> Option<Value> {
+        v.map(|v| match v {
+            Val::Str(s) => Value::String(s.into_owned()),
+            Val::Int(i) => Value::from(i),
+            Val::Arr(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
+            Val::Other(v) => v,
+        })
+    }
+
+    fn same(json: &[u8]) {
+        let old: Result<OldObject<'_>, _> = serde_json::from_slice(json);
+        let new = StrictObject::parse(json);
+        let show = String::from_utf8_lossy(json);
+        match (&old, &new) {
+            (Ok(o), Ok(n)) => {
+                let names: Vec<(String, &str)> = n.members().map(|m| (m.name.to_string(), m.raw)).collect();
+                let old_names: Vec<(String, &str)> = o.0.iter().map(|(k, v)| (k.clone(), v.get())).collect();
+                assert_eq!(names, old_names, "{show}");
+                for (k, v) in &o.0 {
+                    let old_v = serde_json::from_str::<Value>(v.get()).unwrap_or(Value::Null);
+                    assert_eq!(as_value(n.get(k)), Some(old_v.clone()), "{show}");
+                    // Arrays of strings as aud/impu read them.
+                    let old_list: Option<Result<Vec<String>, ()>> = match &old_v {
+                        Value::Array(l) => Some(l.iter().map(|x| x.as_str().map(str::to_owned).ok_or(())).collect()),
+                        Value::String(_) => None,
+                        // Anything else (also what serde_json fails to
+                        // decode, such as nesting deeper than its limit) is
+                        // refused like a bad element.
+                        _ => Some(Err(())),
+                    };
+                    let nv = n.get_as(k, true);
+                    let new_list = match &nv {
+                        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
+                            let mut l = Vec::new();
+                            Some(for_each_str(v, |s| l.push(s.into_owned())).map(|c| {
+                                assert_eq!(c, l.len());
+                                l
+                            }))
+                        }
+                        Some(Val::Str(_)) => None,
+                        _ => Some(Err(())),
+                    };
+                    assert_eq!(new_list, old_list, "{show}");
+                }
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("acceptance differs on {show:?}: old {:?}, new {:?}", old.is_ok(), new.is_ok()),
+        }
+    }
+
+    #[test]
+    fn first_special_exact() {
+        let fill = [b'a', 0x7f, 0x80, 0xff, b' ', b'!', b'#', b'[', b']', 0x21, 0xa2, 0xdc, 0x5d];
+        let special = [b'"', b'\\', 0u8, 0x1f, b'\n', 0x01];
+        for len in 0..40 {
+            for f in fill {
+                let mut v = vec![f; len];
+                assert_eq!(first_special(&v), None);
+                for pos in 0..len {
+                    for s in special {
+                        v[pos] = s;
+                        // Another special byte after it must not matter.
+                        if pos + 3 < len {
+                            v[pos + 3] = b'"';
+                        }
+                        assert_eq!(first_special(&v), Some(pos), "{v:?}");
+                        v = vec![f; len];
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scanner_matches_serde() {
+        let fixed: &[&str] = &[
+            "{}", " {} ", "{} x", "{,}", "{\"a\":1,}", "{\"a\":1}", "{\"a\" : [ ] , \"b\":{}}", "{\"a\":1,\"a\":2}",
+            "{\"a\":1,\"\\u0061\":2}", "{\"\\ud800\":1}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}",
+            "{\"a\":01}", "{\"a\":-0}", "{\"a\":-}", "{\"a\":1.}", "{\"a\":1.5e}", "{\"a\":1e400}", "{\"a\":-1.5E+3}",
+            "{\"a\":18446744073709551615}", "{\"a\":9223372036854775808}", "{\"a\":-9223372036854775809}",
+            "{\"a\":nul}", "{\"a\":nullx}", "{\"a\":truefalse}", "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":[}", "{\"a\":{]}",
+            "{\"a\":{\"b\":[1,{\"c\":null}]}}", "{\"a\":\"x\ty\"}", "{\"a\":\"\\t\"}", "[]", "\"x\"", "{\"a\":1 2}",
+            "{\"a\":[\"x\",\"y\"]}", "{\"a\":[\"x\",1]}", "{\"a\":[\"x\\n\"]}", "{\"a\":[]}", "{\"a\":[[\"x\"]]}",
+            "{\"a\":{\"b\":1,}}", "{\"a\":{\"b\" 1}}", "{\"a\":{1:1}}", "{a:1}", "{\"a\":1", "{\"a\":", "{\"a\"", "{",
+            "{\"a\":\"\u{e9}\"}", "\u{feff}{}", "{\"a\":[1 2]}", "{\"a\":{\"b\":1 \"c\":2}}",
+        ];
+        for s in fixed {
+            same(s.as_bytes());
+        }
+        same(b"{\"a\":\"\xff\"}");
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(300), "]".repeat(300));
+        same(deep.as_bytes());
+        let deep_obj = format!("{{\"a\":{}1{}}}", "{\"k\":".repeat(100), "}".repeat(100));
+        same(deep_obj.as_bytes());
+        let many: String = (0..60).map(|i| format!("\"m{i}\":{i}")).collect::<Vec<_>>().join(",");
+        same(format!("{{{many}}}").as_bytes());
+        same(format!("{{{many},\"m59\":1}}").as_bytes());
+        // Random strings from JSON's alphabet.
+        let pieces: &[&str] = &[
+            "{", "}", "[", "]", "\"", ":", ",", " ", "\\", "u", "0", "1", "9", "-", ".", "e", "+", "a", "\"a\"", "\"b\"",
+            "null", "true", "false", "\\u0061", "\\ud83d", "\\n", "\n", "\u{1}", "\u{e9}",
+        ];
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..300_000 {
+            let mut s = String::from("{");
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 14) as usize;
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push_str(pieces[(x % pieces.len() as u64) as usize]);
+            }
+            same(s.as_bytes());
+            let mut t = String::from("{\"a\":");
+            t.push_str(&s[1..]);
+            t.push('}');
+            same(t.as_bytes());
         }
     }
 }

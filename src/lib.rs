@@ -14,6 +14,7 @@ pub mod config;
 pub mod context;
 pub mod ffi;
 pub mod header;
+pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod log;

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod keys;
 pub mod log;
 pub mod mint;
+pub mod remote;
 pub mod reason;
 pub mod shared;
 pub mod tna;

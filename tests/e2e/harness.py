@@ -238,7 +238,7 @@ def write_config(path, state_file=None, trusted_nodes=("127.0.0.1",),
 class Deployment:
     """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
 
-    def __init__(self, workdir, mode="native"):
+    def __init__(self, workdir, mode="native", config_transform=None):
         assert mode in ("native", "python")
         self.mode = mode
         self.workdir = Path(workdir)
@@ -248,9 +248,11 @@ class Deployment:
         self.scscf_port = free_port()
         self.state_file = self.workdir / "wic-tna.state"
         # the Python glue shares bar/reload state through the state_file
+        # config_transform(text) -> text edits the eP-CSCF's configuration
         self.config = write_config(
             self.workdir / "wic-tna.toml",
-            state_file=self.state_file if mode == "python" else None)
+            state_file=self.state_file if mode == "python" else None,
+            transform=config_transform)
         # the S-CSCF has its own copy (the eP-CSCF's may be broken by tests)
         self.scscf_config = write_config(self.workdir / "scscf-wic-tna.toml")
         self.scscf = None

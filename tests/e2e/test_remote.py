@@ -76,10 +76,11 @@ def test_introspection_reference_token_then_endpoint_down(remote):
     assert r.status == 200, (r.raw, dep.logs())
     rx = dep.scscf_rx(r.header("Call-ID"))
     assert len(rx) == 1 and "auth-done" in rx[0], rx
-    # cached until exp: the same token again makes no call
-    calls = srv.count("/introspect")
-    assert register(dep, "ref-alice-2YotnFZFEjr1zCsicMWpAA").status == 200
-    assert srv.count("/introspect") == calls
+    # cached until exp, per process: at most one call per SIP worker (2
+    # UDP workers) however many REGISTERs
+    for _ in range(20):
+        assert register(dep, "ref-alice-2YotnFZFEjr1zCsicMWpAA").status == 200
+    assert srv.count("/introspect") <= 2, srv.hits
     # inactive: 401
     r = register(dep, "ref-inactive-2YotnFZ")
     assert r.status == 401 and "inactive_token" in reason(r), r.raw

@@ -3,6 +3,8 @@ an issuer with RFC 7662 introspection, both served by a Python server on
 127.0.0.1, through a real eP-CSCF (native module: its "wic_tna refresher"
 process; Python glue: an rtimer route calling the glue's tick)."""
 
+import os
+import re
 import time
 
 import pytest
@@ -24,6 +26,16 @@ def register(dep, token, user="alice"):
 
 def reason(resp):
     return resp.raw.split("\r\n", 1)[0]
+
+
+def assert_single_threaded(dep):
+    """No process of the eP-CSCF has started a thread (Kamailio forks;
+    the library and the glue must never start one)."""
+    pids = [int(p) for p in re.findall(r"PID: (\d+)", dep.ep.rpc("core.psx").stdout)]
+    assert len(pids) > 5, pids
+    for pid in pids:
+        tasks = os.listdir("/proc/%d/task" % pid)
+        assert len(tasks) == 1, (pid, tasks)
 
 
 def wait_status(dep, token_fn, status, timeout):
@@ -68,6 +80,7 @@ def test_jwks_url_keys_fetched_by_the_refresher_then_rotated(remote):
     for _ in range(20):
         assert register(dep, mint_remote("r2")).status == 200
     assert srv.count("/jwks") - before <= 4, srv.hits
+    assert_single_threaded(dep)
 
 
 def test_introspection_reference_token_then_endpoint_down(remote):
@@ -105,3 +118,4 @@ def test_introspection_reference_token_then_endpoint_down(remote):
     assert r.status == 500, r.raw
     assert time.monotonic() - t0 < 1.0
     assert srv.count("/introspect") == dep2_calls, "breaker still open"
+    assert_single_threaded(dep)

@@ -401,4 +401,26 @@ mod tests {
         assert_eq!(s.reload_gen(), g0 + 1);
         assert_eq!(s.barring_overrides().get("https://child"), Some(&true));
     }
+
+    #[test]
+    fn remote_fields_shared_across_fork() {
+        let s = Shared::new_anonymous().unwrap();
+        let i = s.counter_slot("https://r").unwrap();
+        assert_eq!(s.remote(i, Remote::JwksGen).load(Ordering::Acquire), 0);
+        // SAFETY: the child only touches atomics and exits at once.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            s.remote(i, Remote::JwksFetchedAt).store(1234, Ordering::Release);
+            s.remote(i, Remote::JwksGen).fetch_add(1, Ordering::AcqRel);
+            s.remote(i, Remote::IntrospectionCalls).fetch_add(3, Ordering::Relaxed);
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(s.remote(i, Remote::JwksGen).load(Ordering::Acquire), 1);
+        assert_eq!(s.remote(i, Remote::JwksFetchedAt).load(Ordering::Acquire), 1234);
+        assert_eq!(s.remote_counters("https://r"), vec![("introspection_calls", 3)]);
+        assert!(s.remote_counters("https://unknown").is_empty());
+    }
 }

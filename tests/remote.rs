@@ -38,6 +38,8 @@ enum Resp {
     Reply { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
     /// Sleep, then reply.
     Slow(Duration, Box<Resp>),
+    /// These bytes as the whole response, then close.
+    Raw(Vec<u8>),
 }
 
 fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Resp {
@@ -119,6 +121,10 @@ fn serve(mut s: TcpStream, hits: &AtomicUsize, handler: &Mutex<Handler>, request
             Resp::Slow(d, r) => {
                 std::thread::sleep(d);
                 resp = *r;
+            }
+            Resp::Raw(bytes) => {
+                let _ = s.write_all(&bytes);
+                return;
             }
             Resp::Reply { status, headers, body } => {
                 let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
@@ -778,4 +784,41 @@ fn opaque_tokens_are_attributed_by_prefix_or_sole_endpoint_else_refused() {
     let s = setup(None, "", Some(("http://192.0.2.1/introspect", "")));
     let e = Config::load(&s.path).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("issuer[0].introspection.endpoint"), "{e}");
+}
+
+#[test]
+fn http_framing_chunked_and_close_delimited_work_redirects_and_compression_do_not() {
+    let srv = jwks_server(&["r1"], "max-age=1");
+    let s = setup(Some(&srv.url("/jwks")), "  min_refresh = 1\n", None);
+    let c = Context::new(&s.path, None).unwrap();
+    let t = now();
+    let body = jwks(&["r2"]);
+    let (a, b) = body.split_at(10);
+    let chunked = format!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: max-age=1\r\n\r\n{:x};ext=1\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    srv.set(move |_| Resp::Raw(chunked.clone().into_bytes()));
+    assert!(c.tick(t).published, "chunked body");
+    assert_eq!(verify(&c, &token("r2"), t).reason, Reason::Ok);
+    let close = format!("HTTP/1.0 200 OK\r\n\r\n{}", jwks(&["r3"]));
+    srv.set(move |_| Resp::Raw(close.clone().into_bytes()));
+    assert!(c.tick(t + 2).published, "body delimited by close");
+    assert_eq!(verify(&c, &token("r3"), t + 2).reason, Reason::Ok);
+    let target = srv.url("/jwks");
+    for (what, raw) in [
+        ("redirect", format!("HTTP/1.1 301 Moved\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n")),
+        ("gzip", format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nxxxx")),
+        ("truncated", format!("HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}", jwks(&["r4"]))),
+        ("not http", "SSH-2.0-OpenSSH\r\n\r\n".to_string()),
+    ] {
+        let before = srv.hits();
+        srv.set(move |_| Resp::Raw(raw.clone().into_bytes()));
+        // (the last good answer had no max-age: due again after 300 s)
+        let rep = c.tick(t + 400 * before as i64);
+        assert!(rep.failed && !rep.published, "{what}");
+        assert_eq!(srv.hits(), before + 1, "{what}: one request, no redirect followed");
+        assert_eq!(verify(&c, &token("r3"), t + 10).reason, Reason::Ok, "{what}: good set kept");
+    }
 }

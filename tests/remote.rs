@@ -809,7 +809,7 @@ fn http_framing_chunked_and_close_delimited_work_redirects_and_compression_do_no
     let target = srv.url("/jwks");
     for (what, raw) in [
         ("redirect", format!("HTTP/1.1 301 Moved\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n")),
-        ("gzip", format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nxxxx")),
+        ("gzip", "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nxxxx".to_string()),
         ("truncated", format!("HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}", jwks(&["r4"]))),
         ("not http", "SSH-2.0-OpenSSH\r\n\r\n".to_string()),
     ] {

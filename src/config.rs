@@ -5,6 +5,7 @@
 //! Loading is all-or-nothing: any problem is a [`ConfigError`] naming the
 //! file, the line and the field, and nothing of the new file is used.
 
+use crate::http::{self, Url};
 use crate::identity::Pattern;
 use crate::keys::{self, Alg, Key, KeySource};
 use serde::Deserialize;
@@ -12,6 +13,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use toml::Spanned;
 
 /// Largest configuration file read, in bytes.
@@ -90,6 +93,65 @@ pub struct ScscfConfig {
     pub allowed_entities: Vec<String>,
 }
 
+/// A key set fetched from a URL (`[[issuer.key]] jwks_url = ...`). Only the
+/// refresher ([`crate::Context::tick`]) fetches it; workers read the cache
+/// file it writes when the shared generation changes.
+#[derive(Debug)]
+pub struct RemoteJwks {
+    /// Where.
+    pub url: Url,
+    /// Algorithms allowed for its keys (from the configuration, never from
+    /// the JWKS alone).
+    pub algs: Vec<Alg>,
+    /// Bounds on the refresh interval (`Cache-Control: max-age` is clamped
+    /// into them), seconds.
+    pub min_refresh: u64,
+    /// See `min_refresh`.
+    pub max_refresh: u64,
+    /// How long the last good key set is used while the endpoint fails,
+    /// seconds after it was last fetched or confirmed; then fail closed.
+    pub max_stale: u64,
+    /// Timeout of one fetch.
+    pub timeout: Duration,
+    /// Largest key set accepted, bytes.
+    pub max_size: usize,
+    /// Least time between two re-fetches caused by an unknown `kid`, seconds.
+    pub refetch_interval: u64,
+    /// The cache file the refresher writes and the workers read.
+    pub cache_file: PathBuf,
+}
+
+/// RFC 7662 introspection of reference (opaque) tokens for one issuer.
+pub struct Introspection {
+    /// The endpoint.
+    pub url: Url,
+    /// Client id (HTTP Basic user).
+    pub client_id: String,
+    /// Client secret (HTTP Basic password), from `client_secret_file`.
+    pub client_secret: String,
+    /// Timeout of one call (default 500 ms, at most 2 s).
+    pub timeout: Duration,
+    /// Opaque tokens starting with this belong to this issuer.
+    pub token_prefix: Option<String>,
+    /// Positive answers kept per process (until the token's `exp`).
+    pub cache_size: usize,
+    /// How long a negative answer (`active: false`, claim rule failed) is
+    /// kept, seconds.
+    pub negative_ttl: u64,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker answers 500 at once, seconds.
+    pub breaker_cooldown: u64,
+    /// Largest response accepted, bytes.
+    pub max_size: usize,
+}
+
+impl fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Introspection").field("url", &self.url).field("client_id", &self.client_id).finish_non_exhaustive()
+    }
+}
+
 /// One authorization entity (token issuer).
 #[derive(Debug)]
 pub struct Issuer {
@@ -111,6 +173,13 @@ pub struct Issuer {
     pub keys: Vec<Key>,
     /// Index of `keys` by kid.
     pub keys_by_kid: HashMap<String, Vec<usize>>,
+    /// Key set by URL (at most one per issuer).
+    pub remote_jwks: Option<RemoteJwks>,
+    /// Introspection of reference tokens.
+    pub introspection: Option<Introspection>,
+    /// TLS settings for this issuer's https requests (public roots plus
+    /// `ca_file`), when it has a remote feature.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A loaded configuration.
@@ -146,6 +215,9 @@ pub struct Config {
     pub authz_server: Option<String>,
     /// File holding the state shared between processes (barring, reload).
     pub state_file: Option<PathBuf>,
+    /// Directory of the fetched key sets (`cache_dir`, else
+    /// `<state_file>.jwks`), when an issuer has a `jwks_url`.
+    pub cache_dir: Option<PathBuf>,
     /// Claim names.
     pub claims: ClaimNames,
     /// Authorization entities.
@@ -154,6 +226,8 @@ pub struct Config {
     pub issuer_index: HashMap<String, usize>,
     /// S-CSCF side.
     pub scscf: ScscfConfig,
+    /// Some issuer has `[issuer.introspection]`.
+    pub any_introspection: bool,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +252,7 @@ struct RawConfig {
     verified_cache_size: usize,
     authz_server: Option<Spanned<String>>,
     state_file: Option<String>,
+    cache_dir: Option<String>,
     #[serde(default)]
     claims: ClaimNames,
     scscf: Option<Spanned<RawScscf>>,
@@ -209,8 +284,31 @@ struct RawIssuer {
     #[serde(default)]
     origins: Vec<String>,
     add_authorization_entity: Option<bool>,
+    ca_file: Option<String>,
+    introspection: Option<Spanned<RawIntrospection>>,
     #[serde(default)]
     key: Vec<Spanned<RawKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    endpoint: String,
+    client_id: String,
+    client_secret_file: String,
+    #[serde(default = "default_introspection_timeout")]
+    timeout_ms: u64,
+    token_prefix: Option<String>,
+    #[serde(default = "default_cache_size")]
+    cache_size: usize,
+    #[serde(default = "default_negative_ttl")]
+    negative_ttl: u64,
+    #[serde(default = "default_breaker_failures")]
+    breaker_failures: u32,
+    #[serde(default = "default_breaker_cooldown")]
+    breaker_cooldown: u64,
+    #[serde(default = "default_introspection_max_size")]
+    max_size: usize,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +320,13 @@ struct RawKey {
     certificate: Option<String>,
     secret_file: Option<String>,
     jwks: Option<String>,
+    jwks_url: Option<String>,
+    min_refresh: Option<u64>,
+    max_refresh: Option<u64>,
+    max_stale: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_size: Option<usize>,
+    refetch_interval: Option<u64>,
 }
 
 fn default_leeway() -> u64 {
@@ -238,6 +343,35 @@ fn default_cache_size() -> usize {
 }
 fn default_max_lifetime() -> u64 {
     3600
+}
+fn default_introspection_timeout() -> u64 {
+    500
+}
+fn default_negative_ttl() -> u64 {
+    10
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> u64 {
+    30
+}
+fn default_introspection_max_size() -> usize {
+    64 * 1024
+}
+
+/// Hard upper bound of an introspection call's timeout, milliseconds.
+pub const MAX_INTROSPECTION_TIMEOUT_MS: u64 = 2000;
+/// Hard upper bound of a key set fetch's timeout, milliseconds.
+pub const MAX_FETCH_TIMEOUT_MS: u64 = 10_000;
+
+fn hex_digest(parts: &[&str]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        ctx.update(p.as_bytes());
+        ctx.update(b"\n");
+    }
+    ctx.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Is `s` safe inside a quoted header parameter or as a header token?
@@ -433,6 +567,18 @@ impl Config {
             }
         };
 
+        let state_file = raw.state_file.as_deref().map(|p| cx.resolve(p));
+        let cache_dir = match (&raw.cache_dir, &state_file) {
+            (Some(d), _) => Some(cx.resolve(d)),
+            (None, Some(f)) => {
+                let mut name = f.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+                name.push(".jwks");
+                Some(f.with_file_name(name))
+            }
+            (None, None) => None,
+        };
+        let mut prefixes: Vec<(String, usize)> = Vec::new();
+        let mut unprefixed_introspection = 0usize;
         let mut issuers = Vec::with_capacity(raw.issuer.len());
         let mut issuer_index = HashMap::with_capacity(raw.issuer.len());
         for (i, si) in raw.issuer.iter().enumerate() {
@@ -461,9 +607,88 @@ impl Config {
                     return Err(cx.err(span.clone(), fname(&format!("origins[{j}]")), "must be an http(s) origin such as https://app.example.com"));
                 }
             }
-            if ri.key.is_empty() {
-                return Err(cx.err(span.clone(), fname("key"), "an issuer needs at least one [[issuer.key]]"));
+            if ri.key.is_empty() && ri.introspection.is_none() {
+                return Err(cx.err(span.clone(), fname("key"), "an issuer needs at least one [[issuer.key]] or an [issuer.introspection]"));
             }
+            let ca_pem = match &ri.ca_file {
+                Some(f) => Some(read_limited(&cx.resolve(f), MAX_KEY_FILE_SIZE).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?),
+                None => None,
+            };
+            let needs_tls = ri.introspection.is_some() || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
+            let tls = if needs_tls || ca_pem.is_some() {
+                Some(http::tls_config(ca_pem.as_deref()).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?)
+            } else {
+                None
+            };
+            let introspection = match &ri.introspection {
+                None => None,
+                Some(sp) => {
+                    let ispan = Some(sp.span());
+                    let r = sp.get_ref();
+                    let iname = |f: &str| fname(&format!("introspection.{f}"));
+                    let url = Url::parse(&r.endpoint).map_err(|m| cx.err(ispan.clone(), iname("endpoint"), m))?;
+                    if !header_safe(&r.client_id) || r.client_id.contains(':') {
+                        return Err(cx.err(ispan, iname("client_id"), "must be non-empty, without spaces, quotes or ':'"));
+                    }
+                    let secret = read_limited(&cx.resolve(&r.client_secret_file), 64 * 1024)
+                        .map_err(|m| cx.err(ispan.clone(), iname("client_secret_file"), m))?;
+                    let secret = String::from_utf8(trim_end(&secret).to_vec())
+                        .ok()
+                        .filter(|s| !s.is_empty() && !s.contains(['\r', '\n']))
+                        .ok_or_else(|| cx.err(ispan.clone(), iname("client_secret_file"), "must hold one non-empty UTF-8 line"))?;
+                    if r.timeout_ms == 0 || r.timeout_ms > MAX_INTROSPECTION_TIMEOUT_MS {
+                        return Err(cx.err(ispan, iname("timeout_ms"), format!("must be between 1 and {MAX_INTROSPECTION_TIMEOUT_MS}")));
+                    }
+                    if r.cache_size > 1_000_000 {
+                        return Err(cx.err(ispan, iname("cache_size"), "at most 1000000"));
+                    }
+                    if r.negative_ttl > 300 {
+                        return Err(cx.err(ispan, iname("negative_ttl"), "at most 300 seconds"));
+                    }
+                    if r.breaker_failures == 0 || r.breaker_failures > 1000 {
+                        return Err(cx.err(ispan, iname("breaker_failures"), "must be between 1 and 1000"));
+                    }
+                    if r.breaker_cooldown == 0 || r.breaker_cooldown > 3600 {
+                        return Err(cx.err(ispan, iname("breaker_cooldown"), "must be between 1 and 3600 seconds"));
+                    }
+                    if r.max_size < 256 || r.max_size > 1024 * 1024 {
+                        return Err(cx.err(ispan, iname("max_size"), "must be between 256 and 1048576"));
+                    }
+                    match &r.token_prefix {
+                        Some(p) => {
+                            if p.is_empty() || !p.bytes().all(|c| c.is_ascii_graphic()) {
+                                return Err(cx.err(ispan, iname("token_prefix"), "must be non-empty printable ASCII"));
+                            }
+                            if let Some((q, j)) = prefixes.iter().find(|(q, _)| q.starts_with(p.as_str()) || p.starts_with(q.as_str())) {
+                                return Err(cx.err(ispan, iname("token_prefix"), format!("overlaps the prefix {q:?} of issuer[{j}]: a token must name one issuer")));
+                            }
+                            prefixes.push((p.clone(), i));
+                        }
+                        None => {
+                            unprefixed_introspection += 1;
+                            if unprefixed_introspection == 2 {
+                                crate::log::warn(&format!(
+                                    "{file}: {}: two issuers have introspection without token_prefix: an unprefixed opaque token is refused (it cannot be attributed)",
+                                    iname("token_prefix")
+                                ));
+                            }
+                        }
+                    }
+                    Some(Introspection {
+                        url,
+                        client_id: r.client_id.clone(),
+                        client_secret: secret,
+                        timeout: Duration::from_millis(r.timeout_ms),
+                        token_prefix: r.token_prefix.clone(),
+                        cache_size: r.cache_size,
+                        negative_ttl: r.negative_ttl,
+                        breaker_failures: r.breaker_failures,
+                        breaker_cooldown: r.breaker_cooldown,
+                        max_size: r.max_size,
+                    })
+                }
+            };
+            let mut remote_jwks: Option<RemoteJwks> = None;
             let mut keys: Vec<Key> = Vec::new();
             for (k, sk) in ri.key.iter().enumerate() {
                 let kspan = Some(sk.span());
@@ -488,10 +713,73 @@ impl Config {
                         return Err(cx.err(kspan, kname("kid"), "must be non-empty, without spaces or quotes"));
                     }
                 }
-                let sources = [("pem", &rk.pem), ("certificate", &rk.certificate), ("secret_file", &rk.secret_file), ("jwks", &rk.jwks)];
+                let sources = [
+                    ("pem", &rk.pem),
+                    ("certificate", &rk.certificate),
+                    ("secret_file", &rk.secret_file),
+                    ("jwks", &rk.jwks),
+                    ("jwks_url", &rk.jwks_url),
+                ];
                 let given: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
                 if given.len() != 1 {
-                    return Err(cx.err(kspan, fname(&format!("key[{k}]")), "give exactly one of pem, certificate, secret_file, jwks"));
+                    return Err(cx.err(kspan, fname(&format!("key[{k}]")), "give exactly one of pem, certificate, secret_file, jwks, jwks_url"));
+                }
+                let remote_only = [
+                    ("min_refresh", rk.min_refresh.is_some()),
+                    ("max_refresh", rk.max_refresh.is_some()),
+                    ("max_stale", rk.max_stale.is_some()),
+                    ("timeout_ms", rk.timeout_ms.is_some()),
+                    ("max_size", rk.max_size.is_some()),
+                    ("refetch_interval", rk.refetch_interval.is_some()),
+                ];
+                if let Some(url) = &rk.jwks_url {
+                    if rk.kid.is_some() {
+                        return Err(cx.err(kspan, kname("kid"), "a JWKS gives its own kids; remove kid"));
+                    }
+                    if remote_jwks.is_some() {
+                        return Err(cx.err(kspan, kname("jwks_url"), "at most one jwks_url per issuer"));
+                    }
+                    let url = Url::parse(url).map_err(|m| cx.err(kspan.clone(), kname("jwks_url"), m))?;
+                    let Some(dir) = &cache_dir else {
+                        return Err(cx.err(kspan, kname("jwks_url"), "a jwks_url needs cache_dir (or state_file) at the top of the file: workers read the fetched key set from there"));
+                    };
+                    let min_refresh = rk.min_refresh.unwrap_or(60);
+                    let max_refresh = rk.max_refresh.unwrap_or(86_400);
+                    if min_refresh == 0 || min_refresh > max_refresh || max_refresh > 30 * 86_400 {
+                        return Err(cx.err(kspan, kname(if min_refresh == 0 { "min_refresh" } else { "max_refresh" }), "need 1 <= min_refresh <= max_refresh <= 2592000 seconds"));
+                    }
+                    let max_stale = rk.max_stale.unwrap_or(86_400);
+                    if max_stale > 30 * 86_400 {
+                        return Err(cx.err(kspan, kname("max_stale"), "at most 2592000 seconds"));
+                    }
+                    let timeout_ms = rk.timeout_ms.unwrap_or(2000);
+                    if timeout_ms == 0 || timeout_ms > MAX_FETCH_TIMEOUT_MS {
+                        return Err(cx.err(kspan, kname("timeout_ms"), format!("must be between 1 and {MAX_FETCH_TIMEOUT_MS}")));
+                    }
+                    let max_size = rk.max_size.unwrap_or(256 * 1024);
+                    if max_size < 64 || max_size as u64 > MAX_KEY_FILE_SIZE {
+                        return Err(cx.err(kspan, kname("max_size"), format!("must be between 64 and {MAX_KEY_FILE_SIZE}")));
+                    }
+                    let refetch_interval = rk.refetch_interval.unwrap_or(60);
+                    if refetch_interval == 0 {
+                        return Err(cx.err(kspan, kname("refetch_interval"), "must be positive"));
+                    }
+                    let name = format!("jwks-{}.json", hex_digest(&[&ri.iss, &rk.jwks_url.clone().unwrap_or_default()]));
+                    remote_jwks = Some(RemoteJwks {
+                        url,
+                        algs,
+                        min_refresh,
+                        max_refresh,
+                        max_stale,
+                        timeout: Duration::from_millis(timeout_ms),
+                        max_size,
+                        refetch_interval,
+                        cache_file: dir.join(name),
+                    });
+                    continue;
+                }
+                if let Some((f, _)) = remote_only.iter().find(|(_, set)| *set) {
+                    return Err(cx.err(kspan, kname(f), "only for a jwks_url key"));
                 }
                 let (field, Some(rel)) = (given[0].0, given[0].1) else {
                     return Err(cx.err(kspan, fname(&format!("key[{k}]")), "no key source"));
@@ -545,6 +833,9 @@ impl Config {
                 add_authorization_entity: ri.add_authorization_entity.unwrap_or(raw.add_authorization_entity),
                 keys,
                 keys_by_kid,
+                remote_jwks,
+                introspection,
+                tls,
             });
         }
 
@@ -561,12 +852,38 @@ impl Config {
             max_token_size: raw.max_token_size,
             verified_cache_size: raw.verified_cache_size,
             authz_server,
-            state_file: raw.state_file.as_deref().map(|p| cx.resolve(p)),
+            state_file,
+            cache_dir,
             claims: raw.claims,
+            any_introspection: issuers.iter().any(|i| i.introspection.is_some()),
             issuers,
             issuer_index,
             scscf,
         })
+    }
+
+    /// The issuer a reference (non-JWT) token belongs to: the one whose
+    /// `token_prefix` it starts with; else, when `jwt_shaped` is false, the
+    /// only issuer with introspection and no prefix, if there is exactly one.
+    /// `None`: no issuer can be told (the token is refused, fail closed).
+    pub fn introspection_issuer(&self, token: &str, jwt_shaped: bool) -> Option<&Issuer> {
+        let mut sole = None;
+        let mut unprefixed = 0;
+        for i in &self.issuers {
+            let Some(x) = &i.introspection else { continue };
+            match &x.token_prefix {
+                Some(p) if token.starts_with(p.as_str()) => return Some(i),
+                Some(_) => {}
+                None => {
+                    unprefixed += 1;
+                    sole = Some(i);
+                }
+            }
+        }
+        if jwt_shaped || unprefixed != 1 {
+            return None;
+        }
+        sole
     }
 
     /// The issuer named `iss`, if configured.

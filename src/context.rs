@@ -7,7 +7,8 @@ use crate::header;
 use crate::identity;
 use crate::log;
 use crate::reason::{self, Reason};
-use crate::shared::{Shared, NO_ISSUER};
+use crate::remote::RemoteState;
+use crate::shared::{Remote, Shared, NO_ISSUER};
 use crate::tna;
 use crate::token::{self, Verified};
 use std::collections::HashMap;
@@ -61,10 +62,12 @@ pub struct TickReport {
 /// Verified tokens of this process, for the refresh path (a WIC
 /// re-REGISTERs with the same token every few minutes). Keyed by the whole
 /// token; only accepted tokens are kept; emptied on every reload. A hit
-/// still applies `exp`, barring and the `To` check.
+/// still applies `exp`, barring and the `To` check. Each entry remembers the
+/// issuer's fetched key set generation (0: none): a new key set (rotation)
+/// sends the token through a full check again.
 struct TokenCache {
     gen: u64,
-    map: HashMap<Box<str>, Arc<Verified>>,
+    map: HashMap<Box<str>, (Arc<Verified>, u64)>,
 }
 
 struct Barring {
@@ -88,6 +91,7 @@ pub struct Context {
     cache: Mutex<TokenCache>,
     config_gen: AtomicU64,
     cache_hits: AtomicU64,
+    remote: RemoteState,
 }
 
 /// Errors creating a context.
@@ -143,6 +147,7 @@ impl Context {
             cache: Mutex::new(TokenCache { gen: 0, map: HashMap::new() }),
             config_gen: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
+            remote: RemoteState::default(),
         })
     }
 
@@ -155,8 +160,9 @@ impl Context {
     /// returns at once. What it did or could not do goes to the log.
     pub fn tick(&self, now: i64) -> TickReport {
         self.sync();
-        let _ = now;
-        TickReport::default()
+        let cfg = self.config();
+        let pass = self.remote.refresh(&cfg, &self.shared, &|iss| self.slot(iss), now);
+        TickReport { published: pass.published, failed: pass.failed }
     }
 
     /// The configuration in force.
@@ -177,6 +183,7 @@ impl Context {
         let digest = cfg.digest;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
         self.config_gen.fetch_add(1, Ordering::AcqRel);
+        self.remote.clear_caches();
         let gen = self.shared.bump_reload(digest);
         self.seen_reload_gen.store(gen, Ordering::Release);
         self.in_step.store(true, Ordering::Release);
@@ -205,6 +212,7 @@ impl Context {
                     Ok(cfg) if want == 0 || cfg.digest == want => {
                         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
                         self.config_gen.fetch_add(1, Ordering::AcqRel);
+                        self.remote.clear_caches();
                         self.seen_reload_gen.store(gen, Ordering::Release);
                         self.in_step.store(true, Ordering::Release);
                         log::info(&format!("wic-tna: configuration reloaded (generation {gen})"));
@@ -263,7 +271,14 @@ impl Context {
     }
 
     fn count(&self, iss: Option<&str>, reason: Reason) {
-        let name = iss.unwrap_or(NO_ISSUER);
+        if let Some(s) = self.slot(iss.unwrap_or(NO_ISSUER)) {
+            self.shared.count(s, reason);
+        }
+    }
+
+    /// The shared-state slot of `name` (claimed on first use), remembered
+    /// per process.
+    fn slot(&self, name: &str) -> Option<usize> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = match slots.get(name) {
             Some(&s) => Some(s),
@@ -278,9 +293,7 @@ impl Context {
             }
         };
         drop(slots);
-        if let Some(s) = slot {
-            self.shared.count(s, reason);
-        }
+        slot
     }
 
     fn reject(&self, cfg: &Config, reason: Reason, iss: Option<String>) -> Outcome {
@@ -318,13 +331,34 @@ impl Context {
         };
         let v = match self.cache_get(&cfg, token, now) {
             Some(v) => v,
-            None => match token::verify(&cfg, token, now, &|i| self.is_barred(i)) {
-                Ok(v) => {
-                    let v = Arc::new(v);
-                    self.cache_put(&cfg, token, &v, now);
-                    v
+            None => match self.reference_issuer(&cfg, token) {
+                // A reference token: RFC 7662 introspection (own caches).
+                Some(issuer) => {
+                    let slot = self.slot(&issuer.iss);
+                    match self.remote.introspect(&cfg, issuer, token, &self.shared, slot, now, &|i| self.is_barred(i)) {
+                        Ok(v) => v,
+                        Err(f) => return self.reject(&cfg, f.reason, f.iss),
+                    }
                 }
-                Err(f) => return self.reject(&cfg, f.reason, f.iss),
+                None => match token::verify_with(&cfg, token, now, &|i| self.is_barred(i), &|i| {
+                    self.remote.keys_for(i, &self.shared, self.slot(&i.iss), now)
+                }) {
+                    Ok(v) => {
+                        let v = Arc::new(v);
+                        self.cache_put(&cfg, token, &v, now);
+                        v
+                    }
+                    Err(f) => {
+                        if f.reason == Reason::UnknownKey {
+                            if let Some(i) = f.iss.as_deref().and_then(|i| cfg.issuer(i)) {
+                                if i.remote_jwks.is_some() {
+                                    self.remote.request_refetch(&self.shared, self.slot(&i.iss), now);
+                                }
+                            }
+                        }
+                        return self.reject(&cfg, f.reason, f.iss);
+                    }
+                },
             },
         };
         if let Some(to) = to {
@@ -359,6 +393,16 @@ impl Context {
         }
     }
 
+    /// The issuer whose introspection endpoint a token goes to, if it is a
+    /// reference token (see [`Config::introspection_issuer`]).
+    fn reference_issuer<'a>(&self, cfg: &'a Config, token: &str) -> Option<&'a Issuer> {
+        if !cfg.any_introspection {
+            return None;
+        }
+        let jwt_shaped = token.bytes().filter(|&c| c == b'.').count() == 2;
+        cfg.introspection_issuer(token, jwt_shaped)
+    }
+
     /// A cached verification of exactly this token, still within its
     /// lifetime and for an issuer that is still configured and not barred.
     fn cache_get(&self, cfg: &Config, token: &str, now: i64) -> Option<Arc<Verified>> {
@@ -375,8 +419,14 @@ impl Context {
             }
             c.map.get(token)?.clone()
         };
+        let (v, keys_gen) = v;
         let issuer = cfg.issuers.get(v.issuer_index).filter(|i| i.iss == v.iss).or_else(|| cfg.issuer(&v.iss))?;
         if now > v.exp.saturating_add(cfg.leeway as i64) || now < v.valid_from || self.is_barred(issuer) {
+            return None;
+        }
+        if issuer.remote_jwks.is_some()
+            && (self.jwks_gen(&issuer.iss) != keys_gen || !self.remote.keys_fresh(issuer, &self.shared, self.slot(&issuer.iss), now))
+        {
             // Fall through to a full check, which gives the reason.
             return None;
         }
@@ -397,12 +447,21 @@ impl Context {
         }
         if c.map.len() >= cap {
             // Bounded: drop what has expired, and everything if that is not enough.
-            c.map.retain(|_, v| v.exp > now);
+            c.map.retain(|_, (v, _)| v.exp > now);
             if c.map.len() >= cap {
                 c.map.clear();
             }
         }
-        c.map.insert(token.into(), v.clone());
+        let keys_gen = match cfg.issuer(&v.iss) {
+            Some(i) if i.remote_jwks.is_some() => self.jwks_gen(&i.iss),
+            _ => 0,
+        };
+        c.map.insert(token.into(), (v.clone(), keys_gen));
+    }
+
+    /// The shared generation of the issuer's fetched key set.
+    fn jwks_gen(&self, iss: &str) -> u64 {
+        self.slot(iss).map_or(0, |s| self.shared.remote(s, Remote::JwksGen).load(Ordering::Acquire))
     }
 
     /// The decision for a request with no `Authorization` header at all.
@@ -492,12 +551,31 @@ impl Context {
             issuers.insert(iss, serde_json::Value::Object(m));
         }
         let barred: Vec<&str> = cfg.issuers.iter().filter(|i| self.is_barred(i)).map(|i| i.iss.as_str()).collect();
+        let mut remote = serde_json::Map::new();
+        for i in cfg.issuers.iter().filter(|i| i.remote_jwks.is_some() || i.introspection.is_some()) {
+            let mut m = serde_json::Map::new();
+            for (name, n) in self.shared.remote_counters(&i.iss) {
+                m.insert(name.to_owned(), serde_json::Value::from(n));
+            }
+            if let Some(slot) = self.slot(&i.iss) {
+                let get = |f: Remote| self.shared.remote(slot, f).load(Ordering::Acquire);
+                if i.remote_jwks.is_some() {
+                    m.insert("jwks_generation".into(), get(Remote::JwksGen).into());
+                    m.insert("jwks_fetched_at".into(), get(Remote::JwksFetchedAt).into());
+                }
+                if i.introspection.is_some() {
+                    m.insert("breaker_open_until".into(), get(Remote::BreakerOpenUntil).into());
+                }
+            }
+            remote.insert(i.iss.clone(), serde_json::Value::Object(m));
+        }
         serde_json::json!({
             "config": self.path.display().to_string(),
             "reload_generation": self.shared.reload_gen(),
             "issuers_configured": cfg.issuers.len(),
             "barred": barred,
             "outcomes": issuers,
+            "remote": remote,
             "process": {
                 "verified_cache_entries": self.cache.lock().map(|c| c.map.len()).unwrap_or(0),
                 "verified_cache_hits": self.cache_hits.load(Ordering::Relaxed),

@@ -8,6 +8,7 @@
 use aws_lc_rs::{hmac, signature as sig};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
+use std::collections::HashMap;
 use std::fmt;
 
 /// A JWS algorithm this library verifies.
@@ -335,4 +336,35 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
         return Err(format!("no usable key in the set ({})", notes.join("; ")));
     }
     Ok((keys, notes))
+}
+
+/// A key set fetched from a URL, parsed once per change per process.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    /// The keys, each bound to one algorithm.
+    pub keys: Vec<Key>,
+    /// Index of `keys` by kid.
+    pub by_kid: HashMap<String, Vec<usize>>,
+}
+
+impl KeySet {
+    /// Parse a JWKS document with the same rules as a JWKS file (keys bound
+    /// to kids, algorithms from `algs` only). A kid naming two different
+    /// keys is an error.
+    pub fn parse(json: &[u8], algs: &[Alg], source: &str) -> Result<(KeySet, Vec<String>), String> {
+        let (keys, notes) = load_jwks(json, algs, source)?;
+        let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(kid) = &k.kid {
+                by_kid.entry(kid.clone()).or_default().push(i);
+            }
+        }
+        for (kid, idxs) in &by_kid {
+            let first = &keys[idxs[0]].source;
+            if idxs.iter().any(|&x| &keys[x].source != first) {
+                return Err(format!("kid {kid:?} names more than one key"));
+            }
+        }
+        Ok((KeySet { keys, by_kid }, notes))
+    }
 }

@@ -70,6 +70,15 @@ pub enum Reason {
     UntrustedSource,
     /// `authorization-entity` is not in the subscription's allowed list.
     EntityNotAllowed,
+    // --- remote trust (appended: the numbers above stay) ---
+    /// The issuer's remote key set (`jwks_url`) is not available: never
+    /// fetched yet, or older than its `max_stale`. 500: fail closed.
+    KeysUnavailable,
+    /// The introspection endpoint timed out, failed, answered garbage, or
+    /// its circuit breaker is open. 500: never an accept.
+    IntrospectionUnavailable,
+    /// The introspection endpoint answered `active: false`.
+    InactiveToken,
 }
 
 /// The `error` attribute of a Bearer challenge (RFC 6750 section 3.1).
@@ -87,7 +96,7 @@ pub enum BearerError {
 
 impl Reason {
     /// Every reason, in a fixed order (used by the counters).
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 34] = [
         Reason::Ok,
         Reason::MissingToken,
         Reason::MalformedRequest,
@@ -119,6 +128,9 @@ impl Reason {
         Reason::NotAuthDone,
         Reason::UntrustedSource,
         Reason::EntityNotAllowed,
+        Reason::KeysUnavailable,
+        Reason::IntrospectionUnavailable,
+        Reason::InactiveToken,
     ];
 
     /// Index of this reason in [`Reason::ALL`].
@@ -160,6 +172,9 @@ impl Reason {
             Reason::NotAuthDone => "not_auth_done",
             Reason::UntrustedSource => "untrusted_source",
             Reason::EntityNotAllowed => "entity_not_allowed",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::IntrospectionUnavailable => "introspection_unavailable",
+            Reason::InactiveToken => "inactive_token",
         }
     }
 
@@ -172,7 +187,7 @@ impl Reason {
             Some(BearerError::InsufficientScope) => 403,
             None => match self {
                 Reason::Ok => 200,
-                Reason::InternalError => 500,
+                Reason::InternalError | Reason::KeysUnavailable | Reason::IntrospectionUnavailable => 500,
                 _ => 403,
             },
         }
@@ -200,7 +215,8 @@ impl Reason {
             | Reason::MissingClaim
             | Reason::InvalidClaim
             | Reason::InvalidImpi
-            | Reason::InvalidImpu => Some(BearerError::InvalidToken),
+            | Reason::InvalidImpu
+            | Reason::InactiveToken => Some(BearerError::InvalidToken),
             Reason::InsufficientScope => Some(BearerError::InsufficientScope),
             Reason::Ok
             | Reason::IssuerBarred
@@ -211,7 +227,9 @@ impl Reason {
             | Reason::NotTrustedNodeAuth
             | Reason::NotAuthDone
             | Reason::UntrustedSource
-            | Reason::EntityNotAllowed => None,
+            | Reason::EntityNotAllowed
+            | Reason::KeysUnavailable
+            | Reason::IntrospectionUnavailable => None,
         }
     }
 
@@ -250,6 +268,9 @@ impl Reason {
             Reason::NotAuthDone => "integrity-protected is not auth-done",
             Reason::UntrustedSource => "the request does not come from a trusted node",
             Reason::EntityNotAllowed => "the authorization entity is not allowed",
+            Reason::KeysUnavailable => "the issuer's keys are not available",
+            Reason::IntrospectionUnavailable => "the authorization server cannot be reached",
+            Reason::InactiveToken => "the token is not active",
         }
     }
 }

@@ -16,7 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x5749_4354_4e41_0002; // "WICTNA" v2 (v2: reload_digest)
+const MAGIC: u64 = 0x5749_4354_4e41_0003; // "WICTNA" v3 (v2: remote trust fields per slot; v3: reload_digest)
 /// Number of issuer slots (barring and counters).
 pub const SLOTS: usize = 2048;
 const NAME_MAX: usize = 256;
@@ -34,6 +34,52 @@ struct Slot {
     _pad: AtomicU32,
     name: [AtomicU64; NAME_MAX / 8],
     counters: [AtomicU64; NREASONS],
+    /// Remote trust state and counters, indexed by [`Remote`].
+    remote: [AtomicU64; NREMOTE],
+}
+
+/// Per-issuer remote trust fields of the shared state (v2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Remote {
+    /// Generation of the fetched key set (bumped by the refresher after it
+    /// wrote the cache file; 0: none yet).
+    JwksGen,
+    /// Unix time the key set was last fetched or confirmed (200 or 304).
+    JwksFetchedAt,
+    /// Unix time a worker last saw an unknown `kid` (asks for a re-fetch).
+    RefetchRequested,
+    /// Consecutive introspection failures.
+    BreakerFailures,
+    /// Unix time until which the introspection breaker is open (0: closed).
+    BreakerOpenUntil,
+    /// Counters (stats JSON).
+    JwksFetchOk,
+    JwksNotModified,
+    JwksFetchFailed,
+    JwksRejected,
+    JwksRefetchUnknownKid,
+    IntrospectionCalls,
+    IntrospectionFailed,
+    IntrospectionCacheHits,
+    IntrospectionBreakerOpen,
+}
+
+const NREMOTE: usize = 14;
+
+impl Remote {
+    /// The counters, with their names in the stats JSON.
+    pub const COUNTERS: [(Remote, &'static str); 9] = [
+        (Remote::JwksFetchOk, "jwks_fetch_ok"),
+        (Remote::JwksNotModified, "jwks_not_modified"),
+        (Remote::JwksFetchFailed, "jwks_fetch_failed"),
+        (Remote::JwksRejected, "jwks_rejected"),
+        (Remote::JwksRefetchUnknownKid, "jwks_refetch_unknown_kid"),
+        (Remote::IntrospectionCalls, "introspection_calls"),
+        (Remote::IntrospectionFailed, "introspection_failed"),
+        (Remote::IntrospectionCacheHits, "introspection_cache_hits"),
+        (Remote::IntrospectionBreakerOpen, "introspection_breaker_open"),
+    ];
 }
 
 #[repr(C)]
@@ -274,6 +320,26 @@ impl Shared {
         }
     }
 
+    /// The remote trust field `f` of slot `slot`.
+    pub fn remote(&self, slot: usize, f: Remote) -> &AtomicU64 {
+        static ZERO: AtomicU64 = AtomicU64::new(0);
+        match self.region().slots.get(slot) {
+            Some(s) => &s.remote[f as usize],
+            // Never written through: callers only pass slots from counter_slot.
+            None => &ZERO,
+        }
+    }
+
+    /// The remote trust counters of `iss` that are not zero.
+    pub fn remote_counters(&self, iss: &str) -> Vec<(&'static str, u64)> {
+        let Some(i) = self.slot(iss, false) else { return Vec::new() };
+        Remote::COUNTERS
+            .iter()
+            .map(|(f, n)| (*n, self.remote(i, *f).load(Ordering::Relaxed)))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    }
+
     /// All non-zero counters: issuer -> reason name -> count.
     pub fn counters(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
         let mut out = Vec::new();
@@ -344,5 +410,27 @@ mod tests {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(s.reload_gen(), g0 + 1);
         assert_eq!(s.barring_overrides().get("https://child"), Some(&true));
+    }
+
+    #[test]
+    fn remote_fields_shared_across_fork() {
+        let s = Shared::new_anonymous().unwrap();
+        let i = s.counter_slot("https://r").unwrap();
+        assert_eq!(s.remote(i, Remote::JwksGen).load(Ordering::Acquire), 0);
+        // SAFETY: the child only touches atomics and exits at once.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            s.remote(i, Remote::JwksFetchedAt).store(1234, Ordering::Release);
+            s.remote(i, Remote::JwksGen).fetch_add(1, Ordering::AcqRel);
+            s.remote(i, Remote::IntrospectionCalls).fetch_add(3, Ordering::Relaxed);
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(s.remote(i, Remote::JwksGen).load(Ordering::Acquire), 1);
+        assert_eq!(s.remote(i, Remote::JwksFetchedAt).load(Ordering::Acquire), 1234);
+        assert_eq!(s.remote_counters("https://r"), vec![("introspection_calls", 3)]);
+        assert!(s.remote_counters("https://unknown").is_empty());
     }
 }

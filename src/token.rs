@@ -4,12 +4,13 @@
 
 use crate::config::{Config, Issuer};
 use crate::identity::{self, Uri};
-use crate::keys::{Alg, Key};
+use crate::keys::{Alg, Key, KeySet};
 use crate::reason::Reason;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Most keys tried for a token without `kid`.
 pub const MAX_KEYS_WITHOUT_KID: usize = 4;
@@ -349,7 +350,12 @@ impl<'a> StrictObject<'a> {
         self.inline[..self.n].iter().chain(self.more.iter())
     }
 
-    /// The raw value of `name`.
+    /// Member `name` decoded by serde_json (for cold paths).
+    pub fn json(&self, name: &str) -> Option<Value> {
+        self.raw(name).and_then(|r| serde_json::from_str(r).ok())
+    }
+
+    /// The raw JSON text of member `name`.
     pub fn raw(&self, name: &str) -> Option<&'a str> {
         self.member(name).map(|m| m.raw)
     }
@@ -467,8 +473,9 @@ pub struct Verified {
     pub valid_from: i64,
     /// `jti`, if any.
     pub jti: Option<String>,
-    /// Algorithm and kid of the key that verified it.
-    pub alg: Alg,
+    /// Algorithm of the key that verified it (`None`: a reference token,
+    /// vouched for by introspection).
+    pub alg: Option<Alg>,
     /// kid, if any.
     pub kid: Option<String>,
     /// Position of the issuer in the configuration that verified it (a
@@ -547,9 +554,33 @@ fn split3(token: &str) -> Option<(&str, &str, &str)> {
     Some((&token[..d1], &token[d1 + 1..d2], &token[d2 + 1..]))
 }
 
+/// The key set fetched from an issuer's `jwks_url`, as this process has it.
+pub enum RemoteKeys {
+    /// The issuer has no `jwks_url`.
+    None,
+    /// The current key set.
+    Set(Arc<KeySet>),
+    /// Configured but not available (never fetched, or too stale).
+    Unavailable,
+}
+
 /// Verify `token` (the token alone, out of the header) at time `now`.
-/// `barred` tells whether an issuer is barred right now.
+/// `barred` tells whether an issuer is barred right now. Only the issuers'
+/// configured keys are used (see [`verify_with`]).
 pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> bool) -> Result<Verified, Failure> {
+    verify_with(cfg, token, now, barred, &|_| RemoteKeys::None)
+}
+
+/// [`verify`], with `remote` giving an issuer's fetched key set; it is asked
+/// only for an issuer with a `jwks_url`, and only when the configured keys
+/// do not already decide.
+pub fn verify_with(
+    cfg: &Config,
+    token: &str,
+    now: i64,
+    barred: &dyn Fn(&Issuer) -> bool,
+    remote: &dyn Fn(&Issuer) -> RemoteKeys,
+) -> Result<Verified, Failure> {
     if token.len() > cfg.max_token_size {
         return Err(fail(Reason::TokenTooLarge));
     }
@@ -612,7 +643,27 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
     let mut sig_heap = Vec::new();
     let signature = b64(s64, &mut sig_buf, &mut sig_heap).map_err(|f| with_iss(f.reason))?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-    let key = select_and_verify(issuer, kid, alg, signing_input, signature).map_err(with_iss)?;
+    let (alg, kid) = select_and_verify(issuer, remote, kid, alg, signing_input, signature).map_err(with_iss)?;
+    check_claims(cfg, issuer_index, issuer, &claims, now, barred, Some(alg), kid)
+}
+
+/// The claim rules of PROTOCOL.md (lifetime, audience, barring, scope,
+/// identities and pools) on a claims object, from a verified JWT or an
+/// introspection response. The caller has established that the claims come
+/// from `issuer`, which is `cfg.issuers[issuer_index]`.
+#[allow(clippy::too_many_arguments)]
+pub fn check_claims(
+    cfg: &Config,
+    issuer_index: usize,
+    issuer: &Issuer,
+    claims: &StrictObject<'_>,
+    now: i64,
+    barred: &dyn Fn(&Issuer) -> bool,
+    alg: Option<Alg>,
+    kid: Option<String>,
+) -> Result<Verified, Failure> {
+    let names = &cfg.claims;
+    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
 
     // Lifetime.
     let leeway = cfg.leeway as i64;
@@ -729,36 +780,70 @@ pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> b
         exp,
         valid_from,
         jti,
-        alg: key.alg,
-        kid: key.kid.clone(),
+        alg,
+        kid,
         issuer_index,
     })
 }
 
 /// Pick the key(s) of this issuer only: with `kid`, exactly that key (no
-/// fallback); without, the keys configured for `alg`, at most
-/// [`MAX_KEYS_WITHOUT_KID`]. The algorithm must be one configured for the key.
-fn select_and_verify<'a>(issuer: &'a Issuer, kid: Option<&str>, alg: Alg, input: &[u8], signature: &[u8]) -> Result<&'a Key, Reason> {
+/// fallback), from the configured keys or else the fetched key set; without,
+/// the keys configured for `alg` (configured, then fetched), at most
+/// [`MAX_KEYS_WITHOUT_KID`]. The algorithm must be one configured for the
+/// key. A `jwks_url` whose key set is unavailable gives `keys_unavailable`
+/// when the configured keys cannot decide.
+fn select_and_verify(
+    issuer: &Issuer,
+    remote: &dyn Fn(&Issuer) -> RemoteKeys,
+    kid: Option<&str>,
+    alg: Alg,
+    input: &[u8],
+    signature: &[u8],
+) -> Result<(Alg, Option<String>), Reason> {
+    let by_kid = |keys: &[Key], idxs: &[usize]| -> Result<(Alg, Option<String>), Reason> {
+        let key = idxs.iter().map(|&i| &keys[i]).find(|k| k.alg == alg).ok_or(Reason::UnsupportedAlgorithm)?;
+        if key.verify(input, signature) {
+            Ok((key.alg, key.kid.clone()))
+        } else {
+            Err(Reason::BadSignature)
+        }
+    };
     match kid {
         Some(kid) => {
-            let idxs = issuer.keys_by_kid.get(kid).ok_or(Reason::UnknownKey)?;
-            let key = idxs.iter().map(|&i| &issuer.keys[i]).find(|k| k.alg == alg).ok_or(Reason::UnsupportedAlgorithm)?;
-            if key.verify(input, signature) {
-                Ok(key)
-            } else {
-                Err(Reason::BadSignature)
+            if let Some(idxs) = issuer.keys_by_kid.get(kid) {
+                return by_kid(&issuer.keys, idxs);
+            }
+            if issuer.remote_jwks.is_none() {
+                return Err(Reason::UnknownKey);
+            }
+            match remote(issuer) {
+                RemoteKeys::Set(set) => by_kid(&set.keys, set.by_kid.get(kid).ok_or(Reason::UnknownKey)?),
+                RemoteKeys::Unavailable => Err(Reason::KeysUnavailable),
+                RemoteKeys::None => Err(Reason::UnknownKey),
             }
         }
         None => {
-            let mut candidates = issuer.keys.iter().filter(|k| k.alg == alg).peekable();
+            let fetched = if issuer.remote_jwks.is_some() { remote(issuer) } else { RemoteKeys::None };
+            let set_keys: &[Key] = match &fetched {
+                RemoteKeys::Set(set) => &set.keys,
+                _ => &[],
+            };
+            let mut candidates = issuer.keys.iter().chain(set_keys.iter()).filter(|k| k.alg == alg).peekable();
             if candidates.peek().is_none() {
-                return Err(Reason::UnsupportedAlgorithm);
+                return Err(match fetched {
+                    RemoteKeys::Unavailable => Reason::KeysUnavailable,
+                    _ => Reason::UnsupportedAlgorithm,
+                });
             }
             let candidates: Vec<&Key> = candidates.take(MAX_KEYS_WITHOUT_KID + 1).collect();
             if candidates.len() > MAX_KEYS_WITHOUT_KID {
                 return Err(Reason::UnknownKey);
             }
-            candidates.into_iter().find(|k| k.verify(input, signature)).ok_or(Reason::BadSignature)
+            match candidates.into_iter().find(|k| k.verify(input, signature)) {
+                Some(k) => Ok((k.alg, k.kid.clone())),
+                None if matches!(fetched, RemoteKeys::Unavailable) => Err(Reason::KeysUnavailable),
+                None => Err(Reason::BadSignature),
+            }
         }
     }
 }

@@ -104,6 +104,7 @@ class Library:
         "wic_tna_ctx_new": (ctypes.c_int, [_CP, _SZ, _P, ctypes.POINTER(_P)]),
         "wic_tna_ctx_free": (None, [_P]),
         "wic_tna_ctx_reload": (ctypes.c_int, [_P]),
+        "wic_tna_ctx_tick": (ctypes.c_int, [_P]),
         "wic_tna_ctx_set_barred": (ctypes.c_int, [_P, _CP, _SZ, ctypes.c_bool]),
         "wic_tna_ctx_stats_json": (ctypes.c_int,
                                    [_P, _P, _SZ, ctypes.POINTER(_SZ)]),
@@ -300,6 +301,14 @@ class Context:
     def reload(self):
         self.lib.check(self.lib.dll.wic_tna_ctx_reload(self.handle), "reload")
 
+    def tick(self):
+        """Background work (remote key set fetches): call it from exactly
+        ONE process, every 250 ms to 1 s (e.g. Kamailio's rtimer), never
+        from a SIP worker; it may wait on the network up to the configured
+        fetch timeouts. Workers pick its results up through the shared
+        state."""
+        self.lib.check(self.lib.dll.wic_tna_ctx_tick(self.handle), "tick")
+
     def set_barred(self, iss, barred=True):
         b = _bytes(iss)
         self.lib.check(self.lib.dll.wic_tna_ctx_set_barred(
@@ -440,6 +449,15 @@ class WicTnaHandler:
         except Exception as e:
             _kamailio_log(1, "origin check failed: %s" % e)
             return -2
+
+    def wic_tna_tick(self, msg, *args):
+        """For ONE rtimer process (epcscf-python.cfg: route[WIC_TICK])."""
+        try:
+            self._context().tick()
+        except Exception as e:
+            _kamailio_log(1, "tick failed: %s" % e)
+            return -1
+        return 1
 
     def wic_tna_scscf_check(self, msg, *args):
         KSR = _ksr()

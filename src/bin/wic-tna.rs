@@ -124,6 +124,33 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
                     i.impu_pool.len(),
                     i.origins.len()
                 );
+                if let Some(r) = &i.remote_jwks {
+                    let algs: Vec<&str> = r.algs.iter().map(|a| a.name()).collect();
+                    println!(
+                        "    jwks_url {}://{}:{}{} [{}], refresh {}..{} s, max stale {} s, cache {}",
+                        if r.url.tls { "https" } else { "http" },
+                        r.url.host,
+                        r.url.port,
+                        r.url.path,
+                        algs.join(" "),
+                        r.min_refresh,
+                        r.max_refresh,
+                        r.max_stale,
+                        r.cache_file.display()
+                    );
+                }
+                if let Some(x) = &i.introspection {
+                    println!(
+                        "    introspection {}://{}:{}{} as {}, timeout {} ms, prefix {}",
+                        if x.url.tls { "https" } else { "http" },
+                        x.url.host,
+                        x.url.port,
+                        x.url.path,
+                        x.client_id,
+                        x.timeout.as_millis(),
+                        x.token_prefix.as_deref().unwrap_or("(none)")
+                    );
+                }
             }
             Ok(true)
         }

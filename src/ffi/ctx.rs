@@ -100,8 +100,8 @@ pub unsafe extern "C" fn wic_tna_ctx_reload(ctx: *const wic_tna_ctx) -> wic_tna_
 /// is due (remote key sets, the fleet's shared state) and publish it to
 /// every context sharing the state. May block on the network up to the
 /// configured timeouts; returns at once when nothing is due. Call it every
-/// 250 ms or so (Kamailio: the module's refresher
-/// process). Failures are logged and leave the last good state in force.
+/// 250 ms or so (Kamailio: the module's refresher process; the Python
+/// glue: one rtimer process). Failures are logged and leave the last good state in force.
 /// `ctx` must not be NULL. Thread-safe, but one caller is enough.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_ctx_tick(ctx: *const wic_tna_ctx) -> wic_tna_status {
@@ -170,7 +170,10 @@ unsafe fn opt_bytes<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Op
 /// receives a result, accepted or rejected, to be freed with
 /// `wic_tna_result_free`. `ctx` and `out` must not be NULL, nor
 /// `authorization` with a non-zero length. Errors: `NULL_ARGUMENT`,
-/// `INVALID_ARGUMENT`. Thread-safe.
+/// `INVALID_ARGUMENT`. Thread-safe. Never touches the network, except for a
+/// reference token of an issuer with `[issuer.introspection]`: then it may
+/// block up to that issuer's `timeout_ms` (default 500 ms, at most 2 s),
+/// unless the answer is cached or the circuit breaker is open.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_verify(
     ctx: *const wic_tna_ctx,

@@ -142,12 +142,35 @@ class KamailioProcess:
                 raise RuntimeError("%s exited with %s at start:\n%s" % (
                     self.name, self.proc.returncode, self.log_tail()))
             if self.rpc_ok("core.uptime"):
-                # the RPC process is forked after the SIP workers
+                # the RPC process is forked after the SIP workers, but
+                # before the TCP receivers (and the rtimer processes before
+                # them): wait until the process table stops growing, so
+                # that a test that edits the configuration right away does
+                # not race a late child_init reading it
+                self._wait_all_forked(deadline)
                 return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("%s not ready in %ss:\n%s" % (
             self.name, ready_timeout, self.log_tail()))
+
+    def _process_count(self):
+        try:
+            r = self.rpc("core.psx", timeout=5)
+        except subprocess.TimeoutExpired:
+            return -1, ""
+        return r.stdout.count("IDX:"), r.stdout
+
+    def _wait_all_forked(self, deadline):
+        settle = 1.5 if self.valgrind else 0.3
+        tcp = "tcp: " in self.log()
+        last, _ = self._process_count()
+        while time.monotonic() < deadline:
+            time.sleep(settle)
+            n, text = self._process_count()
+            if n == last and (not tcp or "tcp main process" in text):
+                return
+            last = n
 
     def rpc(self, *args, timeout=10):
         """kamcmd; an RPC fault ("error: <code> - <text>", exit status 0)
@@ -242,7 +265,8 @@ def write_config(path, state_file=None, trusted_nodes=("127.0.0.1",),
 class Deployment:
     """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
 
-    def __init__(self, workdir, mode="native", shm_mb=32, pkg_mb=8):
+    def __init__(self, workdir, mode="native", shm_mb=32, pkg_mb=8,
+                 config_transform=None):
         """shm_mb, pkg_mb: Kamailio's -m and -M for both proxies."""
         assert mode in ("native", "python")
         self.mode = mode
@@ -255,9 +279,11 @@ class Deployment:
         self.scscf_port = free_port()
         self.state_file = self.workdir / "wic-tna.state"
         # the Python glue shares bar/reload state through the state_file
+        # config_transform(text) -> text edits the eP-CSCF's configuration
         self.config = write_config(
             self.workdir / "wic-tna.toml",
-            state_file=self.state_file if mode == "python" else None)
+            state_file=self.state_file if mode == "python" else None,
+            transform=config_transform)
         # the S-CSCF has its own copy (the eP-CSCF's may be broken by tests)
         self.scscf_config = write_config(self.workdir / "scscf-wic-tna.toml")
         self.scscf = None

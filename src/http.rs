@@ -1,0 +1,497 @@
+//! A small blocking HTTP/1.1 client for the remote trust features (JWKS by
+//! URL, RFC 7662 introspection). It starts no thread and uses no async
+//! runtime (the proxy forks after loading the library): one TCP connection
+//! per request (`Connection: close`), TLS by rustls with the aws-lc-rs
+//! provider the crate already links, and every limit enforced as it reads:
+//! one overall deadline for connect, write and read, a cap on the header and
+//! body sizes, no redirects (a 3xx is just a status), no compression.
+//!
+//! Plain `http://` is only ever used towards loopback addresses (checked at
+//! configuration load, see [`Url::parse`]).
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest response header block read, bytes.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// A parsed `http(s)://host[:port]/path` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// `https` or `http`.
+    pub tls: bool,
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl Url {
+    /// Parse `s`. `http://` is accepted only when the host is a loopback
+    /// address literal (`127.0.0.0/8`, `::1`) or `localhost`: plain HTTP is
+    /// for tests. No user info, no fragment.
+    pub fn parse(s: &str) -> Result<Url, String> {
+        if s.bytes().any(|c| !c.is_ascii_graphic()) {
+            return Err("the URL has spaces or non-ASCII characters".into());
+        }
+        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err("must start with https:// (http:// only to a loopback address)".into());
+        };
+        if s.contains('#') {
+            return Err("a URL with a fragment is not accepted".into());
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_owned()),
+        };
+        if authority.contains('@') {
+            return Err("user info in the URL is not accepted (use the credentials settings)".into());
+        }
+        let (host, port) = if let Some(r) = authority.strip_prefix('[') {
+            let end = r.find(']').ok_or("unclosed [ in the host")?;
+            let host = &r[..end];
+            let port = match &r[end + 1..] {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or("bad port")?),
+            };
+            (host.to_owned(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p)),
+                None => (authority.to_owned(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err("the URL has no host".into());
+        }
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or("bad port")?,
+            None if tls => 443,
+            None => 80,
+        };
+        let url = Url { tls, host, port, path };
+        if !tls && !url.is_loopback() {
+            return Err("plain http:// is only allowed to a loopback address (127.0.0.0/8, ::1, localhost); use https://".into());
+        }
+        Ok(url)
+    }
+
+    /// Is the host a loopback address (or `localhost`)?
+    pub fn is_loopback(&self) -> bool {
+        match self.host.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => self.host.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
+    fn host_header(&self) -> String {
+        let h = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if (self.tls && self.port == 443) || (!self.tls && self.port == 80) {
+            h
+        } else {
+            format!("{h}:{}", self.port)
+        }
+    }
+}
+
+/// The TLS settings of one issuer: the public roots plus, optionally, the
+/// certificates of a `ca_file`.
+pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        let mut n = 0;
+        for item in rustls::pki_types::pem::PemObject::pem_slice_iter(pem) {
+            let cert: CertificateDer<'static> = item.map_err(|e| format!("not a PEM certificate file: {e:?}"))?;
+            roots.add(cert).map_err(|e| format!("bad CA certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err("no certificate in the CA file".into());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// A request.
+pub struct Request<'a> {
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// Where.
+    pub url: &'a Url,
+    /// Extra header lines (`Name: value`), without CRLF.
+    pub headers: &'a [String],
+    /// Body (POST), with its content type.
+    pub body: Option<(&'a str, &'a [u8])>,
+    /// Everything (connect, TLS, write, read) must be done within this.
+    pub timeout: Duration,
+    /// Largest body accepted, bytes.
+    pub max_body: usize,
+    /// TLS settings (https).
+    pub tls: &'a Arc<rustls::ClientConfig>,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header fields, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header field named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `max-age` of `Cache-Control`, seconds.
+    pub fn max_age(&self) -> Option<u64> {
+        let cc = self.header("cache-control")?;
+        let mut age = None;
+        for d in cc.split(',') {
+            let d = d.trim();
+            if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
+                return Some(0);
+            }
+            if let Some((k, v)) = d.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("max-age") {
+                    age = v.trim().trim_matches('"').parse::<u64>().ok();
+                }
+            }
+        }
+        age
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum Error {
+    /// Not done within the timeout.
+    Timeout,
+    /// Connection, TLS or I/O failure.
+    Io(String),
+    /// The response is not HTTP/1.x as this client reads it.
+    Protocol(String),
+    /// Header or body larger than the limit.
+    TooLarge,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Timeout => f.write_str("timed out"),
+            Error::Io(m) => write!(f, "{m}"),
+            Error::Protocol(m) => write!(f, "bad HTTP response: {m}"),
+            Error::TooLarge => f.write_str("response larger than the limit"),
+        }
+    }
+}
+
+struct Deadline(Instant);
+
+impl Deadline {
+    fn left(&self) -> Result<Duration, Error> {
+        let now = Instant::now();
+        if now >= self.0 {
+            return Err(Error::Timeout);
+        }
+        Ok((self.0 - now).max(Duration::from_millis(1)))
+    }
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::Io(e.to_string()),
+    }
+}
+
+/// A stream whose every read and write is bounded by the deadline.
+struct Bounded<S> {
+    tcp: TcpStream,
+    inner: S,
+    deadline: Deadline,
+}
+
+impl<S: Read + Write> Bounded<S> {
+    fn arm(&self) -> std::io::Result<()> {
+        let left = self.deadline.left().map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
+        self.tcp.set_read_timeout(Some(left))?;
+        self.tcp.set_write_timeout(Some(left))
+    }
+}
+
+impl<S: Read + Write> Read for Bounded<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Read + Write> Write for Bounded<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.arm()?;
+        self.inner.flush()
+    }
+}
+
+/// Do `req`. Blocking, bounded by `req.timeout` overall.
+pub fn send(req: &Request<'_>) -> Result<Response, Error> {
+    let deadline = Deadline(Instant::now() + req.timeout);
+    // Name resolution: IP literals need none; a name goes through the
+    // system resolver (getaddrinfo, which the timeout cannot bound: use IP
+    // addresses or /etc/hosts for the introspection endpoint).
+    let addrs: Vec<SocketAddr> = match req.url.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, req.url.port)],
+        Err(_) => (req.url.host.as_str(), req.url.port)
+            .to_socket_addrs()
+            .map_err(|e| Error::Io(format!("cannot resolve {}: {e}", req.url.host)))?
+            .collect(),
+    };
+    if !req.url.tls && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(Error::Io("plain http only to loopback".into()));
+    }
+    let mut last = Error::Io(format!("no address for {}", req.url.host));
+    let mut tcp = None;
+    for a in addrs.iter().take(4) {
+        match TcpStream::connect_timeout(a, deadline.left()?) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = io_err(e),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    let _ = tcp.set_nodelay(true);
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept-Encoding: identity\r\nUser-Agent: wic-tna/{}\r\n",
+        req.method,
+        req.url.path,
+        req.url.host_header(),
+        env!("CARGO_PKG_VERSION")
+    );
+    for h in req.headers {
+        if h.bytes().any(|c| c == b'\r' || c == b'\n') {
+            return Err(Error::Protocol("header with CR/LF".into()));
+        }
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    if let Some((ctype, body)) = req.body {
+        head.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let body = req.body.map(|(_, b)| b).unwrap_or(&[]);
+    if req.url.tls {
+        let name = ServerName::try_from(req.url.host.clone()).map_err(|e| Error::Io(format!("bad TLS server name: {e}")))?;
+        let conn = rustls::ClientConnection::new(req.tls.clone(), name).map_err(|e| Error::Io(format!("TLS: {e}")))?;
+        let tcp2 = tcp.try_clone().map_err(io_err)?;
+        let mut s = Bounded { tcp, inner: rustls::StreamOwned::new(conn, tcp2), deadline };
+        exchange(&mut s, head.as_bytes(), body, req.max_body)
+    } else {
+        let tcp2 = tcp.try_clone().map_err(io_err)?;
+        let mut s = Bounded { tcp, inner: tcp2, deadline };
+        exchange(&mut s, head.as_bytes(), body, req.max_body)
+    }
+}
+
+fn exchange<S: Read + Write>(s: &mut Bounded<S>, head: &[u8], body: &[u8], max_body: usize) -> Result<Response, Error> {
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(body);
+    s.write_all(&out).map_err(io_err)?;
+    s.flush().map_err(io_err)?;
+
+    // Header block.
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > MAX_HEADER_BYTES {
+            return Err(Error::TooLarge);
+        }
+        let n = read_some(s, &mut chunk)?;
+        if n == 0 {
+            return Err(Error::Protocol("connection closed before the header ended".into()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    if header_end > MAX_HEADER_BYTES {
+        return Err(Error::TooLarge);
+    }
+    let head_text = std::str::from_utf8(&buf[..header_end]).map_err(|_| Error::Protocol("header not UTF-8".into()))?;
+    let mut lines = head_text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut sp = status_line.splitn(3, ' ');
+    let (Some(version), Some(code)) = (sp.next(), sp.next()) else {
+        return Err(Error::Protocol("no status line".into()));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(Error::Protocol("not HTTP/1.x".into()));
+    }
+    let status = code.parse::<u16>().ok().filter(|c| (100..600).contains(c)).ok_or_else(|| Error::Protocol("bad status".into()))?;
+    let mut headers = Vec::new();
+    for l in lines {
+        let (n, v) = l.split_once(':').ok_or_else(|| Error::Protocol("bad header line".into()))?;
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    let mut rest = buf[header_end + 4..].to_vec();
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let chunked = get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    if get("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
+        return Err(Error::Protocol("compressed body".into()));
+    }
+    let body = if status == 304 || status == 204 || (100..200).contains(&status) {
+        Vec::new()
+    } else if chunked {
+        read_chunked(s, rest, max_body)?
+    } else if let Some(cl) = get("content-length") {
+        let len = cl.parse::<usize>().map_err(|_| Error::Protocol("bad Content-Length".into()))?;
+        if len > max_body {
+            return Err(Error::TooLarge);
+        }
+        while rest.len() < len {
+            let n = read_some(s, &mut chunk)?;
+            if n == 0 {
+                return Err(Error::Protocol("body shorter than Content-Length".into()));
+            }
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        rest.truncate(len);
+        rest
+    } else {
+        loop {
+            if rest.len() > max_body {
+                return Err(Error::TooLarge);
+            }
+            let n = read_some(s, &mut chunk)?;
+            if n == 0 {
+                break rest;
+            }
+            rest.extend_from_slice(&chunk[..n]);
+        }
+    };
+    Ok(Response { status, headers, body })
+}
+
+fn read_some<S: Read + Write>(s: &mut Bounded<S>, buf: &mut [u8]) -> Result<usize, Error> {
+    s.deadline.left()?;
+    match s.read(buf) {
+        Ok(n) => Ok(n),
+        // A peer closing without close_notify: treat as end of stream.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+fn read_chunked<S: Read + Write>(s: &mut Bounded<S>, mut data: Vec<u8>, max_body: usize) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut pos = 0;
+    loop {
+        // Chunk size line.
+        let line_end = loop {
+            if let Some(i) = find(&data[pos..], b"\r\n") {
+                break pos + i;
+            }
+            if data.len() - pos > 1024 {
+                return Err(Error::Protocol("chunk size line too long".into()));
+            }
+            let n = read_some(s, &mut chunk)?;
+            if n == 0 {
+                return Err(Error::Protocol("truncated chunked body".into()));
+            }
+            data.extend_from_slice(&chunk[..n]);
+        };
+        let line = std::str::from_utf8(&data[pos..line_end]).map_err(|_| Error::Protocol("bad chunk size".into()))?;
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| Error::Protocol("bad chunk size".into()))?;
+        pos = line_end + 2;
+        if size == 0 {
+            return Ok(body);
+        }
+        if body.len().saturating_add(size) > max_body {
+            return Err(Error::TooLarge);
+        }
+        while data.len() < pos + size + 2 {
+            let n = read_some(s, &mut chunk)?;
+            if n == 0 {
+                return Err(Error::Protocol("truncated chunked body".into()));
+            }
+            data.extend_from_slice(&chunk[..n]);
+        }
+        body.extend_from_slice(&data[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub fn form_encode(v: &str) -> String {
+    let mut o = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(Url::parse("https://as.example/jwks").is_ok());
+        assert!(Url::parse("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(Url::parse("http://[::1]:8080/x").is_ok());
+        assert!(Url::parse("http://localhost/x").is_ok());
+        assert!(Url::parse("http://as.example/jwks").is_err());
+        assert!(Url::parse("http://10.0.0.1/jwks").is_err());
+        assert!(Url::parse("ftp://as.example/").is_err());
+        assert!(Url::parse("https://u:p@as.example/").is_err());
+        let u = Url::parse("https://as.example:8443?x=1").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (8443, "/?x=1"));
+    }
+
+    #[test]
+    fn max_age() {
+        let r = |v: &str| Response { status: 200, headers: vec![("cache-control".into(), v.into())], body: vec![] };
+        assert_eq!(r("public, max-age=300").max_age(), Some(300));
+        assert_eq!(r("no-store").max_age(), Some(0));
+        assert_eq!(r("public").max_age(), None);
+    }
+}

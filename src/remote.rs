@@ -1,0 +1,475 @@
+//! Remote trust: key sets by URL (`jwks_url`) and RFC 7662 introspection of
+//! reference tokens.
+//!
+//! **Key sets by URL.** Only the refresher ([`crate::Context::tick`], one
+//! process) talks to a `jwks_url`. It checks that what it got parses with
+//! the same rules as a JWKS file (keys bound to kids, algorithms from the
+//! configuration), writes it atomically (temporary file + rename) to the
+//! issuer's cache file, and then bumps the issuer's generation in the shared
+//! state. A worker that needs the issuer's keys compares that generation
+//! with the one it holds and, when it changed, reads and parses the file
+//! once: key sets are parsed once per change per process, never per
+//! request. A set that does not parse is never published, so it never
+//! replaces a good one. The last good set is used while the endpoint fails,
+//! up to `max_stale` seconds after it was last fetched or confirmed (200 or
+//! 304); after that the issuer's tokens get `keys_unavailable` (500) unless
+//! a configured key decides. A worker that meets an unknown `kid` only
+//! records the time in the shared state and rejects at once; the refresher
+//! re-fetches at most once per `refetch_interval`.
+//!
+//! At start-up nothing is fetched in the proxy's main process: the issuer's
+//! keys are unavailable (fail closed, 500) until the refresher's first tick
+//! (within `refresher_interval`, 250 ms by default) has fetched them, or has
+//! adopted the cache file of a previous run that is younger than
+//! `max_stale` (its modification time is the time it was last confirmed).
+//!
+//! **Introspection.** Done by the SIP worker itself (it must answer this
+//! request), bounded by the configured timeout and a circuit breaker whose
+//! state (consecutive failures, open-until) is in the shared state, so all
+//! workers see it open at once. Positive answers are cached per process
+//! until `exp`, negative ones for `negative_ttl` seconds.
+
+use crate::config::{Config, Introspection, Issuer, RemoteJwks};
+use crate::http::{self, Request};
+use crate::keys::KeySet;
+use crate::log;
+use crate::reason::Reason;
+use crate::shared::{Remote, Shared};
+use crate::token::{self, Failure, RemoteKeys, StrictObject, Verified};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// A key set as one process holds it.
+struct Held {
+    gen: u64,
+    file: PathBuf,
+    /// `None`: that generation's file could not be used (logged once).
+    set: Option<Arc<KeySet>>,
+}
+
+/// The refresher's schedule for one issuer.
+struct Sched {
+    url: String,
+    next_at: i64,
+    etag: Option<String>,
+    last_refetch: i64,
+    seen_request: u64,
+}
+
+struct Negative {
+    until: i64,
+    reason: Reason,
+}
+
+/// Per-process remote trust state of a [`crate::Context`].
+#[derive(Default)]
+pub struct RemoteState {
+    held: Mutex<HashMap<String, Held>>,
+    sched: Mutex<HashMap<String, Sched>>,
+    positive: Mutex<HashMap<Box<str>, Arc<Verified>>>,
+    negative: Mutex<HashMap<Box<str>, Negative>>,
+}
+
+/// What one refresher pass did.
+#[derive(Default)]
+pub struct Pass {
+    /// A key set was published.
+    pub published: bool,
+    /// A fetch failed or was refused.
+    pub failed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_file(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > limit as u64 {
+        return Err(format!("{} is larger than {limit} bytes", path.display()));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Write `data` to `path` atomically: a temporary file in the same
+/// directory, flushed, then renamed over `path`.
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(name);
+    let res = (|| {
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?
+        };
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+impl RemoteState {
+    /// Forget the per-process caches (after a reload).
+    pub fn clear_caches(&self) {
+        lock(&self.positive).clear();
+        lock(&self.negative).clear();
+    }
+
+    /// Is the issuer's fetched key set usable now (published and not older
+    /// than `max_stale`)? `true` for an issuer without `jwks_url`.
+    pub fn keys_fresh(&self, issuer: &Issuer, shared: &Shared, slot: Option<usize>, now: i64) -> bool {
+        let Some(rj) = &issuer.remote_jwks else { return true };
+        let Some(slot) = slot else { return false };
+        let gen = shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire);
+        let at = shared.remote(slot, Remote::JwksFetchedAt).load(Ordering::Acquire) as i64;
+        gen != 0 && now.saturating_sub(at) <= rj.max_stale as i64
+    }
+
+    /// The issuer's fetched key set for a verification in a worker. Reads
+    /// and parses the cache file only when the shared generation changed.
+    pub fn keys_for(&self, issuer: &Issuer, shared: &Shared, slot: Option<usize>, now: i64) -> RemoteKeys {
+        let Some(rj) = &issuer.remote_jwks else { return RemoteKeys::None };
+        let Some(slot) = slot else { return RemoteKeys::Unavailable };
+        if !self.keys_fresh(issuer, shared, Some(slot), now) {
+            return RemoteKeys::Unavailable;
+        }
+        let gen = shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire);
+        let mut held = lock(&self.held);
+        if let Some(h) = held.get(&issuer.iss) {
+            if h.gen == gen && h.file == rj.cache_file {
+                return h.set.clone().map_or(RemoteKeys::Unavailable, RemoteKeys::Set);
+            }
+        }
+        let loaded = read_file(&rj.cache_file, rj.max_size).and_then(|data| {
+            KeySet::parse(&data, &rj.algs, &rj.cache_file.display().to_string()).map(|(s, _)| Arc::new(s))
+        });
+        let set = match loaded {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error(&format!("wic-tna: issuer {}: key set generation {gen} not usable, previous one kept: {e}", issuer.iss));
+                // Keep what this process had (a set that fails to parse
+                // never replaces a good one); do not retry before the next
+                // generation.
+                held.get(&issuer.iss).and_then(|h| h.set.clone())
+            }
+        };
+        held.insert(issuer.iss.clone(), Held { gen, file: rj.cache_file.clone(), set: set.clone() });
+        set.map_or(RemoteKeys::Unavailable, RemoteKeys::Set)
+    }
+
+    /// A worker saw an unknown `kid` for an issuer with a `jwks_url`: ask
+    /// the refresher for a re-fetch (it rate-limits).
+    pub fn request_refetch(&self, shared: &Shared, slot: Option<usize>, now: i64) {
+        if let Some(slot) = slot {
+            shared.remote(slot, Remote::RefetchRequested).fetch_max(now.max(1) as u64, Ordering::AcqRel);
+        }
+    }
+
+    /// The refresher's pass over every issuer with a `jwks_url`.
+    pub fn refresh(&self, cfg: &Config, shared: &Shared, slot_of: &dyn Fn(&str) -> Option<usize>, now: i64) -> Pass {
+        let mut pass = Pass::default();
+        for issuer in &cfg.issuers {
+            let Some(rj) = &issuer.remote_jwks else { continue };
+            let Some(slot) = slot_of(&issuer.iss) else {
+                log::error(&format!("wic-tna: issuer {}: no slot in the shared state; key set not fetched", issuer.iss));
+                pass.failed = true;
+                continue;
+            };
+            self.refresh_one(issuer, rj, shared, slot, now, &mut pass);
+        }
+        pass
+    }
+
+    fn publish(&self, issuer: &Issuer, shared: &Shared, slot: usize, fetched_at: i64) {
+        shared.remote(slot, Remote::JwksFetchedAt).store(fetched_at.max(1) as u64, Ordering::Release);
+        let gen = shared.remote(slot, Remote::JwksGen).fetch_add(1, Ordering::AcqRel) + 1;
+        log::info(&format!("wic-tna: issuer {}: key set generation {gen} published", issuer.iss));
+    }
+
+    fn refresh_one(&self, issuer: &Issuer, rj: &RemoteJwks, shared: &Shared, slot: usize, now: i64, pass: &mut Pass) {
+        let url_text = format!("{}|{}", rj.url.host, rj.url.path);
+        let mut sched = lock(&self.sched);
+        let fresh_start = !matches!(sched.get(&issuer.iss), Some(s) if s.url == url_text);
+        if fresh_start {
+            sched.insert(
+                issuer.iss.clone(),
+                Sched { url: url_text, next_at: now, etag: None, last_refetch: i64::MIN / 2, seen_request: 0 },
+            );
+            // A cache file left by a previous run, young enough: use it
+            // until the first fetch succeeds.
+            if shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire) == 0 {
+                self.adopt_cache_file(issuer, rj, shared, slot, now, pass);
+            }
+        }
+        let Some(s) = sched.get_mut(&issuer.iss) else { return };
+        let mut due = now >= s.next_at;
+        let requested = shared.remote(slot, Remote::RefetchRequested).load(Ordering::Acquire);
+        if requested > s.seen_request && now.saturating_sub(s.last_refetch) >= rj.refetch_interval as i64 {
+            s.seen_request = requested;
+            s.last_refetch = now;
+            if !due {
+                shared.remote(slot, Remote::JwksRefetchUnknownKid).fetch_add(1, Ordering::Relaxed);
+                log::info(&format!("wic-tna: issuer {}: unknown kid seen, re-fetching the key set", issuer.iss));
+            }
+            due = true;
+        }
+        if !due {
+            return;
+        }
+        let have_set = shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire) != 0 && rj.cache_file.exists();
+        let mut headers = vec!["Accept: application/jwk-set+json, application/json".to_owned()];
+        if let (true, Some(etag)) = (have_set, &s.etag) {
+            headers.push(format!("If-None-Match: {etag}"));
+        }
+        let Some(tls) = &issuer.tls else { return };
+        let req = Request { method: "GET", url: &rj.url, headers: &headers, body: None, timeout: rj.timeout, max_body: rj.max_size, tls };
+        let retry_at = now + rj.min_refresh as i64;
+        let fail = |s: &mut Sched, pass: &mut Pass, what: String| {
+            shared.remote(slot, Remote::JwksFetchFailed).fetch_add(1, Ordering::Relaxed);
+            log::error(&format!("wic-tna: issuer {}: key set fetch failed, last good set kept: {what}", issuer.iss));
+            s.next_at = retry_at;
+            pass.failed = true;
+        };
+        let resp = match http::send(&req) {
+            Ok(r) => r,
+            Err(e) => return fail(s, pass, e.to_string()),
+        };
+        let next = |r: &http::Response| {
+            let age = r.max_age().unwrap_or(300).clamp(rj.min_refresh, rj.max_refresh);
+            now + age as i64
+        };
+        match resp.status {
+            304 if have_set => {
+                shared.remote(slot, Remote::JwksNotModified).fetch_add(1, Ordering::Relaxed);
+                shared.remote(slot, Remote::JwksFetchedAt).store(now.max(1) as u64, Ordering::Release);
+                if let Ok(f) = std::fs::File::options().write(true).open(&rj.cache_file) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
+                s.next_at = next(&resp);
+            }
+            200 => match KeySet::parse(&resp.body, &rj.algs, rj.url.path.as_str()) {
+                Ok((_, notes)) => {
+                    for n in notes {
+                        log::warn(&format!("wic-tna: issuer {}: key set: {n}", issuer.iss));
+                    }
+                    if let Err(e) = write_atomic(&rj.cache_file, &resp.body) {
+                        return fail(s, pass, format!("cannot write {}: {e}", rj.cache_file.display()));
+                    }
+                    s.etag = resp.header("etag").filter(|e| http_token_safe(e)).map(str::to_owned);
+                    s.next_at = next(&resp);
+                    shared.remote(slot, Remote::JwksFetchOk).fetch_add(1, Ordering::Relaxed);
+                    self.publish(issuer, shared, slot, now);
+                    pass.published = true;
+                }
+                Err(e) => {
+                    shared.remote(slot, Remote::JwksRejected).fetch_add(1, Ordering::Relaxed);
+                    fail(s, pass, format!("the key set does not parse ({e}); not used"));
+                }
+            },
+            code => fail(s, pass, format!("HTTP status {code}")),
+        }
+    }
+
+    fn adopt_cache_file(&self, issuer: &Issuer, rj: &RemoteJwks, shared: &Shared, slot: usize, now: i64, pass: &mut Pass) {
+        let Ok(meta) = std::fs::metadata(&rj.cache_file) else { return };
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if now.saturating_sub(mtime) > rj.max_stale as i64 {
+            return;
+        }
+        match read_file(&rj.cache_file, rj.max_size).and_then(|d| KeySet::parse(&d, &rj.algs, "cache")) {
+            Ok(_) => {
+                self.publish(issuer, shared, slot, mtime.min(now));
+                pass.published = true;
+            }
+            Err(e) => log::warn(&format!("wic-tna: issuer {}: cache file not used: {e}", issuer.iss)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// Introspect a reference token attributed to `issuer` (RFC 7662), with
+    /// the caches and the circuit breaker, and apply the claim rules to the
+    /// answer.
+    pub fn introspect(
+        &self,
+        cfg: &Config,
+        issuer: &Issuer,
+        token: &str,
+        shared: &Shared,
+        slot: Option<usize>,
+        now: i64,
+        barred: &dyn Fn(&Issuer) -> bool,
+    ) -> Result<Arc<Verified>, Failure> {
+        let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+        // a hint only (Verified::issuer_index): checked against iss on use
+        let issuer_index = cfg.issuer_index.get(issuer.iss.as_str()).copied().unwrap_or(usize::MAX);
+        let Some(x) = &issuer.introspection else { return Err(with_iss(Reason::InternalError)) };
+        let Some(slot) = slot else { return Err(with_iss(Reason::IntrospectionUnavailable)) };
+        let stat = |f: Remote| {
+            shared.remote(slot, f).fetch_add(1, Ordering::Relaxed);
+        };
+        if token.len() > cfg.max_token_size {
+            return Err(with_iss(Reason::TokenTooLarge));
+        }
+        {
+            let mut neg = lock(&self.negative);
+            if let Some(n) = neg.get(token) {
+                if now < n.until {
+                    stat(Remote::IntrospectionCacheHits);
+                    return Err(with_iss(n.reason));
+                }
+                neg.remove(token);
+            }
+        }
+        {
+            let mut pos = lock(&self.positive);
+            if let Some(v) = pos.get(token) {
+                if now <= v.exp.saturating_add(cfg.leeway as i64) && now >= v.valid_from {
+                    let v = v.clone();
+                    drop(pos);
+                    stat(Remote::IntrospectionCacheHits);
+                    if barred(issuer) {
+                        return Err(with_iss(Reason::IssuerBarred));
+                    }
+                    return Ok(v);
+                }
+                pos.remove(token);
+            }
+        }
+
+        // Circuit breaker (shared by every process).
+        let open = shared.remote(slot, Remote::BreakerOpenUntil);
+        let until = open.load(Ordering::Acquire);
+        if until != 0 {
+            if (now as u64) < until {
+                stat(Remote::IntrospectionBreakerOpen);
+                return Err(with_iss(Reason::IntrospectionUnavailable));
+            }
+            // Half-open: one caller probes, the others keep answering 500.
+            let next = (now as u64).saturating_add(x.breaker_cooldown);
+            if open.compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                stat(Remote::IntrospectionBreakerOpen);
+                return Err(with_iss(Reason::IntrospectionUnavailable));
+            }
+        }
+
+        stat(Remote::IntrospectionCalls);
+        let answer = call(x, issuer, token);
+        let body = match answer {
+            Ok(b) => b,
+            Err(e) => {
+                stat(Remote::IntrospectionFailed);
+                let fails = shared.remote(slot, Remote::BreakerFailures).fetch_add(1, Ordering::AcqRel) + 1;
+                if fails >= x.breaker_failures as u64 || until != 0 {
+                    open.store((now as u64).saturating_add(x.breaker_cooldown), Ordering::Release);
+                    shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
+                    log::error(&format!(
+                        "wic-tna: issuer {}: introspection failed ({e}); circuit breaker open for {} s",
+                        issuer.iss, x.breaker_cooldown
+                    ));
+                } else {
+                    log::error(&format!("wic-tna: issuer {}: introspection failed: {e}", issuer.iss));
+                }
+                return Err(with_iss(Reason::IntrospectionUnavailable));
+            }
+        };
+        shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
+        if until != 0 {
+            open.store(0, Ordering::Release);
+            log::info(&format!("wic-tna: issuer {}: introspection answers again; circuit breaker closed", issuer.iss));
+        }
+        let Ok(claims) = StrictObject::parse(&body) else {
+            // Answered 200 but not one JSON object: garbage, not a verdict.
+            stat(Remote::IntrospectionFailed);
+            return Err(with_iss(Reason::IntrospectionUnavailable));
+        };
+        let result = match claims.json("active") {
+            Some(Value::Bool(true)) => match claims.json(&cfg.claims.iss) {
+                Some(Value::String(s)) if s == issuer.iss => {
+                    token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None, None).map_err(|f| f.reason)
+                }
+                Some(Value::String(_)) | None => Err(Reason::UnknownIssuer),
+                Some(_) => Err(Reason::InvalidClaim),
+            },
+            Some(Value::Bool(false)) => Err(Reason::InactiveToken),
+            _ => {
+                stat(Remote::IntrospectionFailed);
+                return Err(with_iss(Reason::IntrospectionUnavailable));
+            }
+        };
+        match result {
+            Ok(v) => {
+                let v = Arc::new(v);
+                if x.cache_size > 0 {
+                    let mut pos = lock(&self.positive);
+                    if pos.len() >= x.cache_size {
+                        pos.retain(|_, v| v.exp > now);
+                        if pos.len() >= x.cache_size {
+                            pos.clear();
+                        }
+                    }
+                    pos.insert(token.into(), v.clone());
+                }
+                Ok(v)
+            }
+            Err(reason) => {
+                // Barring can be lifted at any time: not cached.
+                if x.negative_ttl > 0 && reason != Reason::IssuerBarred {
+                    let mut neg = lock(&self.negative);
+                    if neg.len() >= x.cache_size.max(1000) {
+                        neg.retain(|_, n| n.until > now);
+                        if neg.len() >= x.cache_size.max(1000) {
+                            neg.clear();
+                        }
+                    }
+                    neg.insert(token.into(), Negative { until: now.saturating_add(x.negative_ttl as i64), reason });
+                }
+                Err(with_iss(reason))
+            }
+        }
+    }
+}
+
+/// An ETag that can go back into a header as it is.
+fn http_token_safe(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && s.bytes().all(|c| (0x20..0x7f).contains(&c))
+}
+
+/// One introspection request: the body of a 200 answer, or why not.
+fn call(x: &Introspection, issuer: &Issuer, token: &str) -> Result<Vec<u8>, String> {
+    let Some(tls) = &issuer.tls else { return Err("no TLS settings".into()) };
+    // RFC 6749 2.3.1: client id and secret form-encoded, then Basic.
+    let cred = format!("{}:{}", http::form_encode(&x.client_id), http::form_encode(&x.client_secret));
+    let headers = [format!("Authorization: Basic {}", STANDARD.encode(cred)), "Accept: application/json".to_owned()];
+    let body = format!("token={}&token_type_hint=access_token", http::form_encode(token));
+    let req = Request {
+        method: "POST",
+        url: &x.url,
+        headers: &headers,
+        body: Some(("application/x-www-form-urlencoded", body.as_bytes())),
+        timeout: x.timeout,
+        max_body: x.max_size,
+        tls,
+    };
+    let resp = http::send(&req).map_err(|e| e.to_string())?;
+    if resp.status != 200 {
+        return Err(format!("HTTP status {}", resp.status));
+    }
+    Ok(resp.body)
+}

@@ -23,6 +23,8 @@ usage:
   wic-tna unbar --config <file> <iss>     lift a run-time barring
   wic-tna reload --config <file>          check the file, then have every process re-read it
   wic-tna stats --config <file>           counters per issuer and outcome (JSON)
+  wic-tna refresh --config <file> [--every <ms>]
+                                          background work (jwks_url fetches, ...) for the state_file's processes
   wic-tna help [command]
 
 Exit status: 0 success (verify: accepted), 1 rejected or failed, 2 usage error.
@@ -37,6 +39,7 @@ fn help_for(cmd: &str) -> &'static str {
         "bar" | "unbar" => "wic-tna bar|unbar --config <file> <iss>\n  Bar or unbar one issuer at run time, through the configuration's state_file (needs state_file).\n",
         "reload" => "wic-tna reload --config <file>\n  Check the configuration; if it loads, every process sharing the state_file re-reads it.\n",
         "stats" => "wic-tna stats --config <file>\n  Print the counters per issuer and outcome, shared by every process using the state_file.\n",
+        "refresh" => "wic-tna refresh --config <file> [--every <ms>]\n  The library's background work (fetching jwks_url key sets) for every process sharing the\n  configuration's state_file (needs state_file): once, or with --every (100..60000 ms) in a loop\n  until killed, e.g. as a service beside OpenSIPS or any proxy without a refresher process of its\n  own. Messages go to stderr. Run one per state_file.\n",
         _ => USAGE,
     }
 }
@@ -249,6 +252,32 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             c.reload().map_err(|e| format!("reload refused, the previous configuration stays: {e}"))?;
             println!("reload requested (generation {})", c.shared().reload_gen());
             Ok(true)
+        }
+        "refresh" => {
+            a.check(&["config", "every"])?;
+            let every = a.get("every").map(|_| a.num("every", 0)).transpose()?;
+            if let Some(ms) = every {
+                if !(100..=60_000).contains(&ms) {
+                    return Err(format!("--every: {ms} ms is not within 100..60000"));
+                }
+            }
+            wic_tna::log::set_sink(Some(Box::new(|level, msg| {
+                let l = match level {
+                    wic_tna::log::ERROR => "ERROR",
+                    wic_tna::log::WARN => "WARNING",
+                    wic_tna::log::INFO => "INFO",
+                    _ => "DEBUG",
+                };
+                eprintln!("wic-tna refresh: {l}: {msg}");
+            })));
+            let c = context_with_state(a)?;
+            loop {
+                let r = c.tick(now());
+                match every {
+                    None => return Ok(!r.failed),
+                    Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms as u64)),
+                }
+            }
         }
         "stats" => {
             a.check(&["config"])?;

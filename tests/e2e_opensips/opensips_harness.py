@@ -213,9 +213,10 @@ class OpenSipsDeployment(Deployment):
     (CLI + state_file, as for the Kamailio Python glue) and the S-CSCF views
     are tests/e2e's Deployment's."""
 
-    def __init__(self, workdir, binary=None):
+    def __init__(self, workdir, binary=None, config_transform=None):
         # mode "python": the eP-CSCF's configuration has a state_file
-        super().__init__(workdir, mode="python")
+        super().__init__(workdir, mode="python",
+                         config_transform=config_transform)
         self.binary = Path(binary) if binary else opensips_binary()
         if self.binary is None:
             raise RuntimeError("set %s" % ENV_BINARY)

@@ -209,3 +209,54 @@ def test_broken_config_stops_startup(workdir):
     log = d.ep.log()
     assert str(d.config) in log, log[-3000:]
     assert "audience" in log, log[-3000:]
+
+
+# -- background work: `wic-tna refresh --every` beside OpenSIPS ------------
+
+def test_jwks_url_fetched_by_the_refresh_service(workdir):
+    """An issuer whose keys come from a jwks_url: OpenSIPS's python module
+    cannot run code in a timer process, so the CLI's refresh loop (one
+    process per state_file, as a service would run it) fetches the keys for
+    every OpenSIPS worker; then its tokens register, and a rotation at the
+    server is followed with no RPC. Without the service they do not."""
+    import subprocess
+    import time
+    from remote_server import RemoteServer, config_transform, mint_remote
+    from harness import REPO
+    srv = RemoteServer().start()
+    d = OpenSipsDeployment(workdir, config_transform=config_transform(srv, workdir))
+    d.start()
+    refresher = None
+    try:
+        impu = identity("a", "alice")[1]
+
+        def status(kid):
+            with d.udp() as c:
+                return c.register(impu, [bearer(mint_remote(kid))], expires=600).status
+
+        def wait(kid, want, timeout=10):
+            deadline = time.monotonic() + timeout
+            got = status(kid)
+            while got != want and time.monotonic() < deadline:
+                time.sleep(0.3)
+                got = status(kid)
+            return got
+
+        # no refresher yet: the key set is not available (fail closed)
+        time.sleep(1)
+        assert status("r1") == 500 and srv.count("/jwks") == 0
+        refresher = subprocess.Popen(
+            [str(REPO / "target/release/wic-tna"), "refresh", "--config",
+             str(d.config), "--every", "250"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert wait("r1", 200) == 200, d.logs()
+        assert srv.count("/jwks") >= 1
+        srv.jwks_kids = ["r2"]
+        assert wait("r2", 200) == 200, d.logs()
+        assert status("r1") == 401
+    finally:
+        if refresher is not None:
+            refresher.kill()
+            refresher.wait()
+        d.stop()
+        srv.stop()

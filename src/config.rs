@@ -149,6 +149,10 @@ pub struct Config {
     pub issuer_index: HashMap<String, usize>,
     /// S-CSCF side.
     pub scscf: ScscfConfig,
+    /// Replay detection (`[replay]`, src/replay.rs).
+    pub replay: crate::replay::ReplayConfig,
+    /// The fleet's shared store (`[fleet]`, src/fleet.rs), if any.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +182,9 @@ struct RawConfig {
     scscf: Option<Spanned<RawScscf>>,
     #[serde(default)]
     issuer: Vec<Spanned<RawIssuer>>,
+    #[serde(default)]
+    replay: crate::replay::ReplayConfig,
+    fleet: Option<Spanned<crate::fleet::RawFleet>>,
 }
 
 #[derive(Deserialize)]
@@ -521,7 +528,16 @@ impl Config {
             });
         }
 
+        let fleet = match raw.fleet {
+            None => None,
+            Some(f) => {
+                let span = f.span();
+                Some(f.into_inner().check().map_err(|(field, m)| cx.err(Some(span), format!("fleet.{field}"), m))?)
+            }
+        };
         Ok(Config {
+            replay: raw.replay,
+            fleet,
             path: path.to_path_buf(),
             home_realm,
             audience,

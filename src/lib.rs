@@ -13,12 +13,14 @@
 pub mod config;
 pub mod context;
 pub mod ffi;
+pub mod fleet;
 pub mod header;
 pub mod identity;
 pub mod keys;
 pub mod log;
 pub mod mint;
 pub mod reason;
+pub mod replay;
 pub mod shared;
 pub mod tna;
 pub mod token;

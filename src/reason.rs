@@ -70,6 +70,10 @@ pub enum Reason {
     UntrustedSource,
     /// `authorization-entity` is not in the subscription's allowed list.
     EntityNotAllowed,
+    // --- replay (src/replay.rs) ---
+    /// The token's `jti` was already used from another binding (connection
+    /// or source) within the token's lifetime.
+    TokenReplayed,
 }
 
 /// The `error` attribute of a Bearer challenge (RFC 6750 section 3.1).
@@ -87,7 +91,7 @@ pub enum BearerError {
 
 impl Reason {
     /// Every reason, in a fixed order (used by the counters).
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 32] = [
         Reason::Ok,
         Reason::MissingToken,
         Reason::MalformedRequest,
@@ -119,6 +123,7 @@ impl Reason {
         Reason::NotAuthDone,
         Reason::UntrustedSource,
         Reason::EntityNotAllowed,
+        Reason::TokenReplayed,
     ];
 
     /// Index of this reason in [`Reason::ALL`].
@@ -160,6 +165,7 @@ impl Reason {
             Reason::NotAuthDone => "not_auth_done",
             Reason::UntrustedSource => "untrusted_source",
             Reason::EntityNotAllowed => "entity_not_allowed",
+            Reason::TokenReplayed => "token_replayed",
         }
     }
 
@@ -200,7 +206,8 @@ impl Reason {
             | Reason::MissingClaim
             | Reason::InvalidClaim
             | Reason::InvalidImpi
-            | Reason::InvalidImpu => Some(BearerError::InvalidToken),
+            | Reason::InvalidImpu
+            | Reason::TokenReplayed => Some(BearerError::InvalidToken),
             Reason::InsufficientScope => Some(BearerError::InsufficientScope),
             Reason::Ok
             | Reason::IssuerBarred
@@ -250,6 +257,7 @@ impl Reason {
             Reason::NotAuthDone => "integrity-protected is not auth-done",
             Reason::UntrustedSource => "the request does not come from a trusted node",
             Reason::EntityNotAllowed => "the authorization entity is not allowed",
+            Reason::TokenReplayed => "the token was already used from another connection",
         }
     }
 }

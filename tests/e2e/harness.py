@@ -238,22 +238,30 @@ def write_config(path, state_file=None, trusted_nodes=("127.0.0.1",),
 class Deployment:
     """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
 
-    def __init__(self, workdir, mode="native"):
+    def __init__(self, workdir, mode="native", extra_config="",
+                 scscf_of=None, name="epcscf"):
+        """extra_config: TOML appended to the eP-CSCF's configuration;
+        scscf_of: another Deployment whose S-CSCF this one forwards to (it
+        is then neither started nor stopped here); name: of the eP-CSCF's
+        process and log."""
         assert mode in ("native", "python")
+        self.name = name
+        self.scscf_of = scscf_of
         self.mode = mode
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ep_sip = free_port()
         self.ep_ws = free_port()
-        self.scscf_port = free_port()
+        self.scscf_port = scscf_of.scscf_port if scscf_of else free_port()
         self.state_file = self.workdir / "wic-tna.state"
         # the Python glue shares bar/reload state through the state_file
         self.config = write_config(
             self.workdir / "wic-tna.toml",
-            state_file=self.state_file if mode == "python" else None)
+            state_file=self.state_file if mode == "python" else None,
+            transform=(lambda t: t + "\n" + extra_config) if extra_config else None)
         # the S-CSCF has its own copy (the eP-CSCF's may be broken by tests)
         self.scscf_config = write_config(self.workdir / "scscf-wic-tna.toml")
-        self.scscf = None
+        self.scscf = scscf_of.scscf if scscf_of else None
         self.ep = None
 
     def start(self):
@@ -261,12 +269,13 @@ class Deployment:
                            (LIBRARY, "library (cargo build --release)")):
             if not path.exists():
                 raise RuntimeError("missing %s: %s" % (what, path))
-        self.scscf = KamailioProcess(
-            "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
-                "SCSCF_PORT": self.scscf_port,
-                "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
-                "WIC_TNA_MODULE": '"%s"' % MODULE,
-            })
+        if self.scscf_of is None:
+            self.scscf = KamailioProcess(
+                "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
+                    "SCSCF_PORT": self.scscf_port,
+                    "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
+                    "WIC_TNA_MODULE": '"%s"' % MODULE,
+                })
         defines = {
             "EP_SIP_PORT": self.ep_sip,
             "EP_WS_PORT": self.ep_ws,
@@ -285,10 +294,11 @@ class Deployment:
         # WIC_TNA_E2E_VALGRIND=1: the native eP-CSCF runs under valgrind
         # (the Python glue's CPython would need suppressions)
         self.ep = KamailioProcess(
-            "epcscf", cfg, self.workdir / "epcscf", defines, env,
+            self.name, cfg, self.workdir / self.name, defines, env,
             valgrind=VALGRIND and self.mode == "native")
         try:
-            self.scscf.start()
+            if self.scscf_of is None:
+                self.scscf.start()
             self.ep.start()
         except Exception:
             self.stop()
@@ -296,7 +306,7 @@ class Deployment:
         return self
 
     def stop(self):
-        for p in (self.ep, self.scscf):
+        for p in (self.ep, None if self.scscf_of else self.scscf):
             if p is not None:
                 p.stop()
 

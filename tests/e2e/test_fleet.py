@@ -4,8 +4,8 @@ loopback. Barring set on node 1 reaches node 2 through its refresher; a token
 first used on one connection is refused from another connection on either
 node, and refreshes from its own connection.
 
-Native module (the Python glue has no refresher process: it reads barring
-from its state_file)."""
+Barring: native module (the Python glue has no refresher process; it shares
+barring through its state_file). Replay: native module and Python glue."""
 
 import shutil
 import socket
@@ -63,15 +63,16 @@ def redis_port(workdir):
 
 
 @pytest.fixture
-def fleet(workdir, redis_port):
+def fleet(request, workdir, redis_port):
+    mode = getattr(request, "param", "native")
     def extra(node):
         return ('[replay]\nenabled = true\n\n[fleet]\n'
                 'redis_url = "redis://127.0.0.1:%d/0"\nnode_id = "%s"\n'
                 % (redis_port, node))
-    n1 = Deployment(workdir / "n1", "native", extra_config=extra("node-1"),
+    n1 = Deployment(workdir / "n1", mode, extra_config=extra("node-1"),
                     name="epcscf1")
     n1.start()
-    n2 = Deployment(workdir / "n2", "native", extra_config=extra("node-2"),
+    n2 = Deployment(workdir / "n2", mode, extra_config=extra("node-2"),
                     scscf_of=n1, name="epcscf2")
     try:
         n2.start()
@@ -129,6 +130,7 @@ def test_fleet_barring_reaches_the_other_node(fleet):
     assert ISSUER_A not in n2.stats()["barred"]
 
 
+@pytest.mark.parametrize("fleet", ["native", "python"], indirect=True)
 def test_fleet_replay_from_another_connection(fleet):
     n1, n2 = fleet
     token = fresh("a", "dave")

@@ -29,7 +29,9 @@ pub const PROBES: usize = 64;
 pub struct ReplaySlot {
     /// 0 free, 1 being written, 2 ready.
     state: AtomicU32,
-    _pad: AtomicU32,
+    /// Bumped by every writer before it writes the fields (a reader that
+    /// sees it change discards what it read).
+    seq: AtomicU32,
     key: [AtomicU64; 2],
     binding: [AtomicU64; 2],
     /// Unix time after which the entry is void.
@@ -86,15 +88,32 @@ pub enum Local {
     Full,
 }
 
-fn ready_match(s: &ReplaySlot, key: &Hash128, now: i64) -> bool {
-    s.state.load(Ordering::SeqCst) == 2
-        && s.key[0].load(Ordering::SeqCst) == key[0]
-        && s.key[1].load(Ordering::SeqCst) == key[1]
-        && s.until.load(Ordering::SeqCst) >= now
+/// The binding of a live entry for `key` in `s`, read consistently.
+fn live_binding(s: &ReplaySlot, key: &Hash128, now: i64) -> Option<Hash128> {
+    let seq = s.seq.load(Ordering::SeqCst);
+    if s.state.load(Ordering::SeqCst) != 2 {
+        return None;
+    }
+    let k = [s.key[0].load(Ordering::SeqCst), s.key[1].load(Ordering::SeqCst)];
+    let b = [s.binding[0].load(Ordering::SeqCst), s.binding[1].load(Ordering::SeqCst)];
+    let until = s.until.load(Ordering::SeqCst);
+    if s.state.load(Ordering::SeqCst) != 2 || s.seq.load(Ordering::SeqCst) != seq {
+        return None;
+    }
+    (k == *key && until >= now).then_some(b)
 }
 
-fn binding_of(s: &ReplaySlot) -> Hash128 {
-    [s.binding[0].load(Ordering::SeqCst), s.binding[1].load(Ordering::SeqCst)]
+fn ready_match(s: &ReplaySlot, key: &Hash128, now: i64) -> bool {
+    live_binding(s, key, now).is_some()
+}
+
+/// Wait (bounded) while another process writes `s`.
+fn settle(s: &ReplaySlot) {
+    let mut spins = 0;
+    while s.state.load(Ordering::SeqCst) == 1 && spins < 100_000 {
+        std::hint::spin_loop();
+        spins += 1;
+    }
 }
 
 /// Check `key` used with `binding` at `now` against `table`, binding it
@@ -112,8 +131,8 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
     for p in 0..PROBES.min(n) {
         let i = (start + p) % n;
         let s = &table[i];
-        if ready_match(s, key, now) {
-            return if binding_of(s) == *binding { Local::Same } else { Local::Other };
+        if let Some(b) = live_binding(s, key, now) {
+            return if b == *binding { Local::Same } else { Local::Other };
         }
         if candidate.is_none() {
             let st = s.state.load(Ordering::SeqCst);
@@ -135,6 +154,7 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
             let st = s.state.load(Ordering::SeqCst);
             let expired = st == 2 && s.until.load(Ordering::SeqCst) < now;
             if (st == 0 || expired) && s.state.compare_exchange(st, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                s.seq.fetch_add(1, Ordering::SeqCst);
                 s.key[0].store(key[0], Ordering::SeqCst);
                 s.key[1].store(key[1], Ordering::SeqCst);
                 s.binding[0].store(binding[0], Ordering::SeqCst);
@@ -147,15 +167,16 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
         }
     }
     let Some(mine) = mine else { return Local::Full };
-    // Race resolution: an entry for the same key in a lower slot wins.
+    // Race resolution: an entry for the same key earlier in the window wins
+    // (a slot another process is still writing is waited for).
     for p in 0..PROBES.min(n) {
         let i = (start + p) % n;
         if i == mine {
             break;
         }
         let s = &table[i];
-        if ready_match(s, key, now) {
-            let b = binding_of(s);
+        settle(s);
+        if let Some(b) = live_binding(s, key, now) {
             table[mine].state.store(0, Ordering::SeqCst);
             return if b == *binding { Local::Same } else { Local::Other };
         }
@@ -173,10 +194,12 @@ pub fn rebind(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64
     let start = (key[0] as usize) % n;
     for p in 0..PROBES.min(n) {
         let s = &table[(start + p) % n];
-        if ready_match(s, key, now) {
+        if ready_match(s, key, now) && s.state.compare_exchange(2, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            s.seq.fetch_add(1, Ordering::SeqCst);
             s.binding[0].store(binding[0], Ordering::SeqCst);
             s.binding[1].store(binding[1], Ordering::SeqCst);
             s.until.store(until, Ordering::SeqCst);
+            s.state.store(2, Ordering::SeqCst);
             return;
         }
     }

@@ -265,9 +265,16 @@ fn tick_until(c: &Context, limit: Duration, f: impl Fn(&Context) -> bool) -> Opt
     }
 }
 
+static LOG: std::sync::Mutex<Vec<(i32, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn logged(level: i32, text: &str) -> usize {
+    LOG.lock().unwrap().iter().filter(|(l, m)| *l == level && m.contains(text)).count()
+}
+
 #[test]
 fn fleet_barring_replay_outage_and_resync() {
     let Some(mut r) = Redis::start() else { return };
+    wic_tna::log::set_sink(Some(Box::new(|l, m| LOG.lock().unwrap().push((l, m.to_owned())))));
     let (_d1, n1) = node(&r, "node-1", "");
     let (_d2, n2) = node(&r, "node-2", "");
     n1.tick(now());
@@ -309,10 +316,13 @@ fn fleet_barring_replay_outage_and_resync() {
     tick_until(&n2, Duration::from_secs(1), a_barred).expect("barring did not reach node 2");
     r.kill();
     tick_until(&n2, Duration::from_secs(3), |c| fleet_store(c) == "down").expect("stats do not say the store is down");
-    for _ in 0..4 {
+    for _ in 0..6 {
         n2.tick(now());
+        std::thread::sleep(Duration::from_millis(250));
     }
     assert!(a_barred(&n2), "barring lost with the store");
+    // One warning for the whole outage, not one per tick.
+    assert_eq!(logged(wic_tna::log::WARN, "keeping the last known barring"), 1);
     assert_eq!(vb(&n2, &tok_jti(Some("x2"), 600), Some("c"), now()).reason, Reason::IssuerBarred);
     let o = vb(&n1, &token_b("b-3"), Some("new-conn"), now());
     assert_eq!((o.reason, o.sip_status), (Reason::InternalError, 500), "first use without the store fails closed");
@@ -326,6 +336,10 @@ fn fleet_barring_replay_outage_and_resync() {
     // change reaches everyone.
     r.up();
     tick_until(&n2, Duration::from_secs(3), |c| fleet_store(c) == "up").expect("node 2 did not see the store back");
+    for _ in 0..3 {
+        n2.tick(now());
+    }
+    assert_eq!(logged(wic_tna::log::INFO, "reachable again; barring resynchronised"), 1);
     std::thread::sleep(Duration::from_millis(1100)); // node 1's own retry pause
     n1.set_barred(A, false).unwrap();
     tick_until(&n2, Duration::from_secs(1), |c| !a_barred(c)).expect("node 2 did not resync");
@@ -350,4 +364,41 @@ fn fleet_config_errors_name_the_field() {
     let (_d, p) = with_tail("\n[fleet]\nredis_url = \"redis://127.0.0.1:1/0\"\ntimeout_ms = 0\n".into());
     let e = Context::new(&p, None).err().expect("zero timeout refused").to_string();
     assert!(e.contains("fleet.timeout_ms"), "{e}");
+}
+
+#[test]
+fn racing_first_uses_in_two_processes_bind_once() {
+    // Two forked workers present the same new token from different
+    // connections at the same moment, 200 times: exactly one wins each time.
+    let s = Shared::new_anonymous().unwrap();
+    for round in 0..200u64 {
+        let key = [round.wrapping_mul(0x9e37_79b9_7f4a_7c15), round];
+        let mut pids = Vec::new();
+        let go = s.reload_gen();
+        for who in 1..=2u64 {
+            // SAFETY: the child only touches the shared atomics and exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                // Start together: wait for the parent's signal.
+                let mut spins = 0u64;
+                while s.reload_gen() == go && spins < 1_000_000_000 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                }
+                let v = replay::check(s.replay_table(), &key, &[who, who], 1000, 100);
+                unsafe { libc::_exit(if v == Local::First { 10 } else if v == Local::Other { 11 } else { 12 }) };
+            }
+            pids.push(pid);
+        }
+        s.bump_reload();
+        let mut codes = Vec::new();
+        for pid in pids {
+            let mut st = 0;
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            codes.push(libc::WEXITSTATUS(st));
+        }
+        codes.sort();
+        assert_eq!(codes, vec![10, 11], "round {round}");
+    }
 }

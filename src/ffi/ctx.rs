@@ -117,7 +117,10 @@ pub unsafe extern "C" fn wic_tna_ctx_tick(ctx: *const wic_tna_ctx) -> wic_tna_st
 /// every context sharing the state; other issuers are untouched. The
 /// run-time setting outlives reloads. `ctx` and `iss` must not be NULL.
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (not UTF-8), `NOT_FOUND`
-/// (issuer not configured), `IO_ERROR` (shared table full). Thread-safe.
+/// (issuer not configured), `IO_ERROR` (shared table full; or, with
+/// `[fleet]`, the fleet store could not be written: the change is then in
+/// force on this proxy only, and the message says so). With `[fleet]`, waits
+/// on the store up to its `refresher_timeout_ms`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_ctx_set_barred(ctx: *const wic_tna_ctx, iss: *const c_char, iss_len: usize, barred: bool) -> wic_tna_status {
     guard("wic_tna_ctx_set_barred", || {

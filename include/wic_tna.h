@@ -192,7 +192,10 @@ enum wic_tna_status wic_tna_ctx_tick(const struct wic_tna_ctx *ctx);
  * every context sharing the state; other issuers are untouched. The
  * run-time setting outlives reloads. `ctx` and `iss` must not be NULL.
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (not UTF-8), `NOT_FOUND`
- * (issuer not configured), `IO_ERROR` (shared table full). Thread-safe.
+ * (issuer not configured), `IO_ERROR` (shared table full; or, with
+ * `[fleet]`, the fleet store could not be written: the change is then in
+ * force on this proxy only, and the message says so). With `[fleet]`, waits
+ * on the store up to its `refresher_timeout_ms`. Thread-safe.
  */
 enum wic_tna_status wic_tna_ctx_set_barred(const struct wic_tna_ctx *ctx,
                                            const char *iss,
@@ -248,6 +251,33 @@ enum wic_tna_status wic_tna_verify_at(const struct wic_tna_ctx *ctx,
                                       int64_t requested_expires,
                                       int64_t now_unix,
                                       struct wic_tna_result **out);
+
+/**
+ * As `wic_tna_verify_at`, with the request's replay binding: `binding`
+ * (`binding_len` bytes, any bytes, copied; not kept) names the connection
+ * or source the request came from (Kamailio: `$conid` for TCP/TLS/WS,
+ * `$si:$sp` for UDP). Where the configuration enables `[replay]`, the
+ * first accepted use of a token's `(iss, jti)` binds it to this value; a
+ * later use with the same binding is a refresh, with another binding
+ * (on this proxy or, with `[fleet]`, on any node) a replay: 401
+ * `token_replayed`. `binding` NULL (length 0) or empty means none: with
+ * `[replay]` enabled the result is then 500 `internal_error` (fail closed);
+ * without it the binding is ignored. `now_unix` 0 means the current time.
+ * Ownership, NULL rules and the other arguments as `wic_tna_verify`; `ctx`
+ * and `out` must not be NULL, nor `binding` with a non-zero length.
+ * Errors: `NULL_ARGUMENT`. May wait on the fleet store up to its
+ * configured timeout (first use of a token only). Thread-safe.
+ */
+enum wic_tna_status wic_tna_verify_bound(const struct wic_tna_ctx *ctx,
+                                         const char *authorization,
+                                         size_t authorization_len,
+                                         const char *to_uri,
+                                         size_t to_uri_len,
+                                         int64_t requested_expires,
+                                         const char *binding,
+                                         size_t binding_len,
+                                         int64_t now_unix,
+                                         struct wic_tna_result **out);
 
 /**
  * Is `origin` (the WebSocket handshake's `Origin`) allowed for any

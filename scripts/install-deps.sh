@@ -8,7 +8,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules sip-tester
-          valgrind gcc make pkg-config python3 openssl dpkg-dev libc6-dev)
+          valgrind gcc make pkg-config python3 openssl dpkg-dev libc6-dev
+          redis-server)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

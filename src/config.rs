@@ -228,6 +228,10 @@ pub struct Config {
     pub scscf: ScscfConfig,
     /// Some issuer has `[issuer.introspection]`.
     pub any_introspection: bool,
+    /// Replay detection (`[replay]`, src/replay.rs).
+    pub replay: crate::replay::ReplayConfig,
+    /// The fleet's shared store (`[fleet]`, src/fleet.rs), if any.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +262,9 @@ struct RawConfig {
     scscf: Option<Spanned<RawScscf>>,
     #[serde(default)]
     issuer: Vec<Spanned<RawIssuer>>,
+    #[serde(default)]
+    replay: crate::replay::ReplayConfig,
+    fleet: Option<Spanned<crate::fleet::RawFleet>>,
 }
 
 #[derive(Deserialize)]
@@ -839,8 +846,17 @@ impl Config {
             });
         }
 
+        let fleet = match raw.fleet {
+            None => None,
+            Some(f) => {
+                let span = f.span();
+                Some(f.into_inner().check().map_err(|(field, m)| cx.err(Some(span), format!("fleet.{field}"), m))?)
+            }
+        };
         Ok(Config {
             digest: cx.digest(),
+            replay: raw.replay,
+            fleet,
             path: path.to_path_buf(),
             home_realm,
             audience,

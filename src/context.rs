@@ -92,6 +92,8 @@ pub struct Context {
     config_gen: AtomicU64,
     cache_hits: AtomicU64,
     remote: RemoteState,
+    /// This process's connection to the fleet store (src/fleet.rs).
+    pub(crate) store: Mutex<crate::fleet::Store>,
 }
 
 /// Errors creating a context.
@@ -148,6 +150,7 @@ impl Context {
             config_gen: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             remote: RemoteState::default(),
+            store: Mutex::new(crate::fleet::Store::new()),
         })
     }
 
@@ -162,7 +165,9 @@ impl Context {
         self.sync();
         let cfg = self.config();
         let pass = self.remote.refresh(&cfg, &self.shared, &|iss| self.slot(iss), now);
-        TickReport { published: pass.published, failed: pass.failed }
+        let mut report = TickReport { published: pass.published, failed: pass.failed };
+        self.fleet_tick(now, &mut report);
+        report
     }
 
     /// The configuration in force.
@@ -267,7 +272,7 @@ impl Context {
         self.shared.set_barring(iss, Some(barred)).map_err(|e| e.to_string())?;
         log::info(&format!("wic-tna: issuer {iss} {}", if barred { "barred" } else { "unbarred" }));
         self.sync();
-        Ok(())
+        self.fleet_write_barring(&cfg, iss, barred)
     }
 
     fn count(&self, iss: Option<&str>, reason: Reason) {
@@ -320,6 +325,13 @@ impl Context {
     /// URI (or whole value) when REQ 4 is to be checked; `requested_expires`
     /// the expiry the client asked for, if any; `now` Unix seconds.
     pub fn verify(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, now: i64) -> Outcome {
+        self.verify_bound(authorization, to, requested_expires, None, now)
+    }
+
+    /// As [`Context::verify`], with the request's replay binding (the
+    /// connection or source the proxy names; see src/replay.rs). Where
+    /// `[replay]` is enabled, a request with no binding fails closed.
+    pub fn verify_bound(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, binding: Option<&[u8]>, now: i64) -> Outcome {
         let in_step = self.sync();
         let cfg = self.config();
         if !in_step {
@@ -379,6 +391,9 @@ impl Context {
             Some(r) if r >= 0 => r.min(seconds_left).min(max),
             _ => seconds_left.min(max),
         };
+        if let Err(r) = self.replay_step(&cfg, &v, binding, now) {
+            return self.reject(&cfg, r, Some(v.iss.clone()));
+        }
         self.count(Some(&v.iss), Reason::Ok);
         Outcome {
             reason: Reason::Ok,
@@ -580,6 +595,8 @@ impl Context {
                 "verified_cache_entries": self.cache.lock().map(|c| c.map.len()).unwrap_or(0),
                 "verified_cache_hits": self.cache_hits.load(Ordering::Relaxed),
             },
+            "replay": self.replay_stats(&cfg),
+            "fleet": self.fleet_stats(&cfg),
         })
         .to_string()
     }

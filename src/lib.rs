@@ -13,6 +13,7 @@
 pub mod config;
 pub mod context;
 pub mod ffi;
+pub mod fleet;
 pub mod header;
 pub mod http;
 pub mod identity;
@@ -21,6 +22,7 @@ pub mod log;
 pub mod mint;
 pub mod remote;
 pub mod reason;
+pub mod replay;
 pub mod shared;
 pub mod tna;
 pub mod token;

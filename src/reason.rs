@@ -79,6 +79,10 @@ pub enum Reason {
     IntrospectionUnavailable,
     /// The introspection endpoint answered `active: false`.
     InactiveToken,
+    // --- replay (src/replay.rs) ---
+    /// The token's `jti` was already used from another binding (connection
+    /// or source) within the token's lifetime.
+    TokenReplayed,
 }
 
 /// The `error` attribute of a Bearer challenge (RFC 6750 section 3.1).
@@ -96,7 +100,7 @@ pub enum BearerError {
 
 impl Reason {
     /// Every reason, in a fixed order (used by the counters).
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 35] = [
         Reason::Ok,
         Reason::MissingToken,
         Reason::MalformedRequest,
@@ -131,6 +135,7 @@ impl Reason {
         Reason::KeysUnavailable,
         Reason::IntrospectionUnavailable,
         Reason::InactiveToken,
+        Reason::TokenReplayed,
     ];
 
     /// Index of this reason in [`Reason::ALL`].
@@ -175,6 +180,7 @@ impl Reason {
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::IntrospectionUnavailable => "introspection_unavailable",
             Reason::InactiveToken => "inactive_token",
+            Reason::TokenReplayed => "token_replayed",
         }
     }
 
@@ -216,7 +222,8 @@ impl Reason {
             | Reason::InvalidClaim
             | Reason::InvalidImpi
             | Reason::InvalidImpu
-            | Reason::InactiveToken => Some(BearerError::InvalidToken),
+            | Reason::InactiveToken
+            | Reason::TokenReplayed => Some(BearerError::InvalidToken),
             Reason::InsufficientScope => Some(BearerError::InsufficientScope),
             Reason::Ok
             | Reason::IssuerBarred
@@ -271,6 +278,7 @@ impl Reason {
             Reason::KeysUnavailable => "the issuer's keys are not available",
             Reason::IntrospectionUnavailable => "the authorization server cannot be reached",
             Reason::InactiveToken => "the token is not active",
+            Reason::TokenReplayed => "the token was already used from another connection",
         }
     }
 }

@@ -16,7 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x5749_4354_4e41_0003; // "WICTNA" v3 (v2: remote trust fields per slot; v3: reload_digest)
+const MAGIC: u64 = 0x5749_4354_4e41_0004; // "WICTNA" v4 (v2: remote trust fields per slot; v3: reload_digest; v4: replay table)
 /// Number of issuer slots (barring and counters).
 pub const SLOTS: usize = 2048;
 const NAME_MAX: usize = 256;
@@ -91,6 +91,17 @@ struct Region {
     /// Config::digest of the configuration the last reload checked.
     reload_digest: AtomicU64,
     slots: [Slot; SLOTS],
+    // --- appended for replay detection and the fleet store (src/replay.rs, src/fleet.rs) ---
+    /// Fleet store status, written by the refresher: 0 not configured or
+    /// not yet tried, 1 reachable, 2 unreachable.
+    fleet_state: AtomicU32,
+    _pad2: AtomicU32,
+    /// Unix time of the last fleet state change.
+    fleet_since: AtomicU64,
+    /// Barring version last applied from the fleet store.
+    fleet_bar_version: AtomicU64,
+    /// Replay table: (iss, jti) key -> binding, bounded, entries expire.
+    replay: [crate::replay::ReplaySlot; crate::replay::REPLAY_SLOTS],
 }
 
 /// A mapping of the shared region.
@@ -358,6 +369,40 @@ impl Shared {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+}
+
+impl Shared {
+    /// The replay table of this region (src/replay.rs).
+    pub fn replay_table(&self) -> &[crate::replay::ReplaySlot] {
+        &self.region().replay
+    }
+
+    /// Fleet store status: 0 unknown / not configured, 1 up, 2 down; and
+    /// the Unix time it changed.
+    pub fn fleet_state(&self) -> (u32, u64) {
+        let r = self.region();
+        (r.fleet_state.load(Ordering::Acquire), r.fleet_since.load(Ordering::Acquire))
+    }
+
+    /// Record the fleet store status; returns the previous one.
+    pub fn set_fleet_state(&self, state: u32, since: u64) -> u32 {
+        let r = self.region();
+        let prev = r.fleet_state.swap(state, Ordering::AcqRel);
+        if prev != state {
+            r.fleet_since.store(since, Ordering::Release);
+        }
+        prev
+    }
+
+    /// Barring version last applied from the fleet store.
+    pub fn fleet_bar_version(&self) -> u64 {
+        self.region().fleet_bar_version.load(Ordering::Acquire)
+    }
+
+    /// Record the barring version applied from the fleet store.
+    pub fn set_fleet_bar_version(&self, v: u64) {
+        self.region().fleet_bar_version.store(v, Ordering::Release);
     }
 }
 

@@ -63,6 +63,9 @@ static int pv_parse_wic_tna_name(pv_spec_t *sp, str *in);
 static str _wic_tna_config = STR_NULL;
 static str _wic_tna_state_file = STR_NULL;
 static int _wic_tna_refresher_interval = 250; /* ms; 0: no refresher process */
+/* replay binding: a pv format evaluated per request ($conid, "$si:$sp") */
+static str _wic_tna_replay_binding = STR_NULL;
+static pv_elem_t *_wic_tna_replay_binding_model = NULL;
 
 /* created in mod_init, inherited by every child */
 static wic_tna_shared *_wic_tna_shared = NULL;
@@ -96,6 +99,7 @@ static param_export_t params[] = {
 	{"config",     PARAM_STR, &_wic_tna_config},
 	{"state_file", PARAM_STR, &_wic_tna_state_file},
 	{"refresher_interval", PARAM_INT, &_wic_tna_refresher_interval},
+	{"replay_binding", PARAM_STR, &_wic_tna_replay_binding},
 	{0, 0, 0}
 };
 
@@ -235,6 +239,15 @@ static int mod_init(void)
 				_wic_tna_state_file.s ? _wic_tna_state_file.s : "",
 				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
 		_wic_tna_shared = NULL;
+		return -1;
+	}
+
+	if(_wic_tna_replay_binding.s != NULL && _wic_tna_replay_binding.len > 0
+			&& pv_parse_format(&_wic_tna_replay_binding,
+					   &_wic_tna_replay_binding_model)
+					   < 0) {
+		LM_ERR("modparam \"replay_binding\" is not a valid pv format: %.*s\n",
+				_wic_tna_replay_binding.len, _wic_tna_replay_binding.s);
 		return -1;
 	}
 
@@ -413,6 +426,7 @@ static int ki_wic_tna_verify_expires(
 	wic_tna_result *res = NULL;
 	wic_tna_status rc;
 	int has_to;
+	str binding;
 
 	wic_tna_last_reset();
 	ctx = wic_tna_mod_ctx();
@@ -423,11 +437,25 @@ static int ki_wic_tna_verify_expires(
 	/* No value: the request has no Authorization header. The library
 	 * answers NULL with length 0 as such (401 missing_token, challenge
 	 * without error code, as PROTOCOL.md wants). */
-	rc = wic_tna_verify(ctx,
+	/* The replay binding (modparam replay_binding), evaluated for this
+	 * request; none when unset or when it evaluates to nothing (the
+	 * library then fails closed if [replay] is enabled). */
+	binding.s = NULL;
+	binding.len = 0;
+	if(_wic_tna_replay_binding_model != NULL && msg != NULL
+			&& pv_printf_s(msg, _wic_tna_replay_binding_model, &binding) < 0) {
+		LM_ERR("cannot evaluate modparam replay_binding\n");
+		binding.s = NULL;
+		binding.len = 0;
+	}
+	rc = wic_tna_verify_bound(ctx,
 			WIC_TNA_LEN(auth) == 0 ? NULL : WIC_TNA_PTR(auth),
 			WIC_TNA_LEN(auth),
 			has_to ? to->s : NULL, has_to ? (size_t)to->len : 0,
-			(int64_t)expires, &res);
+			(int64_t)expires,
+			(binding.s != NULL && binding.len > 0) ? binding.s : NULL,
+			(binding.s != NULL && binding.len > 0) ? (size_t)binding.len : 0,
+			0, &res);
 	return wic_tna_result_ret("token verification", rc, res);
 }
 

@@ -13,6 +13,8 @@ contract (Debian's kamailio-python3-modules 5.6, embedded /usr/bin/python3):
   * cfg functions, called with python_exec("name"):
       wic_tna_verify   in: $var(wic_auth) (Authorization value), $tu,
                            $var(req_exp) (requested expiry, < 0: none)
+                           $var(wic_binding) (replay binding: the
+                           request's connection or source, e.g. $pr:$si:$sp)
                        out: $var(wic_status) $var(wic_reason)
                            $var(wic_challenge) $var(wic_tna) $var(wic_impi)
                            $var(wic_impus) $var(wic_issuer) $var(wic_subject)
@@ -110,6 +112,10 @@ class Library:
                                    [_P, _P, _SZ, ctypes.POINTER(_SZ)]),
         "wic_tna_verify": (ctypes.c_int, [_P, _CP, _SZ, _CP, _SZ,
                                           ctypes.c_int64, ctypes.POINTER(_P)]),
+        "wic_tna_verify_bound": (ctypes.c_int, [_P, _CP, _SZ, _CP, _SZ,
+                                                ctypes.c_int64, _CP, _SZ,
+                                                ctypes.c_int64,
+                                                ctypes.POINTER(_P)]),
         "wic_tna_origin_allowed": (ctypes.c_int, [_P, _CP, _SZ,
                                                   ctypes.POINTER(ctypes.c_bool)]),
         "wic_tna_scscf_check": (ctypes.c_int, [_P, _CP, _SZ, _CP, _SZ, _CP, _SZ,
@@ -269,16 +275,22 @@ class Context:
             self.lib.dll.wic_tna_ctx_free(self.handle)
             self.handle = None
 
-    def verify(self, authorization, to_uri=None, requested_expires=-1):
-        """An empty or None authorization means: no Authorization header."""
+    def verify(self, authorization, to_uri=None, requested_expires=-1,
+               binding=None):
+        """An empty or None authorization means: no Authorization header.
+        binding names the request's connection or source for replay
+        detection ([replay]); None or empty: none (then, with [replay]
+        enabled, the library fails closed)."""
         # No value: no Authorization header; the library takes NULL with
         # length 0 as that (401 missing_token with a challenge).
         a = _bytes(authorization or "") or None
         t = _bytes(to_uri) if to_uri else None
+        b = _bytes(binding) if binding else None
         out = _P()
-        self.lib.check(self.lib.dll.wic_tna_verify(
+        self.lib.check(self.lib.dll.wic_tna_verify_bound(
             self.handle, a, len(a) if a else 0, t, len(t) if t else 0,
-            int(requested_expires), ctypes.byref(out)), "verify")
+            int(requested_expires), b, len(b) if b else 0, 0,
+            ctypes.byref(out)), "verify")
         return Result.take(self.lib, out)
 
     def origin_allowed(self, origin):
@@ -433,7 +445,8 @@ class WicTnaHandler:
                 req = int(req)
             except (TypeError, ValueError):
                 req = -1
-            result = self._context().verify(auth, to_uri, req)
+            binding = self._get_str(KSR, "$var(wic_binding)") or None
+            result = self._context().verify(auth, to_uri, req, binding)
         except Exception as e:
             _kamailio_log(1, "token verification failed: %s" % e)
             self._set_result(KSR, None)

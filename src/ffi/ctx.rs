@@ -117,7 +117,10 @@ pub unsafe extern "C" fn wic_tna_ctx_tick(ctx: *const wic_tna_ctx) -> wic_tna_st
 /// every context sharing the state; other issuers are untouched. The
 /// run-time setting outlives reloads. `ctx` and `iss` must not be NULL.
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT` (not UTF-8), `NOT_FOUND`
-/// (issuer not configured), `IO_ERROR` (shared table full). Thread-safe.
+/// (issuer not configured), `IO_ERROR` (shared table full; or, with
+/// `[fleet]`, the fleet store could not be written: the change is then in
+/// force on this proxy only, and the message says so). With `[fleet]`, waits
+/// on the store up to its `refresher_timeout_ms`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_ctx_set_barred(ctx: *const wic_tna_ctx, iss: *const c_char, iss_len: usize, barred: bool) -> wic_tna_status {
     guard("wic_tna_ctx_set_barred", || {
@@ -220,6 +223,65 @@ pub unsafe extern "C" fn wic_tna_verify_at(
         let req = if requested_expires < 0 { None } else { Some(requested_expires) };
         let outcome = match auth {
             Some(a) => c.verify(a, to, req, t),
+            None => c.no_credentials(),
+        };
+        // SAFETY: out checked non-NULL.
+        unsafe { *out = Box::into_raw(Box::new(wic_tna_result::from_outcome(outcome))) };
+        WIC_TNA_STATUS_OK
+    })
+}
+
+/// As `wic_tna_verify_at`, with the request's replay binding: `binding`
+/// (`binding_len` bytes, any bytes, copied; not kept) names the connection
+/// or source the request came from (Kamailio: `$conid` for TCP/TLS/WS,
+/// `$si:$sp` for UDP). Where the configuration enables `[replay]`, the
+/// first accepted use of a token's `(iss, jti)` binds it to this value; a
+/// later use with the same binding is a refresh, with another binding
+/// (on this proxy or, with `[fleet]`, on any node) a replay: 401
+/// `token_replayed`. `binding` NULL (length 0) or empty means none: with
+/// `[replay]` enabled the result is then 500 `internal_error` (fail closed);
+/// without it the binding is ignored. `now_unix` 0 means the current time.
+/// Ownership, NULL rules and the other arguments as `wic_tna_verify`; `ctx`
+/// and `out` must not be NULL, nor `binding` with a non-zero length.
+/// Errors: `NULL_ARGUMENT`. May wait on the fleet store up to its
+/// configured timeout (first use of a token only). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_verify_bound(
+    ctx: *const wic_tna_ctx,
+    authorization: *const c_char,
+    authorization_len: usize,
+    to_uri: *const c_char,
+    to_uri_len: usize,
+    requested_expires: i64,
+    binding: *const c_char,
+    binding_len: usize,
+    now_unix: i64,
+    out: *mut *mut wic_tna_result,
+) -> wic_tna_status {
+    guard("wic_tna_verify_bound", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        let auth = if authorization.is_null() && authorization_len == 0 {
+            None
+        } else {
+            // SAFETY: caller's contract.
+            Some(try_ffi!(unsafe { bytes("authorization", authorization, authorization_len) }))
+        };
+        // SAFETY: caller's contract.
+        let to = try_ffi!(unsafe { opt_bytes("to_uri", to_uri, to_uri_len) });
+        let b = if binding.is_null() && binding_len == 0 {
+            None
+        } else {
+            // SAFETY: caller's contract.
+            Some(try_ffi!(unsafe { bytes("binding", binding, binding_len) }))
+        };
+        if out.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
+        }
+        let t = if now_unix == 0 { now() } else { now_unix };
+        let req = if requested_expires < 0 { None } else { Some(requested_expires) };
+        let outcome = match auth {
+            Some(a) => c.verify_bound(a, to, req, b, t),
             None => c.no_credentials(),
         };
         // SAFETY: out checked non-NULL.

@@ -687,6 +687,30 @@ static void test_null_arguments(const wic_tna_ctx *ctx)
     st = wic_tna_verify_at(ctx, good, glen, to, tolen, 600, 0, NULL);
     CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT, "verify_at(out NULL): %d", (int)st);
 
+    /* wic_tna_verify_bound: the replay binding (ignored without [replay]) */
+    r = SENTINEL;
+    st = wic_tna_verify_bound(NULL, good, glen, to, tolen, 600, "conn-1", 6, g_t0, &r);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && r == SENTINEL, "verify_bound(ctx NULL): %d", (int)st);
+    r = SENTINEL;
+    st = wic_tna_verify_bound(ctx, good, glen, to, tolen, 600, NULL, 6, g_t0, &r);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && r == SENTINEL, "verify_bound(binding NULL, len 6): %d", (int)st);
+    CHECK(strstr(last_error(), "binding") != NULL, "last_error after verify_bound(binding NULL) is '%s'", last_error());
+    st = wic_tna_verify_bound(ctx, good, glen, to, tolen, 600, "conn-1", 6, g_t0, NULL);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT, "verify_bound(out NULL): %d", (int)st);
+    r = NULL;
+    st = wic_tna_verify_bound(ctx, good, glen, to, tolen, 600, "conn-1", 6, g_t0, &r);
+    if (CHECK(st == WIC_TNA_STATUS_OK && r != NULL, "verify_bound(good): %d", (int)st)) {
+        CHECK(wic_tna_result_accepted(r), "verify_bound(good) without [replay] not accepted: %.*s",
+              SV(wic_tna_result_reason(r)));
+        wic_tna_result_free(r);
+    }
+    r = NULL;
+    st = wic_tna_verify_bound(ctx, good, glen, to, tolen, 600, NULL, 0, g_t0, &r);
+    if (CHECK(st == WIC_TNA_STATUS_OK && r != NULL, "verify_bound(good, no binding): %d", (int)st)) {
+        CHECK(wic_tna_result_accepted(r), "verify_bound(no binding) without [replay] not accepted");
+        wic_tna_result_free(r);
+    }
+
     /* NULL authorization with length 0: no Authorization header at all. */
     const struct tcase *missing = case_with_reason("missing_token");
     r = SENTINEL;

@@ -262,13 +262,35 @@ def write_config(path, state_file=None, trusted_nodes=("127.0.0.1",),
     return Path(path)
 
 
+def _compose(transform, extra_config):
+    """One edit of the eP-CSCF's configuration text from a transform
+    function and/or TOML to append (either may be None/empty)."""
+    if not transform and not extra_config:
+        return None
+
+    def t(text):
+        if transform:
+            text = transform(text)
+        if extra_config:
+            text = text + "\n" + extra_config
+        return text
+    return t
+
+
 class Deployment:
     """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
 
     def __init__(self, workdir, mode="native", shm_mb=32, pkg_mb=8,
-                 config_transform=None):
-        """shm_mb, pkg_mb: Kamailio's -m and -M for both proxies."""
+                 config_transform=None, extra_config="", scscf_of=None,
+                 name="epcscf"):
+        """shm_mb, pkg_mb: Kamailio's -m and -M for both proxies;
+        config_transform(text) -> text edits the eP-CSCF's configuration;
+        extra_config: TOML appended to it; scscf_of: another Deployment
+        whose S-CSCF this one forwards to (it is then neither started nor
+        stopped here); name: of the eP-CSCF's process and log."""
         assert mode in ("native", "python")
+        self.name = name
+        self.scscf_of = scscf_of
         self.mode = mode
         self.shm_mb = shm_mb
         self.pkg_mb = pkg_mb
@@ -276,17 +298,17 @@ class Deployment:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ep_sip = free_port()
         self.ep_ws = free_port()
-        self.scscf_port = free_port()
+        self.scscf_port = scscf_of.scscf_port if scscf_of else free_port()
         self.state_file = self.workdir / "wic-tna.state"
         # the Python glue shares bar/reload state through the state_file
         # config_transform(text) -> text edits the eP-CSCF's configuration
         self.config = write_config(
             self.workdir / "wic-tna.toml",
             state_file=self.state_file if mode == "python" else None,
-            transform=config_transform)
+            transform=_compose(config_transform, extra_config))
         # the S-CSCF has its own copy (the eP-CSCF's may be broken by tests)
         self.scscf_config = write_config(self.workdir / "scscf-wic-tna.toml")
-        self.scscf = None
+        self.scscf = scscf_of.scscf if scscf_of else None
         self.ep = None
 
     def start(self):
@@ -294,12 +316,13 @@ class Deployment:
                            (LIBRARY, "library (cargo build --release)")):
             if not path.exists():
                 raise RuntimeError("missing %s: %s" % (what, path))
-        self.scscf = KamailioProcess(
-            "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
-                "SCSCF_PORT": self.scscf_port,
-                "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
-                "WIC_TNA_MODULE": '"%s"' % MODULE,
-            }, shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
+        if self.scscf_of is None:
+            self.scscf = KamailioProcess(
+                "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
+                    "SCSCF_PORT": self.scscf_port,
+                    "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
+                    "WIC_TNA_MODULE": '"%s"' % MODULE,
+                }, shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
         defines = {
             "EP_SIP_PORT": self.ep_sip,
             "EP_WS_PORT": self.ep_ws,
@@ -318,11 +341,12 @@ class Deployment:
         # WIC_TNA_E2E_VALGRIND=1: the native eP-CSCF runs under valgrind
         # (the Python glue's CPython would need suppressions)
         self.ep = KamailioProcess(
-            "epcscf", cfg, self.workdir / "epcscf", defines, env,
+            self.name, cfg, self.workdir / self.name, defines, env,
             valgrind=VALGRIND and self.mode == "native",
             shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
         try:
-            self.scscf.start()
+            if self.scscf_of is None:
+                self.scscf.start()
             self.ep.start()
         except Exception:
             self.stop()
@@ -330,7 +354,7 @@ class Deployment:
         return self
 
     def stop(self):
-        for p in (self.ep, self.scscf):
+        for p in (self.ep, None if self.scscf_of else self.scscf):
             if p is not None:
                 p.stop()
 

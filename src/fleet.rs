@@ -1,0 +1,425 @@
+//! State across a fleet of eP-CSCFs (`[fleet]`), through Redis.
+//!
+//! Keys (all under `key_prefix`, default `wic-tna:`):
+//! - `<prefix>barring`: hash, issuer -> `1` barred / `0` unbarred;
+//! - `<prefix>barring:version`: counter, incremented with every change
+//!   (the hash and the counter are written in one MULTI/EXEC);
+//! - `<prefix>replay:<hex128(iss, jti)>`: the owning binding (hex of a hash
+//!   of node id and binding), `SET NX PX` with the token's remaining
+//!   lifetime, so it expires with the token.
+//!
+//! Connections are synchronous with connect, read and write timeouts; no
+//! thread, no async runtime. Each process makes its own connection lazily,
+//! on first use (after the proxy's fork), and drops it on any error; after
+//! an error it does not try again for [`RETRY_AFTER`], so an unreachable
+//! store costs a worker at most one timeout per second.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Pause after a failure before the next connection attempt.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// `[fleet]` as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// `redis://host:port/db`.
+    pub redis_url: String,
+    /// Prefix of every key.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// This node's name in the fleet (bindings are per node). Default: the
+    /// host name.
+    pub node_id: Option<String>,
+    /// Connect timeout, ms.
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// Read/write timeout of a worker's request (replay check), ms.
+    #[serde(default = "default_io_ms")]
+    pub timeout_ms: u64,
+    /// Read/write timeout of the refresher's poll, ms.
+    #[serde(default = "default_poll_ms")]
+    pub refresher_timeout_ms: u64,
+}
+
+fn default_prefix() -> String {
+    "wic-tna:".into()
+}
+fn default_connect_ms() -> u64 {
+    200
+}
+fn default_io_ms() -> u64 {
+    50
+}
+fn default_poll_ms() -> u64 {
+    500
+}
+
+/// `[fleet]`, checked.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// Parsed URL.
+    pub url: String,
+    /// Key prefix.
+    pub key_prefix: String,
+    /// This node's id.
+    pub node_id: String,
+    /// Timeouts.
+    pub connect_timeout: Duration,
+    /// Worker I/O timeout.
+    pub timeout: Duration,
+    /// Refresher I/O timeout.
+    pub refresher_timeout: Duration,
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+impl RawFleet {
+    /// Check it; the error names the field.
+    pub fn check(self) -> Result<FleetConfig, (&'static str, String)> {
+        redis::Client::open(self.redis_url.as_str()).map_err(|e| ("redis_url", format!("not a Redis URL: {e}")))?;
+        if self.key_prefix.is_empty() || self.key_prefix.len() > 128 || self.key_prefix.bytes().any(|c| !c.is_ascii_graphic()) {
+            return Err(("key_prefix", "must be 1 to 128 printable characters".into()));
+        }
+        let node_id = self.node_id.unwrap_or_else(hostname);
+        if node_id.is_empty() || node_id.len() > 128 || node_id.bytes().any(|c| !c.is_ascii_graphic()) {
+            return Err(("node_id", "must be 1 to 128 printable characters".into()));
+        }
+        for (name, v) in [("connect_timeout_ms", self.connect_timeout_ms), ("timeout_ms", self.timeout_ms), ("refresher_timeout_ms", self.refresher_timeout_ms)] {
+            if v == 0 || v > 10_000 {
+                return Err((name, "must be 1 to 10000".into()));
+            }
+        }
+        Ok(FleetConfig {
+            url: self.redis_url,
+            key_prefix: self.key_prefix,
+            node_id,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            refresher_timeout: Duration::from_millis(self.refresher_timeout_ms),
+        })
+    }
+}
+
+/// One process's connection to the store, made lazily.
+pub struct Store {
+    conn: Option<(String, redis::Connection)>,
+    retry_at: Option<Instant>,
+    /// The store was reachable at the last attempt (for logging changes).
+    pub up: Option<bool>,
+}
+
+/// Result of a replay claim in the store.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours (first use, or already ours).
+    Ours,
+    /// Owned by this other binding (hex).
+    Theirs(String),
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    /// No connection yet.
+    pub fn new() -> Store {
+        Store { conn: None, retry_at: None, up: None }
+    }
+
+    fn connection(&mut self, cfg: &FleetConfig, io: Duration) -> Result<&mut redis::Connection, String> {
+        if self.conn.as_ref().map(|(u, _)| u != &cfg.url).unwrap_or(false) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            if let Some(t) = self.retry_at {
+                if Instant::now() < t {
+                    return Err("fleet store unreachable (waiting before the next attempt)".into());
+                }
+            }
+            let client = redis::Client::open(cfg.url.as_str()).map_err(|e| e.to_string())?;
+            let c = client.get_connection_with_timeout(cfg.connect_timeout).map_err(|e| e.to_string())?;
+            self.conn = Some((cfg.url.clone(), c));
+        }
+        let Some((_, c)) = self.conn.as_mut() else { return Err("no connection".into()) };
+        c.set_read_timeout(Some(io)).map_err(|e| e.to_string())?;
+        c.set_write_timeout(Some(io)).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    fn run<T>(&mut self, cfg: &FleetConfig, io: Duration, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, String> {
+        let r = match self.connection(cfg, io) {
+            Ok(c) => f(c).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match &r {
+            Ok(_) => {
+                self.retry_at = None;
+                self.up = Some(true);
+            }
+            Err(_) => {
+                self.conn = None;
+                if self.retry_at.map(|t| Instant::now() >= t).unwrap_or(true) {
+                    self.retry_at = Some(Instant::now() + RETRY_AFTER);
+                }
+                self.up = Some(false);
+            }
+        }
+        r
+    }
+
+    /// Write a barring change for the whole fleet.
+    pub fn write_barring(&mut self, cfg: &FleetConfig, iss: &str, barred: bool) -> Result<u64, String> {
+        let hash = format!("{}barring", cfg.key_prefix);
+        let ver = format!("{}barring:version", cfg.key_prefix);
+        let v = if barred { "1" } else { "0" };
+        // A barring write is an operator's action: allow it the refresher's timeout.
+        self.run(cfg, cfg.refresher_timeout, |c| {
+            let (n,): (u64,) = redis::pipe().atomic().cmd("HSET").arg(&hash).arg(iss).arg(v).ignore().cmd("INCR").arg(&ver).query(c)?;
+            Ok(n)
+        })
+    }
+
+    /// The barring version (0 when never written).
+    pub fn barring_version(&mut self, cfg: &FleetConfig) -> Result<u64, String> {
+        let ver = format!("{}barring:version", cfg.key_prefix);
+        self.run(cfg, cfg.refresher_timeout, |c| {
+            let v: Option<u64> = redis::cmd("GET").arg(&ver).query(c)?;
+            Ok(v.unwrap_or(0))
+        })
+    }
+
+    /// The barring hash and its version, read together.
+    pub fn barring(&mut self, cfg: &FleetConfig) -> Result<(u64, HashMap<String, bool>), String> {
+        let hash = format!("{}barring", cfg.key_prefix);
+        let ver = format!("{}barring:version", cfg.key_prefix);
+        self.run(cfg, cfg.refresher_timeout, |c| {
+            let (v, m): (Option<u64>, HashMap<String, String>) =
+                redis::pipe().atomic().cmd("GET").arg(&ver).cmd("HGETALL").arg(&hash).query(c)?;
+            Ok((v.unwrap_or(0), m.into_iter().map(|(k, v)| (k, v == "1")).collect()))
+        })
+    }
+
+    /// Claim `key` for `binding` (hex) for `ttl_ms`: `SET NX PX`, and `GET`
+    /// when it exists.
+    pub fn claim(&mut self, cfg: &FleetConfig, key: &str, binding: &str, ttl_ms: u64) -> Result<Claim, String> {
+        let k = format!("{}replay:{}", cfg.key_prefix, key);
+        self.run(cfg, cfg.timeout, |c| {
+            let set: Option<String> = redis::cmd("SET").arg(&k).arg(binding).arg("NX").arg("PX").arg(ttl_ms.max(1)).query(c)?;
+            if set.is_some() {
+                return Ok(Claim::Ours);
+            }
+            let owner: Option<String> = redis::cmd("GET").arg(&k).query(c)?;
+            Ok(match owner {
+                Some(o) if o == binding => Claim::Ours,
+                Some(o) => Claim::Theirs(o),
+                // Expired between SET and GET: the token is at its end anyway.
+                None => Claim::Ours,
+            })
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The context's side: replay check per request, barring poll per tick.
+
+use crate::config::Config;
+use crate::context::{Context, TickReport};
+use crate::log;
+use crate::reason::Reason;
+use crate::replay::{self, hash128, hex, Hash128, Local, MissingJti, StoreUnavailable};
+use crate::token::Verified;
+
+fn unhex(s: &str) -> Option<Hash128> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    Some([u64::from_str_radix(&s[..16], 16).ok()?, u64::from_str_radix(&s[16..], 16).ok()?])
+}
+
+const STATE_UP: u32 = 1;
+const STATE_DOWN: u32 = 2;
+
+impl Context {
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replay rule (src/replay.rs) for an otherwise accepted token.
+    pub(crate) fn replay_step(&self, cfg: &Config, v: &Verified, binding: Option<&[u8]>, now: i64) -> Result<(), Reason> {
+        if !cfg.replay.enabled {
+            return Ok(());
+        }
+        let Some(jti) = v.jti.as_deref() else {
+            return match cfg.replay.missing_jti {
+                MissingJti::Allow => Ok(()),
+                MissingJti::Reject => Err(Reason::MissingClaim),
+            };
+        };
+        let binding = match binding {
+            Some(b) if !b.is_empty() => b,
+            _ => {
+                log::error("wic-tna: replay detection is on but the proxy passed no binding (Kamailio: modparam replay_binding): rejected");
+                return Err(Reason::InternalError);
+            }
+        };
+        let node = cfg.fleet.as_ref().map(|f| f.node_id.as_str()).unwrap_or("");
+        let key = hash128(&[v.iss.as_bytes(), jti.as_bytes()]);
+        let bind = hash128(&[node.as_bytes(), binding]);
+        let until = v.exp.saturating_add(cfg.leeway as i64);
+        let table = self.shared().replay_table();
+        match replay::check(table, &key, &bind, until, now) {
+            Local::Same => Ok(()),
+            Local::Other => Err(Reason::TokenReplayed),
+            Local::Full => {
+                log::error("wic-tna: the replay table has no free slot for this token: rejected (fail closed)");
+                Err(Reason::InternalError)
+            }
+            Local::First => {
+                let Some(f) = &cfg.fleet else { return Ok(()) };
+                let ttl_ms = ((until - now).max(1) as u64).saturating_mul(1000);
+                let mut store = self.store();
+                let was_up = store.up;
+                let r = store.claim(f, &hex(&key), &hex(&bind), ttl_ms);
+                drop(store);
+                match r {
+                    Ok(Claim::Ours) => {
+                        if was_up == Some(false) {
+                            log::info("wic-tna: fleet store reachable again (replay checks)");
+                        }
+                        Ok(())
+                    }
+                    Ok(Claim::Theirs(owner)) => {
+                        replay::rebind(table, &key, &unhex(&owner).unwrap_or([0, 0]), until, now);
+                        Err(Reason::TokenReplayed)
+                    }
+                    Err(e) => {
+                        if was_up != Some(false) {
+                            log::warn(&format!("wic-tna: fleet store unreachable for replay checks ({e}); first uses are {}", match cfg.replay.store_unavailable {
+                                StoreUnavailable::Reject => "rejected until it is back",
+                                StoreUnavailable::Local => "checked on this node only until it is back",
+                            }));
+                        }
+                        match cfg.replay.store_unavailable {
+                            StoreUnavailable::Local => Ok(()),
+                            StoreUnavailable::Reject => {
+                                replay::forget(table, &key, now);
+                                Err(Reason::InternalError)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The refresher's part: poll the fleet's barring (one `GET` of the
+    /// version when nothing changed) and apply changes to the shared state.
+    pub(crate) fn fleet_tick(&self, now: i64, report: &mut TickReport) {
+        let cfg = self.config();
+        let Some(f) = &cfg.fleet else { return };
+        let sh = self.shared().clone();
+        let (prev, _) = sh.fleet_state();
+        let known = sh.fleet_bar_version();
+        let r = {
+            let mut store = self.store();
+            if prev != STATE_UP {
+                // Start, or back after an outage: read everything.
+                store.barring(f).map(Some)
+            } else {
+                match store.barring_version(f) {
+                    Ok(v) if v == known => Ok(None),
+                    Ok(_) => store.barring(f).map(Some),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match r {
+            Ok(read) => {
+                sh.set_fleet_state(STATE_UP, now.max(0) as u64);
+                if prev == STATE_DOWN {
+                    log::info("wic-tna: fleet store reachable again; barring resynchronised");
+                }
+                if let Some((ver, map)) = read {
+                    let cur = sh.barring_overrides();
+                    let mut changed = false;
+                    let mut names: Vec<_> = map.into_iter().collect();
+                    names.sort();
+                    for (iss, barred) in names {
+                        if cur.get(&iss) != Some(&barred) {
+                            match sh.set_barring(&iss, Some(barred)) {
+                                Ok(()) => {
+                                    changed = true;
+                                    log::info(&format!("wic-tna: issuer {iss} {} (from the fleet)", if barred { "barred" } else { "unbarred" }));
+                                }
+                                Err(e) => {
+                                    report.failed = true;
+                                    log::error(&format!("wic-tna: fleet barring of {iss} not applied: {e}"));
+                                }
+                            }
+                        }
+                    }
+                    sh.set_fleet_bar_version(ver);
+                    if changed {
+                        report.published = true;
+                        self.sync();
+                    }
+                }
+            }
+            Err(e) => {
+                report.failed = true;
+                if prev != STATE_DOWN {
+                    sh.set_fleet_state(STATE_DOWN, now.max(0) as u64);
+                    log::warn(&format!("wic-tna: fleet store unreachable, keeping the last known barring: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Publish a barring change to the fleet (after it is in force here).
+    pub(crate) fn fleet_write_barring(&self, cfg: &Config, iss: &str, barred: bool) -> Result<(), String> {
+        let Some(f) = &cfg.fleet else { return Ok(()) };
+        let what = if barred { "barred" } else { "unbarred" };
+        match self.store().write_barring(f, iss, barred) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                log::error(&format!("wic-tna: issuer {iss} {what} on this node only: the fleet store could not be written: {e}"));
+                Err(format!("issuer {iss} {what} on this node only: the fleet store could not be written: {e}"))
+            }
+        }
+    }
+
+    pub(crate) fn replay_stats(&self, cfg: &Config) -> serde_json::Value {
+        serde_json::json!({
+            "enabled": cfg.replay.enabled,
+            "entries": replay::live_entries(self.shared().replay_table(), crate::context::now()),
+            "capacity": replay::REPLAY_SLOTS,
+        })
+    }
+
+    pub(crate) fn fleet_stats(&self, cfg: &Config) -> serde_json::Value {
+        let Some(f) = &cfg.fleet else { return serde_json::json!({ "configured": false }) };
+        let (state, since) = self.shared().fleet_state();
+        serde_json::json!({
+            "configured": true,
+            "node_id": f.node_id,
+            "store": match state { STATE_UP => "up", STATE_DOWN => "down", _ => "unknown" },
+            "store_since": since,
+            "barring_version": self.shared().fleet_bar_version(),
+        })
+    }
+}

@@ -416,6 +416,24 @@ fn cli_verify_and_check_config() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("WWW-Authenticate: Bearer realm="));
 }
 
+#[test]
+fn cli_verify_passes_the_replay_binding() {
+    let (_d, p) = temp_config(|s| format!("{s}\n[replay]\nenabled = true\n"));
+    let bin = env!("CARGO_BIN_EXE_wic-tna");
+    let t = format!("Bearer {}", token_a(|r| r.jti = Some("cli-binding".into())));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["verify", "--config", p.to_str().unwrap(), "--authorization", &t];
+        args.extend_from_slice(extra);
+        std::process::Command::new(bin).args(&args).output().unwrap()
+    };
+    // replay on and no binding: fail closed
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("500"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run(&["--binding", "udp:192.0.2.1:5060"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 fn cache_hits(c: &Context) -> u64 {
     let s: serde_json::Value = serde_json::from_str(&c.stats_json()).unwrap();
     s["process"]["verified_cache_hits"].as_u64().unwrap()

@@ -14,7 +14,7 @@ wic-tna: WebRTC IMS Client token check (Trusted Node Authentication)
 
 usage:
   wic-tna check-config <config.toml>
-  wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>]
+  wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>] [--binding <b>]
   wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]
   wic-tna mint --key <file> --alg <alg> --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...]
                [--kid <kid>] [--aud <aud>] [--scope <scope>] [--sub <sub>] [--jti <jti>]
@@ -33,7 +33,7 @@ Exit status: 0 success (verify: accepted), 1 rejected or failed, 2 usage error.
 fn help_for(cmd: &str) -> &'static str {
     match cmd {
         "check-config" => "wic-tna check-config <config.toml>\n  Load the configuration and every key; print a summary, or the error with file, line and field.\n",
-        "verify" => "wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>]\n  Verify an Authorization header value as the proxy would; print the decision, the identities,\n  the TNA header, or the SIP status, reason and WWW-Authenticate challenge. Exit 0 when accepted.\n",
+        "verify" => "wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>] [--binding <b>]\n  Verify an Authorization header value as the proxy would; print the decision, the identities,\n  the TNA header, or the SIP status, reason and WWW-Authenticate challenge. Exit 0 when accepted.\n  --binding: the request's replay binding (connection or source, e.g. udp:192.0.2.1:5060), needed\n  where [replay] is enabled; it is recorded in the shared replay table like a proxy's request.\n",
         "scscf-check" => "wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]\n  The S-CSCF side check of a received TNA header.\n",
         "mint" => "wic-tna mint --key <private key PEM or HMAC secret file> --alg <HS256|RS256|PS256|ES256|ES384|EdDSA|...>\n  --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...] [--kid <kid>] [--aud <aud, default ims.example.net>]\n  [--scope <scope, default webrtc-ims-client-access-to-ims>] [--sub <sub>] [--jti <jti>]\n  [--lifetime <s, default 3600>] [--iat <unix, default now>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ, default at+jwt>]\n  Print a signed access token (for demos and tests).\n",
         "bar" | "unbar" => "wic-tna bar|unbar --config <file> <iss>\n  Bar or unbar one issuer at run time, through the configuration's state_file (needs state_file).\n",
@@ -158,11 +158,17 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             Ok(true)
         }
         "verify" => {
-            a.check(&["config", "authorization", "to", "expires", "now"])?;
+            a.check(&["config", "authorization", "to", "expires", "now", "binding"])?;
             let c = context(a)?;
             let t = a.num("now", now())?;
             let exp = a.get("expires").map(|_| a.num("expires", 0)).transpose()?;
-            let o = c.verify(a.req("authorization")?.as_bytes(), a.get("to").map(str::as_bytes), exp, t);
+            let o = c.verify_bound(
+                a.req("authorization")?.as_bytes(),
+                a.get("to").map(str::as_bytes),
+                exp,
+                a.get("binding").map(str::as_bytes),
+                t,
+            );
             if let Some(v) = &o.verified {
                 println!("accepted");
                 println!("issuer: {}", v.iss);

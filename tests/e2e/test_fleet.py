@@ -92,7 +92,10 @@ def register(dep, token, issuer="a", user="alice"):
                           expires=300)
 
 
+@pytest.mark.parametrize("fleet", ["native", "python"], indirect=True)
 def test_fleet_barring_reaches_the_other_node(fleet):
+    """native: kamcmd on node 1, node 2's refresher process polls; python:
+    the CLI on node 1's state_file, node 2's rtimer tick polls."""
     n1, n2 = fleet
     # both nodes accept both issuers
     for n in (n1, n2):

@@ -112,6 +112,17 @@ def _pv(msg, spec):
     return str(v)
 
 
+def _binding(msg):
+    """The request's replay binding, as the Kamailio example forms it:
+    transport, source address and port (a UDP source, or a TCP/TLS/WS
+    connection). None when OpenSIPS does not give them (the library then
+    fails closed where [replay] is enabled)."""
+    parts = [_pv(msg, "$socket_in(proto)"), _pv(msg, "$si"), _pv(msg, "$sp")]
+    if not all(parts):
+        return None
+    return ":".join(p.lower() for p in parts)
+
+
 def _header(msg, *names):
     """The body of the first header with one of these names (getHeader
     compares names as written, so the compact form is a second name)."""
@@ -223,7 +234,8 @@ class WicTnaHandler:
         try:
             auth, count = _authorization(msg)
             result = self._context().verify(auth, _to_uri(msg),
-                                            _requested_expires(msg))
+                                            _requested_expires(msg),
+                                            binding=_binding(msg))
         except Exception as e:
             _log(1, "token verification failed: %s" % e)
             result = None

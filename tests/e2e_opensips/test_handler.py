@@ -141,3 +141,28 @@ def test_broken_configuration_refused_at_mod_init(mod, workdir):
                                            "audience = 42"))
     with pytest.raises(mod.WicTnaError):
         mod.WicTnaHandler(str(cfg), str(LIBRARY))
+
+
+def test_replay_binding_from_the_source(mod, workdir):
+    """With [replay] enabled, the handler passes transport:source:port as
+    the binding: the same source refreshes, another source is a replay,
+    and a request whose source is unknown fails closed."""
+    cfg = write_config(workdir / "replay.toml",
+                       transform=lambda t: t + "\n[replay]\nenabled = true\n")
+    h = mod.WicTnaHandler(str(cfg), str(LIBRARY))
+    impi, impu = identity("a", "alice")
+    token = "Bearer " + mint(extra={"jti": "opensips-replay-1"})
+
+    def run(src):
+        pvs = {"$tu": impu, "$var(req_exp)": "-1"}
+        if src:
+            pvs.update({"$socket_in(proto)": "UDP", "$si": src[0], "$sp": src[1]})
+        m = FakeMsg([("Authorization", token), ("To", "<%s>" % impu)], pvs)
+        rc = h.wic_tna_verify(m)
+        return rc, m.set.get("$var(wic_reason)")
+
+    assert run(("192.0.2.1", "5060")) == (1, "ok")
+    assert run(("192.0.2.1", "5060")) == (1, "ok")
+    assert run(("192.0.2.9", "5060")) == (-1, "token_replayed")
+    rc, reason = run(None)
+    assert reason == "internal_error" and rc != 1

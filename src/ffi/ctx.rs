@@ -204,31 +204,8 @@ pub unsafe extern "C" fn wic_tna_verify_at(
     now_unix: i64,
     out: *mut *mut wic_tna_result,
 ) -> wic_tna_status {
-    guard("wic_tna_verify", || {
-        // SAFETY: caller's contract.
-        let c = try_ffi!(unsafe { ctx_ref(ctx) });
-        // NULL with length 0: the request has no Authorization header.
-        let auth = if authorization.is_null() && authorization_len == 0 {
-            None
-        } else {
-            // SAFETY: caller's contract.
-            Some(try_ffi!(unsafe { bytes("authorization", authorization, authorization_len) }))
-        };
-        // SAFETY: caller's contract.
-        let to = try_ffi!(unsafe { opt_bytes("to_uri", to_uri, to_uri_len) });
-        if out.is_null() {
-            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
-        }
-        let t = if now_unix == 0 { now() } else { now_unix };
-        let req = if requested_expires < 0 { None } else { Some(requested_expires) };
-        let outcome = match auth {
-            Some(a) => c.verify(a, to, req, t),
-            None => c.no_credentials(),
-        };
-        // SAFETY: out checked non-NULL.
-        unsafe { *out = Box::into_raw(Box::new(wic_tna_result::from_outcome(outcome))) };
-        WIC_TNA_STATUS_OK
-    })
+    // SAFETY: the caller's contract is verify_common's.
+    unsafe { verify_common("wic_tna_verify", ctx, authorization, authorization_len, to_uri, to_uri_len, requested_expires, std::ptr::null(), 0, now_unix, out) }
 }
 
 /// As `wic_tna_verify_at`, with the request's replay binding: `binding`
@@ -258,9 +235,33 @@ pub unsafe extern "C" fn wic_tna_verify_bound(
     now_unix: i64,
     out: *mut *mut wic_tna_result,
 ) -> wic_tna_status {
-    guard("wic_tna_verify_bound", || {
+    // SAFETY: the caller's contract is verify_common's.
+    unsafe { verify_common("wic_tna_verify_bound", ctx, authorization, authorization_len, to_uri, to_uri_len, requested_expires, binding, binding_len, now_unix, out) }
+}
+
+/// The body of `wic_tna_verify_at` and `wic_tna_verify_bound` (binding
+/// NULL with length 0: none).
+///
+/// # Safety
+/// As `wic_tna_verify_bound`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn verify_common(
+    name: &'static str,
+    ctx: *const wic_tna_ctx,
+    authorization: *const c_char,
+    authorization_len: usize,
+    to_uri: *const c_char,
+    to_uri_len: usize,
+    requested_expires: i64,
+    binding: *const c_char,
+    binding_len: usize,
+    now_unix: i64,
+    out: *mut *mut wic_tna_result,
+) -> wic_tna_status {
+    guard(name, || {
         // SAFETY: caller's contract.
         let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        // NULL with length 0: the request has no Authorization header.
         let auth = if authorization.is_null() && authorization_len == 0 {
             None
         } else {

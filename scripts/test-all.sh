@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every test of wic-tna: Rust unit and integration tests (tokens from
+# Run every test of wic-tna (and the demo): Rust unit and integration tests (tokens from
 # PyJWT and our own minting), the C harness (plain, ASan/UBSan, valgrind),
 # the Kamailio end-to-end tests, the load test (quick) and the Debian
 # package test.
@@ -29,6 +29,9 @@ if [ -f tests/load/run.sh ]; then
   echo "==> Kamailio under load with faults (quick: 100 REGISTER/s, every fault; full: bash tests/load/run.sh)"
   bash tests/load/run.sh --quick
 fi
+echo "==> the demo (the README's run command: it fails unless the WIC registers)"
+bash scripts/demo.sh
+
 echo "==> OpenSIPS handler (no OpenSIPS needed) and end-to-end (when WIC_TNA_OPENSIPS names a binary)"
 python3 -m pytest -q tests/e2e_opensips/test_handler.py
 bash tests/e2e_opensips/run.sh

@@ -39,7 +39,7 @@ fn cache_entries(ctx: &wic_tna::Context) -> u64 {
 }
 
 fn child(scenario: &str) {
-    let tmp = TempDir::new("memory");
+    let tmp = TempDir::with_tag("bench-memory");
     let ctx = example_context(tmp.path(), None);
     let now = now();
     let report = |at: u64, ctx: &wic_tna::Context| {

@@ -27,7 +27,7 @@ fn main() {
     };
     let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let mode = args.get(2).map(String::as_str).unwrap_or("full");
-    let tmp = TempDir::new("profile");
+    let tmp = TempDir::with_tag("bench-profile");
     let tok = token_a(alg);
     let header = bearer(&tok);
     let now = now();

@@ -107,7 +107,7 @@ fn main() {
     if !bench_mode() {
         return;
     }
-    let tmp = TempDir::new("scale");
+    let tmp = TempDir::with_tag("bench-scale");
     let mut vs = Vec::new();
     for n in [1usize, 100, 10_000] {
         let (p, last) = issuers_config(tmp.path(), n);

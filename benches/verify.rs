@@ -61,7 +61,7 @@ fn criterion_median_ns(dir: &Path, group: &str, id: &str) -> Option<f64> {
 }
 
 fn main() {
-    let tmp = TempDir::new("verify");
+    let tmp = TempDir::with_tag("bench-verify");
     let nocache = example_context(tmp.path(), Some(0));
     let cached = example_context(tmp.path(), None);
     let now = now();

@@ -128,15 +128,12 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
     let n = table.len();
     let start = (key[0] as usize) % n;
     let mut candidate = None;
-    for p in 0..PROBES.min(n) {
-        let i = (start + p) % n;
-        let s = &table[i];
+    for (i, s) in window(table, key) {
         if let Some(b) = live_binding(s, key, now) {
             return if b == *binding { Local::Same } else { Local::Other };
         }
         if candidate.is_none() {
-            let st = s.state.load(Ordering::SeqCst);
-            if st == 0 || (st == 2 && s.until.load(Ordering::SeqCst) < now) {
+            if let Some(st) = claimable(s, now) {
                 candidate = Some((i, st));
             }
         }
@@ -151,9 +148,8 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
                 break;
             }
             let s = &table[i];
-            let st = s.state.load(Ordering::SeqCst);
-            let expired = st == 2 && s.until.load(Ordering::SeqCst) < now;
-            if (st == 0 || expired) && s.state.compare_exchange(st, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            let claimed = claimable(s, now).is_some_and(|st| s.state.compare_exchange(st, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok());
+            if claimed {
                 s.seq.fetch_add(1, Ordering::SeqCst);
                 s.key[0].store(key[0], Ordering::SeqCst);
                 s.key[1].store(key[1], Ordering::SeqCst);
@@ -169,12 +165,10 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
     let Some(mine) = mine else { return Local::Full };
     // Race resolution: an entry for the same key earlier in the window wins
     // (a slot another process is still writing is waited for).
-    for p in 0..PROBES.min(n) {
-        let i = (start + p) % n;
+    for (i, s) in window(table, key) {
         if i == mine {
             break;
         }
-        let s = &table[i];
         settle(s);
         if let Some(b) = live_binding(s, key, now) {
             table[mine].state.store(0, Ordering::SeqCst);
@@ -184,16 +178,27 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
     Local::First
 }
 
+/// The probe window of `key`: up to [`PROBES`] slots from its home slot,
+/// wrapping, with their indices (empty for an empty table).
+fn window<'t>(table: &'t [ReplaySlot], key: &Hash128) -> impl Iterator<Item = (usize, &'t ReplaySlot)> {
+    let n = table.len();
+    let start = if n == 0 { 0 } else { (key[0] as usize) % n };
+    (0..PROBES.min(n)).map(move |p| {
+        let i = (start + p) % n;
+        (i, &table[i])
+    })
+}
+
+/// A slot another key may take at `now` (free, or expired): its state.
+fn claimable(s: &ReplaySlot, now: i64) -> Option<u32> {
+    let st = s.state.load(Ordering::SeqCst);
+    (st == 0 || (st == 2 && s.until.load(Ordering::SeqCst) < now)).then_some(st)
+}
+
 /// Rebind `key` to `binding` (the fleet store named another owner), or
 /// insert it. Best effort: a full window leaves the table as it is.
 pub fn rebind(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64, now: i64) {
-    let n = table.len();
-    if n == 0 {
-        return;
-    }
-    let start = (key[0] as usize) % n;
-    for p in 0..PROBES.min(n) {
-        let s = &table[(start + p) % n];
+    for (_, s) in window(table, key) {
         if ready_match(s, key, now) && s.state.compare_exchange(2, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             s.seq.fetch_add(1, Ordering::SeqCst);
             s.binding[0].store(binding[0], Ordering::SeqCst);
@@ -209,13 +214,7 @@ pub fn rebind(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64
 /// Forget `key` (a first use the fleet store could not confirm, when the
 /// store's absence fails closed).
 pub fn forget(table: &[ReplaySlot], key: &Hash128, now: i64) {
-    let n = table.len();
-    if n == 0 {
-        return;
-    }
-    let start = (key[0] as usize) % n;
-    for p in 0..PROBES.min(n) {
-        let s = &table[(start + p) % n];
+    for (_, s) in window(table, key) {
         if ready_match(s, key, now) {
             s.state.store(0, Ordering::SeqCst);
         }

@@ -83,31 +83,9 @@ pub fn reset(file: &str) {
     let _ = std::fs::remove_file(out_dir().join(file));
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "wic-tna-bench-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "../../tests/common/tempdir.rs"]
+mod tempdir;
+pub use tempdir::TempDir;
 
 /// The example configuration (config/wic-tna.toml) copied into `dir` with
 /// absolute key paths; `cache` sets `verified_cache_size` (None: default,

@@ -32,31 +32,7 @@ pub fn temp_config(edit: impl Fn(String) -> String) -> (tempdir::TempDir, PathBu
     (d, p)
 }
 
-pub mod tempdir {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    pub struct TempDir(PathBuf);
-    impl TempDir {
-        pub fn new() -> TempDir {
-            let p = std::env::temp_dir().join(format!(
-                "wic-tna-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+pub mod tempdir;
 
 pub fn key(name: &str) -> Vec<u8> {
     let mut k = std::fs::read(root().join("tests/fixtures/keys").join(name)).unwrap();

@@ -183,7 +183,9 @@ enum wic_tna_status wic_tna_ctx_reload(const struct wic_tna_ctx *ctx);
  * configured timeouts; returns at once when nothing is due. Call it every
  * 250 ms or so (Kamailio: the module's refresher process; the Python
  * glue: one rtimer process). Failures are logged and leave the last good state in force.
- * `ctx` must not be NULL. Thread-safe, but one caller is enough.
+ * `ctx` is borrowed for the call and must not be NULL. Errors:
+ * `NULL_ARGUMENT`; a failed fetch is not an error of this call (it is
+ * logged and counted in the stats). Thread-safe, but one caller is enough.
  */
 enum wic_tna_status wic_tna_ctx_tick(const struct wic_tna_ctx *ctx);
 

@@ -102,7 +102,9 @@ pub unsafe extern "C" fn wic_tna_ctx_reload(ctx: *const wic_tna_ctx) -> wic_tna_
 /// configured timeouts; returns at once when nothing is due. Call it every
 /// 250 ms or so (Kamailio: the module's refresher process; the Python
 /// glue: one rtimer process). Failures are logged and leave the last good state in force.
-/// `ctx` must not be NULL. Thread-safe, but one caller is enough.
+/// `ctx` is borrowed for the call and must not be NULL. Errors:
+/// `NULL_ARGUMENT`; a failed fetch is not an error of this call (it is
+/// logged and counted in the stats). Thread-safe, but one caller is enough.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_ctx_tick(ctx: *const wic_tna_ctx) -> wic_tna_status {
     guard("wic_tna_ctx_tick", || {

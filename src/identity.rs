@@ -27,49 +27,61 @@ const fn class(extra: &[u8]) -> [bool; 256] {
 static NAI_USER: [bool; 256] = class(b"!#$%&'*+-/=?^_`{|}~.");
 static URI_USER: [bool; 256] = class(b"-_.!~*'()%&=+$;/");
 static PARAM: [bool; 256] = class(b"-_.!~*'()%[]/:&+$=;");
+static HOST: [bool; 256] = class(b"-.");
 
+/// Bytes allowed anywhere in an IMPU or `To` URI: graphic ASCII except
+/// `"`, `\\`, `<`, `>`, `,` and `?`.
+const fn uri_chars() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b',' | b'?');
+        c += 1;
+    }
+    t
+}
+
+static URI_CHAR: [bool; 256] = uri_chars();
+
+/// Every byte of `s` in `table`: no early exit, so that the loop has no
+/// branch per byte (identities are short, and almost always valid).
+#[inline]
+fn all_in(s: &[u8], table: &[bool; 256]) -> bool {
+    s.iter().fold(true, |ok, &c| ok & table[c as usize])
+}
+
+#[cfg(test)]
 fn is_nai_user_char(c: u8) -> bool {
     NAI_USER[c as usize]
 }
 
+#[cfg(test)]
 fn is_host_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'-' || c == b'.'
+    HOST[c as usize]
 }
 
 fn check_hostname(host: &str) -> bool {
     if host.is_empty() || host.len() > 253 {
         return false;
     }
-    if let Some(inner) = host.strip_prefix('[') {
+    let b = host.as_bytes();
+    if b[0] == b'[' {
         // IPv6 reference.
-        return match inner.strip_suffix(']') {
+        return match host[1..].strip_suffix(']') {
             Some(v6) => !v6.is_empty() && v6.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
             None => false,
         };
     }
-    // One pass: host characters only; labels neither empty (a trailing
-    // dot is tolerated, after at least one label) nor starting or ending
-    // with '-'.
-    let b = host.as_bytes();
-    let mut label_start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if !is_host_char(c) {
-            return false;
-        }
-        if c == b'.' {
-            if i == label_start || b[i - 1] == b'-' {
-                return false;
-            }
-            label_start = i + 1;
-        } else if c == b'-' && i == label_start {
-            return false;
-        }
+    // Host characters only; labels neither empty (a trailing dot is
+    // tolerated, after at least one label) nor starting or ending with
+    // '-': neither '.' nor '-' first, nor '-' last, and no "..", "-." or
+    // ".-" (looked for around each dot: a host has few).
+    if !all_in(b, &HOST) || matches!(b[0], b'.' | b'-') || b[b.len() - 1] == b'-' {
+        return false;
     }
-    // The last label: empty only after a dot (trailing dot).
-    match b.last() {
-        Some(b'-') => false,
-        _ => true,
-    }
+    // i > 0: b[0] is not a dot.
+    memchr::memchr_iter(b'.', b).all(|i| !matches!(b[i - 1], b'.' | b'-') && b.get(i + 1) != Some(&b'-'))
 }
 
 /// Check that `impi` is a NAI `user@realm` (RFC 7542 subset) and safe in a
@@ -82,10 +94,11 @@ pub fn check_impi(impi: &str) -> Result<(), &'static str> {
         Some(p) => p,
         None => return Err("no '@'"),
     };
-    if user.is_empty() || !user.bytes().all(is_nai_user_char) {
+    if user.is_empty() || !all_in(user.as_bytes(), &NAI_USER) {
         return Err("user part has characters outside the NAI set");
     }
-    if user.starts_with('.') || user.ends_with('.') || user.contains("..") {
+    let u = user.as_bytes();
+    if u[0] == b'.' || u[u.len() - 1] == b'.' || memchr::memchr_iter(b'.', u).any(|i| u.get(i + 1) == Some(&b'.')) {
         return Err("user part has a misplaced dot");
     }
     if realm.contains('@') || !check_hostname(realm) || realm.starts_with('[') {
@@ -105,49 +118,47 @@ pub enum Scheme {
     Tel,
 }
 
-/// A parsed IMPU or `To` URI: what takes part in comparisons.
+/// A parsed IMPU or `To` URI: what takes part in comparisons, held as its
+/// canonical form (one string: pool patterns are matched against it) with
+/// the positions of its parts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uri {
     /// Scheme.
     pub scheme: Scheme,
-    /// User part (SIP) or number (tel), lower-cased; visual separators are
-    /// removed from telephone numbers.
-    pub user: String,
-    /// Host, lower-cased (empty for tel).
-    pub host: String,
     /// Port, if given.
     pub port: Option<u16>,
+    /// `sip:user@host[:port]` or `tel:+123`, lower-cased.
+    text: String,
+    user: (usize, usize),
+    host: (usize, usize),
 }
 
 impl Uri {
     /// Canonical form without parameters: `sip:user@host[:port]`, `tel:+123`.
     /// Pool patterns are matched against this form.
-    pub fn canonical(&self) -> String {
-        match self.scheme {
-            Scheme::Tel => format!("tel:{}", self.user),
-            Scheme::Sip | Scheme::Sips => {
-                let mut s = String::with_capacity(self.user.len() + self.host.len() + 12);
-                s.push_str(if self.scheme == Scheme::Sip { "sip:" } else { "sips:" });
-                if !self.user.is_empty() {
-                    s.push_str(&self.user);
-                    s.push('@');
-                }
-                s.push_str(&self.host);
-                if let Some(p) = self.port {
-                    s.push(':');
-                    s.push_str(&p.to_string());
-                }
-                s
-            }
-        }
+    pub fn canonical(&self) -> &str {
+        &self.text
+    }
+
+    /// User part (SIP) or number (tel), lower-cased; visual separators are
+    /// removed from telephone numbers.
+    pub fn user(&self) -> &str {
+        &self.text[self.user.0..self.user.1]
+    }
+
+    /// Host, lower-cased (empty for tel).
+    pub fn host(&self) -> &str {
+        &self.text[self.host.0..self.host.1]
     }
 }
 
+#[cfg(test)]
 fn is_uri_user_char(c: u8) -> bool {
     // RFC 3261 unreserved / escaped / user-unreserved, without ',' and '?'.
     URI_USER[c as usize]
 }
 
+#[cfg(test)]
 fn is_param_char(c: u8) -> bool {
     PARAM[c as usize]
 }
@@ -176,23 +187,39 @@ impl UriRef<'_> {
     pub fn to_uri(&self) -> Uri {
         match self.scheme {
             Scheme::Tel => {
-                let mut number = String::with_capacity(self.user.len());
-                number.extend(self.user.bytes().filter(|&c| !is_visual_separator(c)).map(|c| c.to_ascii_lowercase() as char));
-                Uri { scheme: self.scheme, user: number, host: String::new(), port: None }
+                let mut text = String::with_capacity(4 + self.user.len());
+                text.push_str("tel:");
+                text.extend(self.user.bytes().filter(|&c| !is_visual_separator(c)).map(|c| c.to_ascii_lowercase() as char));
+                let end = text.len();
+                Uri { scheme: self.scheme, port: None, text, user: (4, end), host: (end, end) }
             }
-            Scheme::Sip | Scheme::Sips => Uri {
-                scheme: self.scheme,
-                user: self.user.to_ascii_lowercase(),
-                host: self.host.to_ascii_lowercase(),
-                port: self.port,
-            },
+            Scheme::Sip | Scheme::Sips => {
+                let mut text = String::with_capacity(self.user.len() + self.host.len() + 12);
+                text.push_str(if self.scheme == Scheme::Sip { "sip:" } else { "sips:" });
+                let u0 = text.len();
+                text.push_str(self.user);
+                let u1 = text.len();
+                if !self.user.is_empty() {
+                    text.push('@');
+                }
+                let h0 = text.len();
+                text.push_str(self.host);
+                let h1 = text.len();
+                text.make_ascii_lowercase();
+                if let Some(p) = self.port {
+                    use std::fmt::Write;
+                    // Writing to a String cannot fail.
+                    let _ = write!(text, ":{p}");
+                }
+                Uri { scheme: self.scheme, port: self.port, text, user: (u0, u1), host: (h0, h1) }
+            }
         }
     }
 
     /// Same identity as `u` (what [`same_identity`] says of `self.to_uri()`
     /// and `u`), without building it.
     pub fn same_as(&self, u: &Uri) -> bool {
-        if self.scheme != u.scheme || self.port != u.port || !self.host.eq_ignore_ascii_case(&u.host) {
+        if self.scheme != u.scheme || self.port != u.port || !self.host.eq_ignore_ascii_case(u.host()) {
             return false;
         }
         match self.scheme {
@@ -201,8 +228,8 @@ impl UriRef<'_> {
                 .bytes()
                 .filter(|&c| !is_visual_separator(c))
                 .map(|c| c.to_ascii_lowercase())
-                .eq(u.user.bytes()),
-            Scheme::Sip | Scheme::Sips => self.user.eq_ignore_ascii_case(&u.user),
+                .eq(u.user().bytes()),
+            Scheme::Sip | Scheme::Sips => self.user.eq_ignore_ascii_case(u.user()),
         }
     }
 }
@@ -217,7 +244,7 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
     if s.is_empty() || s.len() > MAX_IDENTITY_LEN {
         return Err("empty or too long");
     }
-    if !s.bytes().all(|c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\\' | b'<' | b'>' | b',' | b'?')) {
+    if !all_in(s.as_bytes(), &URI_CHAR) {
         return Err("characters not allowed in a URI");
     }
     let (scheme, rest) = match split_byte(s, b':') {
@@ -240,7 +267,7 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
         None => (rest, None),
     };
     if let Some(p) = params {
-        if !p.bytes().all(is_param_char) {
+        if !all_in(p.as_bytes(), &PARAM) {
             return Err("bad URI parameters");
         }
     }
@@ -263,17 +290,18 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
             Ok(UriRef { scheme, user: main, host: "", port: None })
         }
         Scheme::Sip | Scheme::Sips => {
-            let (user, hostport) = match main.bytes().rposition(|c| c == b'@') {
+            let (user, hostport) = match memchr::memrchr(b'@', main.as_bytes()) {
                 Some(i) => (&main[..i], &main[i + 1..]),
                 None => ("", main),
             };
             if hostport.len() != main.len() && user.is_empty() {
                 return Err("empty user part");
             }
-            if user.bytes().any(|c| c == b'@' || c == b':') {
-                return Err("user part has '@' or a password");
-            }
-            if !user.bytes().all(is_uri_user_char) {
+            if !all_in(user.as_bytes(), &URI_USER) {
+                // ('@' and ':' are not user characters.)
+                if user.bytes().any(|c| c == b'@' || c == b':') {
+                    return Err("user part has '@' or a password");
+                }
                 return Err("user part has characters not allowed");
             }
             let (host, port) = split_host_port(hostport)?;
@@ -288,7 +316,7 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
 /// `s.split_once(c)` for an ASCII byte, without the generic searcher
 /// (identities are short).
 fn split_byte(s: &str, c: u8) -> Option<(&str, &str)> {
-    let i = s.bytes().position(|x| x == c)?;
+    let i = memchr::memchr(c, s.as_bytes())?;
     Some((&s[..i], &s[i + 1..]))
 }
 
@@ -327,17 +355,27 @@ pub fn parse_to_uri(to: &str) -> Result<Uri, &'static str> {
 /// [`parse_to_uri`] without copying.
 pub fn parse_to_uri_ref(to: &str) -> Result<UriRef<'_>, &'static str> {
     let to = to.trim_matches(|c| c == ' ' || c == '\t');
-    let uri = if let Some(start) = to.rfind('<') {
+    let uri = if let Some(start) = memchr::memrchr(b'<', to.as_bytes()) {
         let rest = &to[start + 1..];
-        match rest.find('>') {
+        match memchr::memchr(b'>', rest.as_bytes()) {
             Some(end) => &rest[..end],
             None => return Err("unterminated '<'"),
         }
     } else {
         // addr-spec without brackets: everything after ';' is a header parameter.
-        to.split(';').next().unwrap_or("")
+        split_byte(to, b';').map_or(to, |(uri, _)| uri)
     };
-    parse_impu_ref(uri.trim())
+    parse_impu_ref(trim(uri))
+}
+
+/// `s.trim()`, without the Unicode tables when the ends are plain ASCII.
+fn trim(s: &str) -> &str {
+    let t = s.trim_ascii();
+    match (t.as_bytes().first(), t.as_bytes().last()) {
+        // trim_ascii leaves U+000B and non-ASCII white space in place.
+        (Some(&f), Some(&l)) if f >= 0x80 || l >= 0x80 || f == 0x0b || l == 0x0b => s.trim(),
+        _ => t,
+    }
 }
 
 /// Compare two URIs as PROTOCOL.md says: scheme, user, host and port;

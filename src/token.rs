@@ -6,8 +6,6 @@ use crate::config::{Config, Issuer};
 use crate::identity::{self, Uri};
 use crate::keys::{Alg, Key, KeySet};
 use crate::reason::Reason;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,12 +18,15 @@ pub const MAX_IMPUS: usize = 32;
 /// Members kept on the stack; an object with more spills to the heap.
 const INLINE_MEMBERS: usize = 16;
 
-/// One member of a [`StrictObject`]: its name (borrowed unless it had
-/// escapes) and its value as raw, validated JSON text.
-#[derive(Clone, Default)]
+/// One member of a [`StrictObject`]: its name as written between the
+/// quotes and its value as raw, validated JSON text. `Copy`, with nothing
+/// to drop: a name with escapes is decoded only when compared.
+#[derive(Clone, Copy, Default)]
 struct Member<'a> {
-    name: Cow<'a, str>,
+    name: &'a str,
     raw: &'a str,
+    /// The name has a backslash.
+    name_escaped: bool,
     /// The value's text has a backslash somewhere.
     escaped: bool,
 }
@@ -288,7 +289,7 @@ impl<'a> StrictObject<'a> {
     /// Parse `json`, which must be one object with unique member names.
     pub fn parse(json: &'a [u8]) -> Result<StrictObject<'a>, ()> {
         let s = std::str::from_utf8(json).map_err(|_| ())?;
-        let mut o = StrictObject { inline: Default::default(), n: 0, more: Vec::new() };
+        let mut o = StrictObject { inline: [Member::default(); INLINE_MEMBERS], n: 0, more: Vec::new() };
         let mut sc = Scan::new(s);
         if sc.ws() != Some(b'{') {
             return Err(());
@@ -304,20 +305,26 @@ impl<'a> StrictObject<'a> {
                 Some(b'"') => {}
                 _ => return Err(()),
             }
-            let ns = sc.i;
-            let escaped = sc.string()?;
-            let name_raw = &s[ns..sc.i];
-            let name = if escaped { Cow::Owned(unescape(name_raw)?) } else { Cow::Borrowed(&name_raw[1..name_raw.len() - 1]) };
+            let ns = sc.i + 1;
+            let name_escaped = sc.string()?;
+            let name = &s[ns..sc.i - 1];
             if sc.ws() != Some(b':') {
                 return Err(());
             }
             sc.i += 1;
             sc.escapes = false;
             let raw = sc.value()?;
-            if o.raw(&name).is_some() {
+            let m = Member { name, raw, name_escaped, escaped: sc.escapes };
+            // Unique names, compared decoded.
+            let dup = if name_escaped {
+                let decoded = unescape(&s[ns - 1..ns + name.len() + 1])?;
+                o.member(&decoded).is_some()
+            } else {
+                o.member(name).is_some()
+            };
+            if dup {
                 return Err(());
             }
-            let m = Member { name, raw, escaped: sc.escapes };
             if o.n < INLINE_MEMBERS {
                 o.inline[o.n] = m;
                 o.n += 1;
@@ -340,14 +347,34 @@ impl<'a> StrictObject<'a> {
         Ok(o)
     }
 
-    /// Is any of `names` a member?
-    fn has_any(&self, names: &[&str]) -> bool {
-        self.inline[..self.n].iter().chain(self.more.iter()).any(|m| names.iter().any(|n| *n == m.name))
+    fn all(&self) -> impl Iterator<Item = &Member<'a>> {
+        self.inline[..self.n].iter().chain(self.more.iter())
     }
 
+    /// Is `m`'s name `name` (decoded)?
+    #[inline]
+    fn name_is(m: &Member<'_>, name: &str) -> bool {
+        if !m.name_escaped {
+            // Names are short: an inline byte comparison, not a memcmp call.
+            return m.name.len() == name.len() && m.name.bytes().zip(name.bytes()).all(|(a, b)| a == b);
+        }
+        Self::escaped_name_is(m, name)
+    }
+
+    #[cold]
+    fn escaped_name_is(m: &Member<'_>, name: &str) -> bool {
+        unescape(&format!("\"{}\"", m.name)).is_ok_and(|d| d == name)
+    }
+
+    /// Is any of `names` a member?
+    fn has_any(&self, names: &[&str]) -> bool {
+        self.all().any(|m| names.iter().any(|n| Self::name_is(m, n)))
+    }
+
+    /// Members as (decoded name, raw value).
     #[cfg(test)]
-    fn members(&self) -> impl Iterator<Item = &Member<'a>> {
-        self.inline[..self.n].iter().chain(self.more.iter())
+    fn members(&self) -> Vec<(String, &'a str)> {
+        self.all().map(|m| (unescape(&format!("\"{}\"", m.name)).unwrap_or_default(), m.raw)).collect()
     }
 
     /// Member `name` decoded by serde_json (for cold paths).
@@ -361,9 +388,11 @@ impl<'a> StrictObject<'a> {
     }
 
     fn member(&self, name: &str) -> Option<&Member<'a>> {
-        // Names are short: an inline byte comparison, not a memcmp call.
-        let eq = |m: &&Member<'a>| m.name.len() == name.len() && m.name.bytes().zip(name.bytes()).all(|(a, b)| a == b);
-        self.inline[..self.n].iter().find(eq).or_else(|| self.more.iter().find(eq))
+        let find = |list: &'_ [Member<'a>]| list.iter().position(|m| Self::name_is(m, name));
+        match find(&self.inline[..self.n]) {
+            Some(i) => Some(&self.inline[i]),
+            None => find(&self.more).map(|i| &self.more[i]),
+        }
     }
 
     /// The value of `name`, decoded as far as the checks need. Arrays stay
@@ -377,8 +406,9 @@ impl<'a> StrictObject<'a> {
     fn get_as(&self, name: &str, array: bool) -> Option<Val<'a>> {
         let m = self.member(name)?;
         let raw = m.raw;
+        let escaped = m.escaped;
         match raw.as_bytes().first() {
-            Some(b'"') if !m.escaped => return Some(Val::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))),
+            Some(b'"') if !escaped => return Some(Val::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))),
             // An integer: `parse` refuses fractions and exponents, which
             // serde_json decodes as floats (and so `-0`).
             Some(b'-' | b'0'..=b'9') if raw != "-0" => {
@@ -386,7 +416,7 @@ impl<'a> StrictObject<'a> {
                     return Some(Val::Int(i));
                 }
             }
-            Some(b'[') if array && !m.escaped => return Some(Val::Arr(raw)),
+            Some(b'[') if array && !escaped => return Some(Val::Arr(raw)),
             _ => {}
         }
         Some(match serde_json::from_str::<Value>(raw).unwrap_or(Value::Null) {
@@ -496,14 +526,24 @@ fn fail(reason: Reason) -> Failure {
     Failure { reason, iss: None }
 }
 
-/// Base64url-decode `s` into `stack` when it fits, else into `heap`.
+/// Base64url-decode `s` (no padding, canonical: unused bits zero) into
+/// `stack` when it fits, else into `heap`. SIMD (base64-simd); the
+/// `tests` module holds it to what the `base64` crate's `URL_SAFE_NO_PAD`
+/// accepts.
 fn b64<'b>(s: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Result<&'b [u8], Failure> {
-    if base64::decoded_len_estimate(s.len()) <= stack.len() {
-        let n = URL_SAFE_NO_PAD.decode_slice(s, stack).map_err(|_| fail(Reason::MalformedToken))?;
-        Ok(&stack[..n])
+    b64_decode(s.as_bytes(), stack, heap).ok_or_else(|| fail(Reason::MalformedToken))
+}
+
+fn b64_decode<'b>(s: &[u8], stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    use base64_simd::URL_SAFE_NO_PAD as B64;
+    // No padding, and (like the `base64` crate) no non-zero unused bits in
+    // the last character: one encoding per byte string (tested below).
+    let n = B64.decoded_length(s).ok()?;
+    if n <= stack.len() {
+        B64.decode(s, base64_simd::Out::from_slice(&mut stack[..n])).ok().map(|d| &*d)
     } else {
-        *heap = URL_SAFE_NO_PAD.decode(s).map_err(|_| fail(Reason::MalformedToken))?;
-        Ok(heap)
+        *heap = B64.decode_to_vec(s).ok()?;
+        Some(heap)
     }
 }
 
@@ -530,7 +570,9 @@ fn numeric_date(v: Option<Val<'_>>, required: bool) -> Result<Option<i64>, Reaso
 }
 
 fn printable(s: &str) -> bool {
-    s.len() <= 1024 && !s.chars().any(|c| c.is_control())
+    // Printable ASCII (the usual case) without decoding characters; else
+    // no control character (C0, DEL, C1) anywhere.
+    s.len() <= 1024 && (s.bytes().fold(true, |ok, c| ok & (0x20..0x7f).contains(&c)) || !s.chars().any(|c| c.is_control()))
 }
 
 /// An optional printable string claim (`sub`, `jti`): absent or `null` is
@@ -762,7 +804,7 @@ pub fn check_claims(
         return Err(with_iss(Reason::ImpiOutsidePool));
     }
     for u in &impu_uris {
-        if !identity::in_pool(&issuer.impu_pool, &u.canonical()) {
+        if !identity::in_pool(&issuer.impu_pool, u.canonical()) {
             return Err(with_iss(Reason::ImpuOutsidePool));
         }
     }
@@ -898,7 +940,7 @@ mod tests {
         let show = String::from_utf8_lossy(json);
         match (&old, &new) {
             (Ok(o), Ok(n)) => {
-                let names: Vec<(String, &str)> = n.members().map(|m| (m.name.to_string(), m.raw)).collect();
+                let names: Vec<(String, &str)> = n.members();
                 let old_names: Vec<(String, &str)> = o.0.iter().map(|(k, v)| (k.clone(), v.get())).collect();
                 assert_eq!(names, old_names, "{show}");
                 for (k, v) in &o.0 {
@@ -1003,6 +1045,57 @@ mod tests {
             t.push_str(&s[1..]);
             t.push('}');
             same(t.as_bytes());
+        }
+    }
+
+    /// The SIMD base64url decoder accepts exactly what the `base64`
+    /// crate's `URL_SAFE_NO_PAD` accepts (no padding, no other alphabet,
+    /// no non-zero unused bits), with the same bytes, for every string of
+    /// up to 4 characters of a mixed alphabet, and for longer ones.
+    #[test]
+    fn b64_matches_base64_crate() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let alphabet = b"AQgw_-/+=. \n9zBPf";
+        let check = |t: &[u8]| {
+            let mut stack = [0u8; 64];
+            let mut heap = Vec::new();
+            let ours = b64_decode(t, &mut stack, &mut heap).map(|d| d.to_vec());
+            let theirs = URL_SAFE_NO_PAD.decode(t).ok();
+            assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(t));
+        };
+        let a = alphabet.len();
+        for len in 0..=4u32 {
+            for n in 0..a.pow(len) {
+                let mut k = n;
+                let t: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let c = alphabet[k % a];
+                        k /= a;
+                        c
+                    })
+                    .collect();
+                check(&t);
+            }
+        }
+        // Longer: every length to 300 (stack and heap), each with every
+        // possible last character, and one bad byte at each position.
+        let full = URL_SAFE_NO_PAD.encode((0..255u8).collect::<Vec<u8>>());
+        for len in 0..300usize {
+            let base: Vec<u8> = full.bytes().cycle().take(len).collect();
+            check(&base);
+            if len > 0 {
+                for last in (b'0'..=b'z').chain([b'-', b'_', b'=', b'+', b'/']) {
+                    let mut t = base.clone();
+                    t[len - 1] = last;
+                    check(&t);
+                }
+                for bad in [b'=', b'+', b'/', b' ', 0x80, 0] {
+                    let mut t = base.clone();
+                    t[len / 2] = bad;
+                    check(&t);
+                }
+            }
         }
     }
 }

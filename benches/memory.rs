@@ -42,6 +42,11 @@ fn child(scenario: &str) {
     let tmp = TempDir::with_tag("bench-memory");
     let ctx = example_context(tmp.path(), None);
     let now = now();
+    // Read /proc and the stats once before counting, so that the pages of
+    // the code that reports (file-backed, mapped in on first use, possibly
+    // as large folios) are resident at both points: the growth measured is
+    // then what the verifications allocate.
+    let _ = (status_kib("VmRSS:"), cache_entries(&ctx));
     let report = |at: u64, ctx: &wic_tna::Context| {
         println!(
             "{scenario} {at} {} {} {} {}",

@@ -8,6 +8,8 @@ use crate::keys::{Alg, Key, KeySet};
 use crate::reason::Reason;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Most keys tried for a token without `kid`.
@@ -288,8 +290,21 @@ fn unescape(raw: &str) -> Result<String, ()> {
 impl<'a> StrictObject<'a> {
     /// Parse `json`, which must be one object with unique member names.
     pub fn parse(json: &'a [u8]) -> Result<StrictObject<'a>, ()> {
+        let mut o = StrictObject::empty();
+        o.fill(json)?;
+        Ok(o)
+    }
+
+    /// An object with no members, to [`fill`](Self::fill) in place (the
+    /// inline members make it a large value: the hot path does not move it).
+    pub fn empty() -> StrictObject<'a> {
+        StrictObject { inline: [Member::default(); INLINE_MEMBERS], n: 0, more: Vec::new() }
+    }
+
+    /// [`parse`](Self::parse) into `self`, which must be empty.
+    pub fn fill(&mut self, json: &'a [u8]) -> Result<(), ()> {
+        let o = self;
         let s = std::str::from_utf8(json).map_err(|_| ())?;
-        let mut o = StrictObject { inline: [Member::default(); INLINE_MEMBERS], n: 0, more: Vec::new() };
         let mut sc = Scan::new(s);
         if sc.ws() != Some(b'{') {
             return Err(());
@@ -344,7 +359,7 @@ impl<'a> StrictObject<'a> {
         if sc.ws().is_some() {
             return Err(());
         }
-        Ok(o)
+        Ok(())
     }
 
     fn all(&self) -> impl Iterator<Item = &Member<'a>> {
@@ -596,6 +611,97 @@ fn split3(token: &str) -> Option<(&str, &str, &str)> {
     Some((&token[..d1], &token[d1 + 1..d2], &token[d2 + 1..]))
 }
 
+/// The JOSE header's `typ`, classified.
+#[derive(Clone, Copy)]
+enum Typ {
+    Absent,
+    /// `at+jwt` or `application/at+jwt` (RFC 9068), any case.
+    At,
+    /// `JWT`, any case.
+    Jwt,
+    /// Anything else, or not a string.
+    Other,
+}
+
+/// What the checks take from a JOSE header: a function of its text alone
+/// (the configuration is applied by the caller), so it can be remembered.
+#[derive(Clone)]
+struct JoseHeader {
+    alg: Alg,
+    typ: Typ,
+    /// `Err`: a `kid` that is not a string of at most 256 bytes.
+    kid: Result<Option<Rc<str>>, ()>,
+}
+
+/// Headers remembered per thread (a proxy process has one): tokens of one
+/// issuer and key share their header, byte for byte.
+const HEADER_CACHE: usize = 4;
+/// Longest header part remembered, in characters.
+const HEADER_CACHE_MAX: usize = 512;
+
+thread_local! {
+    static HEADERS: RefCell<(usize, [Option<(Box<str>, JoseHeader)>; HEADER_CACHE])> = const { RefCell::new((0, [const { None }; HEADER_CACHE])) };
+}
+
+/// The JOSE header of base64url text `h64`: decoded and checked, or taken
+/// from the per-thread cache of headers that passed (failures are not
+/// kept). Errors in the order of the checks: malformed, algorithm,
+/// unsupported member.
+fn jose_header(h64: &str) -> Result<JoseHeader, Reason> {
+    let hit = HEADERS
+        .try_with(|c| {
+            let c = c.try_borrow().ok()?;
+            c.1.iter().flatten().find(|(k, _)| **k == *h64).map(|(_, h)| h.clone())
+        })
+        .ok()
+        .flatten();
+    if let Some(h) = hit {
+        return Ok(h);
+    }
+    let h = parse_jose_header(h64)?;
+    if h64.len() <= HEADER_CACHE_MAX {
+        let _ = HEADERS.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                let at = c.0 % HEADER_CACHE;
+                c.1[at] = Some((h64.into(), h.clone()));
+                c.0 = at + 1;
+            }
+        });
+    }
+    Ok(h)
+}
+
+fn parse_jose_header(h64: &str) -> Result<JoseHeader, Reason> {
+    let mut header_buf = [0u8; 256];
+    let mut header_heap = Vec::new();
+    let header_json = b64(h64, &mut header_buf, &mut header_heap).map_err(|f| f.reason)?;
+    let mut header = StrictObject::empty();
+    if header.fill(header_json).is_err() {
+        return Err(Reason::MalformedToken);
+    }
+    let alg_name = match header.plain_str("alg") {
+        Some(Ok(s)) => s,
+        Some(Err(())) | None => return Err(Reason::UnsupportedAlgorithm),
+    };
+    let alg = Alg::from_name(alg_name).ok_or(Reason::UnsupportedAlgorithm)?;
+    // One pass over the (few) header members rather than a lookup per name.
+    if header.has_any(&["crit", "jku", "x5u", "jwk", "x5c", "b64", "zip", "enc"]) {
+        return Err(Reason::UnsupportedHeader);
+    }
+    let typ = match header.get("typ") {
+        None => Typ::Absent,
+        Some(Val::Str(t)) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => Typ::At,
+        Some(Val::Str(t)) if t.eq_ignore_ascii_case("jwt") => Typ::Jwt,
+        Some(_) => Typ::Other,
+    };
+    let kid = match header.get("kid") {
+        None => Ok(None),
+        Some(Val::Str(k)) if k.len() <= 256 => Ok(Some(Rc::from(&*k))),
+        Some(_) => Err(()),
+    };
+    Ok(JoseHeader { alg, typ, kid })
+}
+
 /// The key set fetched from an issuer's `jwks_url`, as this process has it.
 pub enum RemoteKeys {
     /// The issuer has no `jwks_url`.
@@ -632,45 +738,31 @@ pub fn verify_with(
     if h64.is_empty() || p64.is_empty() || s64.is_empty() {
         return Err(fail(Reason::MalformedToken));
     }
-    let mut header_buf = [0u8; 256];
-    let mut header_heap = Vec::new();
-    let header_json = b64(h64, &mut header_buf, &mut header_heap)?;
-    let header = StrictObject::parse(header_json).map_err(|_| fail(Reason::MalformedToken))?;
-
     // JOSE header: alg from the key's configuration, never trusted alone.
-    let alg_name = match header.plain_str("alg") {
-        Some(Ok(s)) => s,
-        Some(Err(())) => return Err(fail(Reason::UnsupportedAlgorithm)),
-        None => return Err(fail(Reason::UnsupportedAlgorithm)),
+    let header = jose_header(h64).map_err(fail)?;
+    let typ_ok = match header.typ {
+        Typ::Absent | Typ::Jwt => !cfg.require_at_jwt,
+        Typ::At => true,
+        Typ::Other => false,
     };
-    let alg = Alg::from_name(alg_name).ok_or_else(|| fail(Reason::UnsupportedAlgorithm))?;
-    // One pass over the (few) header members rather than a lookup per name.
-    if header.has_any(&["crit", "jku", "x5u", "jwk", "x5c", "b64", "zip", "enc"]) {
-        return Err(fail(Reason::UnsupportedHeader));
+    if !typ_ok {
+        return Err(fail(Reason::WrongTokenType));
     }
-    match header.get("typ") {
-        None if !cfg.require_at_jwt => {}
-        Some(Val::Str(t)) => {
-            let at = t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt");
-            if !(at || (!cfg.require_at_jwt && t.eq_ignore_ascii_case("jwt"))) {
-                return Err(fail(Reason::WrongTokenType));
-            }
-        }
-        _ => return Err(fail(Reason::WrongTokenType)),
-    }
-    let kid_value = match header.get("kid") {
-        None => None,
-        Some(Val::Str(k)) if k.len() <= 256 => Some(k),
-        Some(_) => return Err(fail(Reason::UnknownKey)),
+    let kid = match &header.kid {
+        Ok(k) => k.as_deref(),
+        Err(()) => return Err(fail(Reason::UnknownKey)),
     };
-    let kid = kid_value.as_deref();
+    let alg = header.alg;
 
     // Claims are read before the signature is checked only to learn `iss`,
     // which selects the only keys tried.
     let mut claims_buf = [0u8; 1024];
     let mut claims_heap = Vec::new();
     let claims_json = b64(p64, &mut claims_buf, &mut claims_heap)?;
-    let claims = StrictObject::parse(claims_json).map_err(|_| fail(Reason::MalformedToken))?;
+    let mut claims = StrictObject::empty();
+    if claims.fill(claims_json).is_err() {
+        return Err(fail(Reason::MalformedToken));
+    }
     let names = &cfg.claims;
     let iss_value = match claims.get(&names.iss) {
         Some(Val::Str(s)) => s,

@@ -92,8 +92,13 @@ fn bare_token_only_when_configured() {
 fn at_jwt_required_when_configured() {
     let (_d, p) = temp_config(|t| t.replace("require_at_jwt = false", "require_at_jwt = true"));
     let c = Context::new(&p, None).unwrap();
-    assert_eq!(verify(&c, &token_a(|r| r.typ = "JWT".into())).reason, Reason::WrongTokenType);
+    let jwt = token_a(|r| r.typ = "JWT".into());
+    // The same header accepted first where typ JWT is allowed (the parsed
+    // header is remembered per thread): the requirement still applies.
+    assert_eq!(verify(&ctx(), &jwt).reason, Reason::Ok);
+    assert_eq!(verify(&c, &jwt).reason, Reason::WrongTokenType);
     assert_eq!(verify(&c, &token_a(|_| {})).reason, Reason::Ok);
+    assert_eq!(verify(&ctx(), &jwt).reason, Reason::Ok);
 }
 
 #[test]

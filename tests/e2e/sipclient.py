@@ -181,12 +181,12 @@ class _Client:
 class UdpClient(_Client):
     transport = "UDP"
 
-    def __init__(self, host, port, timeout=5.0, bind_host=None):
+    def __init__(self, host, port, timeout=5.0, bind_host=None, bind_port=0):
         super().__init__(timeout)
         self.server = (host, port)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.bind((bind_host or host, 0))
+        self.sock.bind((bind_host or host, bind_port))
         self.contact_host, self.contact_port = self.sock.getsockname()[:2]
 
     def via_sent_by(self):

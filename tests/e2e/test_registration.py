@@ -287,6 +287,30 @@ def test_other_identity_on_registered_connection_rejected(dep):
         assert r.status == 200, r.raw
 
 
+def test_udp_source_reused_by_another_client(dep):
+    """UDP has no connection: a source address and port are reused (the
+    ephemeral ports of other clients) and can be spoofed. A REGISTER from a
+    bound source is decided by its token alone; the new binding replaces
+    the old one, so the source then speaks for the new identity only."""
+    alice = identity("a", "alice")[1]
+    bob = identity("a", "bob")[1]
+    with dep.udp() as c:
+        r = c.register(alice, [bearer(mint(user="alice"))], expires=600)
+        assert r.status == 200, r.raw
+        port = c.sock.getsockname()[1]
+    with dep.udp(bind_port=port) as c:
+        r = c.register(bob, [bearer(mint(user="bob"))], expires=600)
+        assert r.status == 200, r.raw
+        r = c.message(alice, bob)
+        assert r.status == 403, r.raw
+        assert_nothing_forwarded(dep, r.header("Call-ID"))
+        r = c.message(bob, alice)
+        assert r.status == 202, r.raw
+        # and without a token it is still a 401, bound source or not
+        r = c.register(bob, [], expires=600, call_id="again-" + c.call_id)
+        assert r.status == 401, r.raw
+
+
 def test_unregistered_connection_cannot_send(dep):
     with dep.ws(ORIGIN_A) as c:
         r = c.message(identity()[1], identity("a", "bob")[1])

@@ -157,6 +157,12 @@ impl fmt::Debug for Introspection {
 pub struct Issuer {
     /// The `iss` value.
     pub iss: String,
+    /// The same, shared with each `Verified` and `Outcome` that names it.
+    pub iss_shared: Arc<str>,
+    /// Its counter slot in the shared state of the context that loaded
+    /// this configuration (a `Config` belongs to one context), found on
+    /// first use.
+    pub(crate) counter_slot: once_cell::sync::OnceCell<Option<usize>>,
     /// Barred in the file (the run-time barring may override it).
     pub barred: bool,
     /// Longest token lifetime accepted (`exp - iat`), seconds.
@@ -820,7 +826,7 @@ impl Config {
             let mut keys_by_kid: HashMap<String, Vec<usize>> = HashMap::new();
             for (idx, key) in keys.iter().enumerate() {
                 if let Some(kid) = &key.kid {
-                    keys_by_kid.entry(kid.clone()).or_default().push(idx);
+                    keys_by_kid.entry(kid.to_string()).or_default().push(idx);
                 }
             }
             // A kid must name one key (possibly with several algorithms).
@@ -832,6 +838,8 @@ impl Config {
             }
             issuers.push(Issuer {
                 iss: ri.iss.clone(),
+                iss_shared: Arc::from(ri.iss.as_str()),
+                counter_slot: Default::default(),
                 barred: ri.barred,
                 max_token_lifetime: ri.max_token_lifetime,
                 impi_pool,

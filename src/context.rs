@@ -29,9 +29,9 @@ pub struct Outcome {
     /// cache).
     pub verified: Option<Arc<Verified>>,
     /// The issuer, when known (also on some failures).
-    pub iss: Option<String>,
+    pub iss: Option<Arc<str>>,
     /// The IMPI (accepted tokens; S-CSCF side: the TNA username).
-    pub impi: Option<String>,
+    pub impi: Option<Arc<str>>,
     /// The TNA header value, when accepted.
     pub tna_header: Option<String>,
     /// Seconds the token has left (0 when rejected).
@@ -281,6 +281,14 @@ impl Context {
         }
     }
 
+    /// [`count`](Self::count) for a configured issuer, whose slot its
+    /// configuration remembers (no lookup by name).
+    fn count_issuer(&self, issuer: &Issuer, reason: Reason) {
+        if let Some(s) = *issuer.counter_slot.get_or_init(|| self.slot(&issuer.iss)) {
+            self.shared.count(s, reason);
+        }
+    }
+
     /// The shared-state slot of `name` (claimed on first use), remembered
     /// per process.
     fn slot(&self, name: &str) -> Option<usize> {
@@ -301,7 +309,7 @@ impl Context {
         slot
     }
 
-    fn reject(&self, cfg: &Config, reason: Reason, iss: Option<String>) -> Outcome {
+    fn reject(&self, cfg: &Config, reason: Reason, iss: Option<Arc<str>>) -> Outcome {
         self.count(iss.as_deref(), reason);
         let params = reason::ChallengeParams {
             realm: &cfg.home_realm,
@@ -382,9 +390,9 @@ impl Context {
                 return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
             }
         }
-        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| i.iss == v.iss).or_else(|| cfg.issuer(&v.iss));
+        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss));
         let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
-        let tna = tna::build(&v.impi, &cfg.home_realm, issuer_entity.then_some(v.iss.as_str()));
+        let tna = tna::build(&v.impi, &cfg.home_realm, issuer_entity.then_some(&*v.iss));
         let seconds_left = (v.exp - now).max(0);
         let max = cfg.max_registration_expires as i64;
         let granted = match requested_expires {
@@ -394,7 +402,10 @@ impl Context {
         if let Err(r) = self.replay_step(&cfg, &v, binding, now) {
             return self.reject(&cfg, r, Some(v.iss.clone()));
         }
-        self.count(Some(&v.iss), Reason::Ok);
+        match issuer {
+            Some(i) => self.count_issuer(i, Reason::Ok),
+            None => self.count(Some(&v.iss), Reason::Ok),
+        }
         Outcome {
             reason: Reason::Ok,
             sip_status: 200,
@@ -435,7 +446,7 @@ impl Context {
             c.map.get(token)?.clone()
         };
         let (v, keys_gen) = v;
-        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| i.iss == v.iss).or_else(|| cfg.issuer(&v.iss))?;
+        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss))?;
         if now > v.exp.saturating_add(cfg.leeway as i64) || now < v.valid_from || self.is_barred(issuer) {
             return None;
         }
@@ -528,15 +539,15 @@ impl Context {
                     sip_status: 200,
                     www_authenticate: None,
                     verified: None,
-                    iss: p.authorization_entity,
-                    impi: Some(p.username),
+                    iss: p.authorization_entity.map(Arc::from),
+                    impi: Some(Arc::from(p.username)),
                     tna_header: None,
                     seconds_left: 0,
                     granted_expires: 0,
                 }
             }
             Err((reason, p)) => {
-                let iss = p.as_ref().and_then(|p| p.authorization_entity.clone());
+                let iss: Option<Arc<str>> = p.as_ref().and_then(|p| p.authorization_entity.as_deref()).map(Arc::from);
                 self.count(iss.as_deref(), reason);
                 Outcome {
                     reason,

@@ -10,6 +10,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// A JWS algorithm this library verifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -169,8 +170,9 @@ enum Verifier {
 /// One key, parsed, bound to one algorithm. A file key allowed for several
 /// algorithms becomes several `Key`s.
 pub struct Key {
-    /// Key id, if the configuration or the JWK gives one.
-    pub kid: Option<String>,
+    /// Key id, if the configuration or the JWK gives one (shared with
+    /// each `Verified` it verifies).
+    pub kid: Option<Arc<str>>,
     /// The one algorithm this key verifies with.
     pub alg: Alg,
     /// Where the key came from (for messages).
@@ -255,7 +257,7 @@ pub fn load_file_key(kid: Option<&str>, algs: &[Alg], src: KeySource<'_>, source
             (KeySource::Pem(_), Family::Hmac) => return Err(format!("{alg} needs a secret_file, not a PEM key")),
             (KeySource::Pem(p), _) => public_key(alg, &pem_bytes(alg, p)?)?,
         };
-        out.push(Key { kid: kid.map(str::to_owned), alg, source: source.to_owned(), verifier });
+        out.push(Key { kid: kid.map(Arc::from), alg, source: source.to_owned(), verifier });
     }
     Ok(out)
 }
@@ -329,7 +331,7 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
                 (DecodingKeyKind::SecretOrDer(b), _) => public_key(alg, b).map_err(|e| format!("{label}: {e}"))?,
                 _ => return Err(format!("{label}: key form does not fit {alg}")),
             };
-            keys.push(Key { kid: kid.clone(), alg, source: format!("{source} {label}"), verifier });
+            keys.push(Key { kid: kid.as_deref().map(Arc::from), alg, source: format!("{source} {label}"), verifier });
         }
     }
     if keys.is_empty() {
@@ -356,7 +358,7 @@ impl KeySet {
         let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             if let Some(kid) = &k.kid {
-                by_kid.entry(kid.clone()).or_default().push(i);
+                by_kid.entry(kid.to_string()).or_default().push(i);
             }
         }
         for (kid, idxs) in &by_kid {

@@ -316,7 +316,7 @@ impl RemoteState {
         now: i64,
         barred: &dyn Fn(&Issuer) -> bool,
     ) -> Result<Arc<Verified>, Failure> {
-        let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+        let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss_shared.clone()) };
         // a hint only (Verified::issuer_index): checked against iss on use
         let issuer_index = cfg.issuer_index.get(issuer.iss.as_str()).copied().unwrap_or(usize::MAX);
         let Some(x) = &issuer.introspection else { return Err(with_iss(Reason::InternalError)) };

@@ -499,9 +499,9 @@ fn for_each_str<'a>(v: &Val<'a>, mut f: impl FnMut(Cow<'a, str>)) -> Result<usiz
 #[derive(Clone, Debug)]
 pub struct Verified {
     /// `iss`.
-    pub iss: String,
+    pub iss: Arc<str>,
     /// IMPI.
-    pub impi: String,
+    pub impi: Arc<str>,
     /// IMPUs as the token gives them.
     pub impus: Vec<String>,
     /// IMPUs parsed.
@@ -522,7 +522,7 @@ pub struct Verified {
     /// vouched for by introspection).
     pub alg: Option<Alg>,
     /// kid, if any.
-    pub kid: Option<String>,
+    pub kid: Option<Arc<str>>,
     /// Position of the issuer in the configuration that verified it (a
     /// hint: check `iss` before relying on it).
     pub issuer_index: usize,
@@ -534,7 +534,7 @@ pub struct Failure {
     /// Why.
     pub reason: Reason,
     /// The configured issuer the token named, if it named one.
-    pub iss: Option<String>,
+    pub iss: Option<Arc<str>>,
 }
 
 fn fail(reason: Reason) -> Failure {
@@ -771,7 +771,7 @@ pub fn verify_with(
     };
     let issuer_index = *cfg.issuer_index.get(&*iss_value).ok_or_else(|| fail(Reason::UnknownIssuer))?;
     let issuer = cfg.issuers.get(issuer_index).ok_or_else(|| fail(Reason::UnknownIssuer))?;
-    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss_shared.clone()) };
 
     let mut sig_buf = [0u8; 512];
     let mut sig_heap = Vec::new();
@@ -794,10 +794,10 @@ pub fn check_claims(
     now: i64,
     barred: &dyn Fn(&Issuer) -> bool,
     alg: Option<Alg>,
-    kid: Option<String>,
+    kid: Option<Arc<str>>,
 ) -> Result<Verified, Failure> {
     let names = &cfg.claims;
-    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss_shared.clone()) };
 
     // Lifetime.
     let leeway = cfg.leeway as i64;
@@ -905,8 +905,8 @@ pub fn check_claims(
     let jti = optional_printable(claims.get(&names.jti)).map_err(with_iss)?;
 
     Ok(Verified {
-        iss: issuer.iss.clone(),
-        impi: impi.into_owned(),
+        iss: issuer.iss_shared.clone(),
+        impi: Arc::from(&*impi),
         impus,
         impu_uris,
         sub,
@@ -933,8 +933,8 @@ fn select_and_verify(
     alg: Alg,
     input: &[u8],
     signature: &[u8],
-) -> Result<(Alg, Option<String>), Reason> {
-    let by_kid = |keys: &[Key], idxs: &[usize]| -> Result<(Alg, Option<String>), Reason> {
+) -> Result<(Alg, Option<Arc<str>>), Reason> {
+    let by_kid = |keys: &[Key], idxs: &[usize]| -> Result<(Alg, Option<Arc<str>>), Reason> {
         let key = idxs.iter().map(|&i| &keys[i]).find(|k| k.alg == alg).ok_or(Reason::UnsupportedAlgorithm)?;
         if key.verify(input, signature) {
             Ok((key.alg, key.kid.clone()))

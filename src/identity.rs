@@ -27,6 +27,7 @@ const fn class(extra: &[u8]) -> [bool; 256] {
 static NAI_USER: [bool; 256] = class(b"!#$%&'*+-/=?^_`{|}~.");
 static URI_USER: [bool; 256] = class(b"-_.!~*'()%&=+$;/");
 static PARAM: [bool; 256] = class(b"-_.!~*'()%[]/:&+$=;");
+#[cfg(test)]
 static HOST: [bool; 256] = class(b"-.");
 
 /// Bytes allowed anywhere in an IMPU or `To` URI: graphic ASCII except
@@ -61,11 +62,34 @@ fn is_host_char(c: u8) -> bool {
     HOST[c as usize]
 }
 
+/// Kinds of host bytes for [`check_hostname`]: 0 letter or digit, 1 '.',
+/// 2 '-', 3 anything else.
+const fn host_kinds() -> [u8; 256] {
+    let mut t = [3u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        if (c as u8).is_ascii_alphanumeric() {
+            t[c] = 0;
+        }
+        c += 1;
+    }
+    t[b'.' as usize] = 1;
+    t[b'-' as usize] = 2;
+    t
+}
+
+static HOST_KIND: [u8; 256] = host_kinds();
+
+/// Bad pairs (kind before, kind) as bits `before * 4 + kind`: anything
+/// after or being a bad byte, "..", "-.", ".-" (a '.' before the first
+/// byte makes a leading '.' or '-' bad too).
+const HOST_BAD: u16 = 1 << 3 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 9 | 1 << 11 | 0xf000;
+
 fn check_hostname(host: &str) -> bool {
-    if host.is_empty() || host.len() > 253 {
+    let b = host.as_bytes();
+    if b.is_empty() || b.len() > 253 {
         return false;
     }
-    let b = host.as_bytes();
     if b[0] == b'[' {
         // IPv6 reference.
         return match host[1..].strip_suffix(']') {
@@ -75,18 +99,54 @@ fn check_hostname(host: &str) -> bool {
     }
     // Host characters only; labels neither empty (a trailing dot is
     // tolerated, after at least one label) nor starting or ending with
-    // '-': neither '.' nor '-' first, nor '-' last, and no "..", "-." or
-    // ".-" (looked for around each dot: a host has few).
-    if !all_in(b, &HOST) || matches!(b[0], b'.' | b'-') || b[b.len() - 1] == b'-' {
-        return false;
+    // '-'. One pass over pairs of byte kinds, without a branch per byte.
+    let mut before = 1u8;
+    let mut bad = 0u16;
+    for &c in b {
+        let k = HOST_KIND[c as usize];
+        bad |= HOST_BAD >> (before << 2 | k);
+        before = k;
     }
-    // i > 0: b[0] is not a dot.
-    memchr::memchr_iter(b'.', b).all(|i| !matches!(b[i - 1], b'.' | b'-') && b.get(i + 1) != Some(&b'-'))
+    bad & 1 == 0 && before != 2
 }
 
 /// Check that `impi` is a NAI `user@realm` (RFC 7542 subset) and safe in a
 /// header. Returns a short description of the problem otherwise.
 pub fn check_impi(impi: &str) -> Result<(), &'static str> {
+    if impi.is_empty() || impi.len() > MAX_IDENTITY_LEN {
+        return Err("empty or too long");
+    }
+    let b = impi.as_bytes();
+    let Some(at) = b.iter().position(|&c| c == b'@') else {
+        return Err("no '@'");
+    };
+    let (user, realm) = (&b[..at], &impi[at + 1..]);
+    // One pass: NAI characters, and no dot first, last or doubled.
+    let mut chars = !user.is_empty();
+    let mut prev_dot = true;
+    let mut dots = false;
+    for &c in user {
+        chars &= NAI_USER[c as usize];
+        let dot = c == b'.';
+        dots |= dot & prev_dot;
+        prev_dot = dot;
+    }
+    if !chars {
+        return Err("user part has characters outside the NAI set");
+    }
+    if dots || prev_dot {
+        return Err("user part has a misplaced dot");
+    }
+    // check_hostname refuses '@' and, here, an IPv6 reference.
+    if realm.starts_with('[') || !check_hostname(realm) {
+        return Err("realm is not a domain name");
+    }
+    Ok(())
+}
+
+/// The previous [`check_impi`], to test the new one against.
+#[cfg(test)]
+fn check_impi_old(impi: &str) -> Result<(), &'static str> {
     if impi.is_empty() || impi.len() > MAX_IDENTITY_LEN {
         return Err("empty or too long");
     }
@@ -547,6 +607,17 @@ mod tests {
             assert_eq!(is_nai_user_char(c), c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c));
             assert_eq!(is_uri_user_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c));
             assert_eq!(is_param_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c));
+        }
+    }
+
+    #[test]
+    fn impi_one_pass_agrees() {
+        let alphabet = [b'a', b'.', b'@', b'-', b'1', b'_', b'[', b'\''];
+        for s in (0..=7).flat_map(|len| words(&alphabet, len)) {
+            assert_eq!(check_impi(&s), check_impi_old(&s), "{s:?}");
+        }
+        for s in ["alice@socialnet.ims.example.net", "a.b@x.y", "a@[::1]", "a@x@y", "\u{e9}@x.net", "a\u{0}@x"] {
+            assert_eq!(check_impi(s), check_impi_old(s), "{s:?}");
         }
     }
 

@@ -9,7 +9,7 @@ use crate::http::{self, Url};
 use crate::identity::Pattern;
 use crate::keys::{self, Alg, Key, KeySource};
 use serde::Deserialize;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -178,7 +178,7 @@ pub struct Issuer {
     /// Keys, each bound to one algorithm.
     pub keys: Vec<Key>,
     /// Index of `keys` by kid.
-    pub keys_by_kid: HashMap<String, Vec<usize>>,
+    pub keys_by_kid: FxHashMap<String, Vec<usize>>,
     /// Key set by URL (at most one per issuer).
     pub remote_jwks: Option<RemoteJwks>,
     /// Introspection of reference tokens.
@@ -229,7 +229,9 @@ pub struct Config {
     /// Authorization entities.
     pub issuers: Vec<Issuer>,
     /// Index of `issuers` by `iss`.
-    pub issuer_index: HashMap<String, usize>,
+    /// (FxHash: built from the configuration and only looked up with token
+    /// text, so no key an attacker sends can make the table collide.)
+    pub issuer_index: FxHashMap<String, usize>,
     /// S-CSCF side.
     pub scscf: ScscfConfig,
     /// Some issuer has `[issuer.introspection]`.
@@ -593,7 +595,7 @@ impl Config {
         let mut prefixes: Vec<(String, usize)> = Vec::new();
         let mut unprefixed_introspection = 0usize;
         let mut issuers = Vec::with_capacity(raw.issuer.len());
-        let mut issuer_index = HashMap::with_capacity(raw.issuer.len());
+        let mut issuer_index = FxHashMap::with_capacity_and_hasher(raw.issuer.len(), Default::default());
         for (i, si) in raw.issuer.iter().enumerate() {
             let span = Some(si.span());
             let ri = si.get_ref();
@@ -823,7 +825,7 @@ impl Config {
                 .map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
                 keys.extend(loaded);
             }
-            let mut keys_by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+            let mut keys_by_kid: FxHashMap<String, Vec<usize>> = FxHashMap::default();
             for (idx, key) in keys.iter().enumerate() {
                 if let Some(kid) = &key.kid {
                     keys_by_kid.entry(kid.to_string()).or_default().push(idx);

@@ -8,7 +8,7 @@
 use aws_lc_rs::{hmac, signature as sig};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -346,7 +346,7 @@ pub struct KeySet {
     /// The keys, each bound to one algorithm.
     pub keys: Vec<Key>,
     /// Index of `keys` by kid.
-    pub by_kid: HashMap<String, Vec<usize>>,
+    pub by_kid: FxHashMap<String, Vec<usize>>,
 }
 
 impl KeySet {
@@ -355,7 +355,7 @@ impl KeySet {
     /// keys is an error.
     pub fn parse(json: &[u8], algs: &[Alg], source: &str) -> Result<(KeySet, Vec<String>), String> {
         let (keys, notes) = load_jwks(json, algs, source)?;
-        let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_kid: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         for (i, k) in keys.iter().enumerate() {
             if let Some(kid) = &k.kid {
                 by_kid.entry(kid.to_string()).or_default().push(i);

@@ -9,6 +9,7 @@ use crate::reason::Reason;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -545,17 +546,19 @@ fn fail(reason: Reason) -> Failure {
 /// `stack` when it fits, else into `heap`. SIMD (base64-simd); the
 /// `tests` module holds it to what the `base64` crate's `URL_SAFE_NO_PAD`
 /// accepts.
-fn b64<'b>(s: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Result<&'b [u8], Failure> {
+fn b64<'b>(s: &str, stack: &'b mut [MaybeUninit<u8>], heap: &'b mut Vec<u8>) -> Result<&'b [u8], Failure> {
     b64_decode(s.as_bytes(), stack, heap).ok_or_else(|| fail(Reason::MalformedToken))
 }
 
-fn b64_decode<'b>(s: &[u8], stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+fn b64_decode<'b>(s: &[u8], stack: &'b mut [MaybeUninit<u8>], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
     use base64_simd::URL_SAFE_NO_PAD as B64;
     // No padding, and (like the `base64` crate) no non-zero unused bits in
     // the last character: one encoding per byte string (tested below).
     let n = B64.decoded_length(s).ok()?;
     if n <= stack.len() {
-        B64.decode(s, base64_simd::Out::from_slice(&mut stack[..n])).ok().map(|d| &*d)
+        // The stack buffer is not cleared first: base64-simd writes it
+        // through `Out` and hands back only what it wrote.
+        B64.decode(s, base64_simd::Out::from_uninit_slice(&mut stack[..n])).ok().map(|d| &*d)
     } else {
         *heap = B64.decode_to_vec(s).ok()?;
         Some(heap)
@@ -672,7 +675,7 @@ fn jose_header(h64: &str) -> Result<JoseHeader, Reason> {
 }
 
 fn parse_jose_header(h64: &str) -> Result<JoseHeader, Reason> {
-    let mut header_buf = [0u8; 256];
+    let mut header_buf = [MaybeUninit::uninit(); 256];
     let mut header_heap = Vec::new();
     let header_json = b64(h64, &mut header_buf, &mut header_heap).map_err(|f| f.reason)?;
     let mut header = StrictObject::empty();
@@ -756,7 +759,7 @@ pub fn verify_with(
 
     // Claims are read before the signature is checked only to learn `iss`,
     // which selects the only keys tried.
-    let mut claims_buf = [0u8; 1024];
+    let mut claims_buf = [MaybeUninit::uninit(); 1024];
     let mut claims_heap = Vec::new();
     let claims_json = b64(p64, &mut claims_buf, &mut claims_heap)?;
     let mut claims = StrictObject::empty();
@@ -773,7 +776,7 @@ pub fn verify_with(
     let issuer = cfg.issuers.get(issuer_index).ok_or_else(|| fail(Reason::UnknownIssuer))?;
     let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss_shared.clone()) };
 
-    let mut sig_buf = [0u8; 512];
+    let mut sig_buf = [MaybeUninit::uninit(); 512];
     let mut sig_heap = Vec::new();
     let signature = b64(s64, &mut sig_buf, &mut sig_heap).map_err(|f| with_iss(f.reason))?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
@@ -1150,7 +1153,7 @@ mod tests {
         use base64::Engine;
         let alphabet = b"AQgw_-/+=. \n9zBPf";
         let check = |t: &[u8]| {
-            let mut stack = [0u8; 64];
+            let mut stack = [MaybeUninit::uninit(); 64];
             let mut heap = Vec::new();
             let ours = b64_decode(t, &mut stack, &mut heap).map(|d| d.to_vec());
             let theirs = URL_SAFE_NO_PAD.decode(t).ok();

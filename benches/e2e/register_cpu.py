@@ -160,8 +160,8 @@ def plain_cfg(native_cfg, tna, impi, impu, issuer):
     verify = re.search(r"(?ms)^route\[WIC_VERIFY\] \{\n\twic_tna_verify_expires\(.*?^\}\n", text)
     origin = re.search(r"(?ms)^route\[WIC_ORIGIN\] \{\n\twic_tna_origin\(.*?^\}\n", text)
     load = '#!else\nloadmodule WIC_TNA_MODULE\n#!endif'
-    param = 'modparam("wic_tna", "config", WIC_TNA_CONFIG)'
-    if not verify or not origin or load not in text or param not in text:
+    params = re.findall(r'(?m)^modparam\("wic_tna", .*\n', text)
+    if not verify or not origin or load not in text or not params:
         return None
     for s in (tna, impi, impu, issuer):
         assert "'" not in s
@@ -173,7 +173,8 @@ def plain_cfg(native_cfg, tna, impi, impu, issuer):
     text = text.replace(verify.group(0), const)
     text = text.replace(origin.group(0), "route[WIC_ORIGIN] {\n\t$var(origin_rc) = 1;\n}\n")
     text = text.replace(load, "#!else\n#!endif")
-    text = text.replace(param, "")
+    for p in params:
+        text = text.replace(p, "")
     return text
 
 
@@ -299,6 +300,7 @@ def main():
                 ports[k] = harness.free_port()
         except Exception as e:  # noqa: BLE001
             stop_all()
+            sys.stderr.write("%s\n" % e)
             not_measured(args.out, "Kamailio did not start (%s)" % str(e).splitlines()[0][:80])
 
         try:

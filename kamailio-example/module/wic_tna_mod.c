@@ -464,6 +464,35 @@ static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
 	return ki_wic_tna_verify_expires(msg, auth, to, -1);
 }
 
+/**
+ * The string value of a function parameter. A parameter that is one
+ * variable alone ("$var(x)", "$hdr(Authorization)") is read directly:
+ * fixup_get_svalue() prints it into the pv buffer (pv_buffer_size, 8192
+ * bytes by default), which a large Authorization header does not fit, and
+ * the token-size rule (400 token_too_large) belongs to the library. Any
+ * other parameter goes through fixup_get_svalue().
+ */
+static int wic_tna_param_str(sip_msg_t *msg, gparam_t *gp, str *out)
+{
+	pv_value_t val;
+	pv_elem_t *e;
+
+	if(gp != NULL && gp->type == FPARAM_PVE && gp->v.pve != NULL) {
+		e = gp->v.pve;
+		if(e->next == NULL && e->text.len == 0 && e->spec != NULL
+				&& e->spec->getf != NULL) {
+			memset(&val, 0, sizeof(val));
+			if(pv_get_spec_value(msg, e->spec, &val) == 0
+					&& (val.flags & (PV_VAL_NULL | PV_VAL_STR))
+							   == PV_VAL_STR) {
+				*out = val.rs;
+				return 0;
+			}
+		}
+	}
+	return fixup_get_svalue(msg, gp, out);
+}
+
 static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto)
 {
 	str auth = STR_NULL;
@@ -473,7 +502,7 @@ static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto)
 	 * request's result in $wic_tna(...): internal error (500) */
 	wic_tna_last_reset();
 
-	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
+	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
 		LM_ERR("cannot get the authorization value\n");
 		return -2;
 	}
@@ -495,7 +524,7 @@ static int w_wic_tna_verify_expires(
 	 * request's result in $wic_tna(...): internal error (500) */
 	wic_tna_last_reset();
 
-	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
+	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
 		LM_ERR("cannot get the authorization value\n");
 		return -2;
 	}
@@ -592,7 +621,7 @@ static int w_wic_tna_scscf_check(
 	 * request's result in $wic_tna(...): internal error (500) */
 	wic_tna_last_reset();
 
-	if(fixup_get_svalue(msg, (gparam_t *)pauth, &auth) < 0) {
+	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
 		LM_ERR("cannot get the authorization value\n");
 		return -2;
 	}

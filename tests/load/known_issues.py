@@ -23,8 +23,9 @@ idle-worker      After a successful `wic_tna.reload` (a key rotated out),
                  rotated-out key is still accepted over WebSocket/TCP
                  (tcp workers idle while the traffic is UDP), refused on
                  UDP.
-stale-result     When the module cannot read its argument (an Authorization
-                 value over Kamailio's pv_buffer_size, 8192 bytes), the
+stale-result     When the module cannot read its argument (as first found:
+                 an Authorization value over Kamailio's pv_buffer_size,
+                 8192 bytes, which the module now reads directly), the
                  wic_tna_verify*() wrapper returns -2 before the last result
                  is reset: $wic_tna(status/reason/tna/impi) still hold the
                  previous request's, e.g. 200/ok and another user's TNA

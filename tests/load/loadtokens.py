@@ -71,10 +71,9 @@ CLASSES = {
 }
 
 # The reason names (PROTOCOL.md) a refusal of each class must give: the check
-# meant for it refused it, not some other one. None: not checked (an
-# Authorization value over Kamailio's pv buffer never reaches the library;
-# the reply then carries the previous request's result, see
-# known_issues.py stale-result).
+# meant for it refused it, not some other one. (A 9 KiB token is larger than
+# Kamailio's pv buffer too: the native module reads a lone-variable argument
+# directly, so the library's max_token_size rule answers.)
 REASONS = {
     "v-es256-old": {"unknown_key"},   # after the rotation
     "v-refresh-old": {"unknown_key"},
@@ -92,7 +91,7 @@ REASONS = {
     "h-forged-iss": {"bad_signature"},
     "h-impi-pool": {"impi_outside_pool"},
     "h-to-mismatch": {"to_impu_not_in_token"},
-    "h-too-large": None,
+    "h-too-large": {"token_too_large"},
     "h-garbage": {"malformed_token", "malformed_request"},
     "h-basic": {"missing_token"},
 }

@@ -382,12 +382,21 @@ impl Context {
             },
         };
         if let Some(to) = to {
-            let to_uri = match std::str::from_utf8(to).ok().map(identity::parse_to_uri_ref) {
-                Some(Ok(u)) => u,
+            let text = match std::str::from_utf8(to).ok().map(identity::to_uri_text) {
+                Some(Ok(t)) => t,
                 _ => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
             };
-            if !v.impu_uris.iter().any(|u| to_uri.same_as(u)) {
-                return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
+            // Written exactly as one of the token's IMPUs, which parsed: the
+            // same identity (identity::tests::same_text_same_identity).
+            // Otherwise parsed and compared.
+            if !v.impus.iter().any(|i| *i == text) {
+                let to_uri = match identity::parse_impu_ref(text) {
+                    Ok(u) => u,
+                    Err(_) => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
+                };
+                if !v.impu_uris.iter().any(|u| to_uri.same_as(u)) {
+                    return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
+                }
             }
         }
         let issuer = cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss));

@@ -414,6 +414,11 @@ pub fn parse_to_uri(to: &str) -> Result<Uri, &'static str> {
 
 /// [`parse_to_uri`] without copying.
 pub fn parse_to_uri_ref(to: &str) -> Result<UriRef<'_>, &'static str> {
+    parse_impu_ref(to_uri_text(to)?)
+}
+
+/// The URI of a `To` value as text: what [`parse_to_uri_ref`] parses.
+pub fn to_uri_text(to: &str) -> Result<&str, &'static str> {
     let to = to.trim_matches(|c| c == ' ' || c == '\t');
     let uri = if let Some(start) = memchr::memrchr(b'<', to.as_bytes()) {
         let rest = &to[start + 1..];
@@ -425,7 +430,7 @@ pub fn parse_to_uri_ref(to: &str) -> Result<UriRef<'_>, &'static str> {
         // addr-spec without brackets: everything after ';' is a header parameter.
         split_byte(to, b';').map_or(to, |(uri, _)| uri)
     };
-    parse_impu_ref(trim(uri))
+    Ok(trim(uri))
 }
 
 /// `s.trim()`, without the Unicode tables when the ends are plain ASCII.
@@ -648,6 +653,24 @@ mod tests {
                 let old = parse_to_uri(t).map(|x| same_identity(&u, &x));
                 let new = parse_to_uri_ref(t).map(|x| x.same_as(&u));
                 assert_eq!(old, new, "{i} vs {t}");
+            }
+        }
+    }
+
+    /// The `To` check's shortcut (src/context.rs): a `To` URI written
+    /// exactly as an IMPU that parsed names that IMPU.
+    #[test]
+    fn same_text_same_identity() {
+        let alphabet = [b'a', b'A', b'.', b'-', b'@', b':', b';', b'1', b'+', b'(', b'='];
+        for w in (0..=4).flat_map(|len| words(&alphabet, len)) {
+            for s in [format!("sip:{w}@x.net"), format!("sips:a{w}@x.net"), format!("tel:+1{w}"), format!("sip:{w}")] {
+                if let Ok(u) = parse_impu(&s) {
+                    // (with parameters, the To's URI text is shorter: no shortcut)
+                    if to_uri_text(&s) == Ok(s.as_str()) {
+                        assert!(parse_impu_ref(&s).unwrap().same_as(&u), "{s:?}");
+                    }
+                    assert!(parse_to_uri_ref(&s).unwrap().same_as(&u), "{s:?}");
+                }
             }
         }
     }

@@ -48,8 +48,31 @@ struct Member<'a> {
 /// and values are decoded by serde_json itself.
 pub struct StrictObject<'a> {
     inline: [Member<'a>; INLINE_MEMBERS],
+    /// [`short_key`] of each member's name, in order (inline, then more).
+    keys: [u64; INLINE_MEMBERS],
     n: usize,
     more: Vec<Member<'a>>,
+    more_keys: Vec<u64>,
+    /// Some member name has escapes: lookups compare decoded text.
+    escaped_names: bool,
+}
+
+/// [`short_key`] of a name longer than 7 bytes or with escapes.
+const LONG: u64 = u64::MAX;
+
+/// A member name of at most 7 bytes as one number (its bytes and its
+/// length), so that a lookup compares each member in one instruction;
+/// [`LONG`] for a longer name.
+#[inline]
+fn short_key(b: &[u8]) -> u64 {
+    if b.len() > 7 {
+        return LONG;
+    }
+    let mut k = (b.len() as u64) << 56;
+    for (i, &c) in b.iter().enumerate() {
+        k |= (c as u64) << (8 * i);
+    }
+    k
 }
 
 /// A member value, decoded as the checks need it.
@@ -299,7 +322,14 @@ impl<'a> StrictObject<'a> {
     /// An object with no members, to [`fill`](Self::fill) in place (the
     /// inline members make it a large value: the hot path does not move it).
     pub fn empty() -> StrictObject<'a> {
-        StrictObject { inline: [Member::default(); INLINE_MEMBERS], n: 0, more: Vec::new() }
+        StrictObject {
+            inline: [Member::default(); INLINE_MEMBERS],
+            keys: [0; INLINE_MEMBERS],
+            n: 0,
+            more: Vec::new(),
+            more_keys: Vec::new(),
+            escaped_names: false,
+        }
     }
 
     /// [`parse`](Self::parse) into `self`, which must be empty.
@@ -332,20 +362,24 @@ impl<'a> StrictObject<'a> {
             let raw = sc.value()?;
             let m = Member { name, raw, name_escaped, escaped: sc.escapes };
             // Unique names, compared decoded.
+            let key = if name_escaped { LONG } else { short_key(name.as_bytes()) };
             let dup = if name_escaped {
                 let decoded = unescape(&s[ns - 1..ns + name.len() + 1])?;
                 o.member(&decoded).is_some()
             } else {
-                o.member(name).is_some()
+                o.member_keyed(name, key).is_some()
             };
             if dup {
                 return Err(());
             }
+            o.escaped_names |= name_escaped;
             if o.n < INLINE_MEMBERS {
                 o.inline[o.n] = m;
+                o.keys[o.n] = key;
                 o.n += 1;
             } else {
                 o.more.push(m);
+                o.more_keys.push(key);
             }
             first = false;
             match sc.ws() {
@@ -404,6 +438,19 @@ impl<'a> StrictObject<'a> {
     }
 
     fn member(&self, name: &str) -> Option<&Member<'a>> {
+        self.member_keyed(name, short_key(name.as_bytes()))
+    }
+
+    /// [`member`](Self::member); `key` is `short_key(name)`.
+    #[inline]
+    fn member_keyed(&self, name: &str, key: u64) -> Option<&Member<'a>> {
+        if key != LONG && !self.escaped_names {
+            // A short name and no escaped one: one comparison per member.
+            return match self.keys[..self.n].iter().position(|&k| k == key) {
+                Some(i) => Some(&self.inline[i]),
+                None => self.more_keys.iter().position(|&k| k == key).map(|i| &self.more[i]),
+            };
+        }
         let find = |list: &'_ [Member<'a>]| list.iter().position(|m| Self::name_is(m, name));
         match find(&self.inline[..self.n]) {
             Some(i) => Some(&self.inline[i]),

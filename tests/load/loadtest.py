@@ -292,8 +292,11 @@ class Client:
                 continue
             head, tail = f[:4], f[-4:]
             phrase = "|".join(f[4:-4])
-            sent = float(tail[0]) + float(tail[1]) / 1e6
-            answered = float(tail[2]) + float(tail[3]) / 1e6
+            # sipp prints a gettimeofday microseconds value of exactly 0
+            # as an empty field (seen once in ~28,000 calls)
+            num = lambda x: float(x) if x.strip() else 0.0  # noqa: E731
+            sent = num(tail[0]) + num(tail[1]) / 1e6
+            answered = num(tail[2]) + num(tail[3]) / 1e6
             recs[head[1]] = {"row": head[1], "call_id": head[2],
                              "status": head[3], "phrase": phrase,
                              "sent": sent, "answered": answered,

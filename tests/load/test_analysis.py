@@ -129,3 +129,19 @@ def test_rotation_replaces_exactly_the_old_kid():
     assert 'kid = "%s"' % L.NEW_KID in out and '"/x/new.pem"' in out
     for kid in ("a-hs256", "a-rsa", "a-cert", "a-es384", "a-ed", "b-hs256"):
         assert 'kid = "%s"' % kid in out
+
+
+def test_sipp_log_with_empty_microseconds(tmp_path):
+    # sipp writes a gettimeofday microseconds value of 0 as an empty field
+    from loadtest import Client
+    c = Client.__new__(Client)
+    c.calls_log = tmp_path / "calls.log"
+    c.calls_log.write_text(
+        "R|p.u.v-ed.0|1-2@x|200|OK|1000.000000|5.000000|1001.000000|\n"
+        "R|p.u.v-ed.1|1-3@x|401|Unauthorized (expired)|1002.000000|"
+        "|1002.000000|250.000000\n")
+    recs = c.records()
+    assert recs["p.u.v-ed.0"]["answered"] == 1001.0
+    assert recs["p.u.v-ed.0"]["sent"] == 1000.000005
+    assert recs["p.u.v-ed.1"]["sent"] == 1002.0
+    assert recs["p.u.v-ed.1"]["phrase"] == "Unauthorized (expired)"

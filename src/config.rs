@@ -155,10 +155,9 @@ impl fmt::Debug for Introspection {
 /// One authorization entity (token issuer).
 #[derive(Debug)]
 pub struct Issuer {
-    /// The `iss` value.
-    pub iss: String,
-    /// The same, shared with each `Verified` and `Outcome` that names it.
-    pub iss_shared: Arc<str>,
+    /// The `iss` value (shared with each `Verified` and `Outcome` that
+    /// names it).
+    pub iss: Arc<str>,
     /// Its counter slot in the shared state of the context that loaded
     /// this configuration (a `Config` belongs to one context), found on
     /// first use.
@@ -839,8 +838,7 @@ impl Config {
                 }
             }
             issuers.push(Issuer {
-                iss: ri.iss.clone(),
-                iss_shared: Arc::from(ri.iss.as_str()),
+                iss: Arc::from(ri.iss.as_str()),
                 counter_slot: Default::default(),
                 barred: ri.barred,
                 max_token_lifetime: ri.max_token_lifetime,

@@ -585,7 +585,7 @@ impl Context {
             }
             issuers.insert(iss, serde_json::Value::Object(m));
         }
-        let barred: Vec<&str> = cfg.issuers.iter().filter(|i| self.is_barred(i)).map(|i| i.iss.as_str()).collect();
+        let barred: Vec<&str> = cfg.issuers.iter().filter(|i| self.is_barred(i)).map(|i| &*i.iss).collect();
         let mut remote = serde_json::Map::new();
         for i in cfg.issuers.iter().filter(|i| i.remote_jwks.is_some() || i.introspection.is_some()) {
             let mut m = serde_json::Map::new();
@@ -602,7 +602,7 @@ impl Context {
                     m.insert("breaker_open_until".into(), get(Remote::BreakerOpenUntil).into());
                 }
             }
-            remote.insert(i.iss.clone(), serde_json::Value::Object(m));
+            remote.insert(i.iss.to_string(), serde_json::Value::Object(m));
         }
         serde_json::json!({
             "config": self.path.display().to_string(),

@@ -147,7 +147,7 @@ impl RemoteState {
         }
         let gen = shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire);
         let mut held = lock(&self.held);
-        if let Some(h) = held.get(&issuer.iss) {
+        if let Some(h) = held.get(&*issuer.iss) {
             if h.gen == gen && h.file == rj.cache_file {
                 return h.set.clone().map_or(RemoteKeys::Unavailable, RemoteKeys::Set);
             }
@@ -162,10 +162,10 @@ impl RemoteState {
                 // Keep what this process had (a set that fails to parse
                 // never replaces a good one); do not retry before the next
                 // generation.
-                held.get(&issuer.iss).and_then(|h| h.set.clone())
+                held.get(&*issuer.iss).and_then(|h| h.set.clone())
             }
         };
-        held.insert(issuer.iss.clone(), Held { gen, file: rj.cache_file.clone(), set: set.clone() });
+        held.insert(issuer.iss.to_string(), Held { gen, file: rj.cache_file.clone(), set: set.clone() });
         set.map_or(RemoteKeys::Unavailable, RemoteKeys::Set)
     }
 
@@ -201,10 +201,10 @@ impl RemoteState {
     fn refresh_one(&self, issuer: &Issuer, rj: &RemoteJwks, shared: &Shared, slot: usize, now: i64, pass: &mut Pass) {
         let url_text = format!("{}|{}", rj.url.host, rj.url.path);
         let mut sched = lock(&self.sched);
-        let fresh_start = !matches!(sched.get(&issuer.iss), Some(s) if s.url == url_text);
+        let fresh_start = !matches!(sched.get(&*issuer.iss), Some(s) if s.url == url_text);
         if fresh_start {
             sched.insert(
-                issuer.iss.clone(),
+                issuer.iss.to_string(),
                 Sched { url: url_text, next_at: now, etag: None, last_refetch: i64::MIN / 2, seen_request: 0 },
             );
             // A cache file left by a previous run, young enough: use it
@@ -213,7 +213,7 @@ impl RemoteState {
                 self.adopt_cache_file(issuer, rj, shared, slot, now, pass);
             }
         }
-        let Some(s) = sched.get_mut(&issuer.iss) else { return };
+        let Some(s) = sched.get_mut(&*issuer.iss) else { return };
         let mut due = now >= s.next_at;
         let requested = shared.remote(slot, Remote::RefetchRequested).load(Ordering::Acquire);
         if requested > s.seen_request && now.saturating_sub(s.last_refetch) >= rj.refetch_interval as i64 {
@@ -316,9 +316,9 @@ impl RemoteState {
         now: i64,
         barred: &dyn Fn(&Issuer) -> bool,
     ) -> Result<Arc<Verified>, Failure> {
-        let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss_shared.clone()) };
+        let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
         // a hint only (Verified::issuer_index): checked against iss on use
-        let issuer_index = cfg.issuer_index.get(issuer.iss.as_str()).copied().unwrap_or(usize::MAX);
+        let issuer_index = cfg.issuer_index.get(&*issuer.iss).copied().unwrap_or(usize::MAX);
         let Some(x) = &issuer.introspection else { return Err(with_iss(Reason::InternalError)) };
         let Some(slot) = slot else { return Err(with_iss(Reason::IntrospectionUnavailable)) };
         let stat = |f: Remote| {
@@ -401,7 +401,7 @@ impl RemoteState {
         };
         let result = match claims.json("active") {
             Some(Value::Bool(true)) => match claims.json(&cfg.claims.iss) {
-                Some(Value::String(s)) if s == issuer.iss => {
+                Some(Value::String(s)) if *s == *issuer.iss => {
                     token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None, None).map_err(|f| f.reason)
                 }
                 Some(Value::String(_)) | None => Err(Reason::UnknownIssuer),

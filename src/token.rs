@@ -362,12 +362,11 @@ impl<'a> StrictObject<'a> {
             let raw = sc.value()?;
             let m = Member { name, raw, name_escaped, escaped: sc.escapes };
             // Unique names, compared decoded.
-            let key = if name_escaped { LONG } else { short_key(name.as_bytes()) };
-            let dup = if name_escaped {
-                let decoded = unescape(&s[ns - 1..ns + name.len() + 1])?;
-                o.member(&decoded).is_some()
+            let (key, dup) = if name_escaped {
+                (LONG, o.member(&unescape(&s[ns - 1..ns + name.len() + 1])?).is_some())
             } else {
-                o.member_keyed(name, key).is_some()
+                let key = short_key(name.as_bytes());
+                (key, o.member_keyed(name, key).is_some())
             };
             if dup {
                 return Err(());
@@ -821,7 +820,7 @@ pub fn verify_with(
     };
     let issuer_index = *cfg.issuer_index.get(&*iss_value).ok_or_else(|| fail(Reason::UnknownIssuer))?;
     let issuer = cfg.issuers.get(issuer_index).ok_or_else(|| fail(Reason::UnknownIssuer))?;
-    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss_shared.clone()) };
+    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
 
     let mut sig_buf = [MaybeUninit::uninit(); 512];
     let mut sig_heap = Vec::new();
@@ -847,7 +846,7 @@ pub fn check_claims(
     kid: Option<Arc<str>>,
 ) -> Result<Verified, Failure> {
     let names = &cfg.claims;
-    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss_shared.clone()) };
+    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
 
     // Lifetime.
     let leeway = cfg.leeway as i64;
@@ -955,7 +954,7 @@ pub fn check_claims(
     let jti = optional_printable(claims.get(&names.jti)).map_err(with_iss)?;
 
     Ok(Verified {
-        iss: issuer.iss_shared.clone(),
+        iss: issuer.iss.clone(),
         impi: Arc::from(&*impi),
         impus,
         impu_uris,

@@ -469,7 +469,7 @@ static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
  * variable alone ("$var(x)", "$hdr(Authorization)") is read directly:
  * fixup_get_svalue() prints it into the pv buffer (pv_buffer_size, 8192
  * bytes by default), which a large Authorization header does not fit, and
- * the token-size rule (400 token_too_large) belongs to the library. Any
+ * the token-size rule (401 token_too_large) belongs to the library. Any
  * other parameter goes through fixup_get_svalue().
  */
 static int wic_tna_param_str(sip_msg_t *msg, gparam_t *gp, str *out)

@@ -315,6 +315,31 @@ def test_udp_source_reused_by_another_client(dep):
         assert r.status == 401, r.raw
 
 
+@pytest.mark.parametrize("transport", ["ws", "udp"])
+def test_deregistration_unbinds(dep, transport):
+    """A de-registration (expiry 0) that the S-CSCF accepts removes the
+    binding: the connection (or UDP source) speaks for no identity any
+    more, and another identity may register on it."""
+    alice = identity("a", "alice")[1]
+    bob = identity("a", "bob")[1]
+    with (dep.ws(ORIGIN_A) if transport == "ws" else dep.udp()) as c:
+        r = c.register(alice, [bearer(mint(user="alice"))], expires=600)
+        assert r.status == 200, r.raw
+        r = c.message(alice, bob)
+        assert r.status == 202, r.raw
+        r = c.register(alice, [bearer(mint(user="alice"))], expires=0)
+        assert r.status == 200, r.raw
+        r = c.message(alice, bob)
+        assert r.status == 403, r.raw
+        assert_nothing_forwarded(dep, r.header("Call-ID"))
+        # no longer bound to alice: bob may register here
+        r = c.register(bob, [bearer(mint(user="bob"))], expires=600,
+                       call_id="bob-" + c.call_id)
+        assert r.status == 200, r.raw
+        r = c.message(bob, alice)
+        assert r.status == 202, r.raw
+
+
 def test_unregistered_connection_cannot_send(dep):
     with dep.ws(ORIGIN_A) as c:
         r = c.message(identity()[1], identity("a", "bob")[1])

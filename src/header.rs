@@ -30,14 +30,8 @@ fn is_b64token_char(c: u8) -> bool {
 #[inline]
 fn is_b64token_byte(c: u8) -> bool {
     let lower = c | 0x20;
-    (lower.wrapping_sub(b'a') < 26)
-        | (c.wrapping_sub(b'0') < 10)
-        | (c == b'-')
-        | (c == b'.')
-        | (c == b'_')
-        | (c == b'~')
-        | (c == b'+')
-        | (c == b'/')
+    // '-' '.' '/' and the digits are the one range 0x2d..=0x39.
+    (lower.wrapping_sub(b'a') < 26) | (c.wrapping_sub(b'-') < 13) | (c == b'_') | (c == b'~') | (c == b'+')
 }
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.

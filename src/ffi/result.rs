@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::context::Outcome;
+use crate::Reason;
 
 /// The decision on one request and what the token said. Opaque; owned by
 /// the caller, freed with `wic_tna_result_free`. Read-only, so it may be
@@ -32,19 +33,26 @@ fn z(s: Option<&str>) -> Vec<u8> {
     v
 }
 
-fn leak_z(s: &'static str) -> &'static [u8] {
-    // Reason names and descriptions are a fixed set: intern them once.
+/// A reason's name and description, NUL-terminated: a fixed set, built
+/// once (no lock or lookup per request).
+fn reason_z(r: Reason) -> (&'static [u8], &'static [u8]) {
     use once_cell::sync::Lazy;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    static CACHE: Lazy<Mutex<HashMap<&'static str, &'static [u8]>>> = Lazy::new(|| Mutex::new(HashMap::new()));
-    let mut m = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    m.entry(s).or_insert_with(|| Box::leak(z(Some(s)).into_boxed_slice()))
+    fn leak(s: &str) -> &'static [u8] {
+        Box::leak(z(Some(s)).into_boxed_slice())
+    }
+    static TABLE: Lazy<Vec<(&'static [u8], &'static [u8])>> =
+        Lazy::new(|| Reason::ALL.iter().map(|r| (leak(r.name()), leak(r.description()))).collect());
+    match TABLE.get(r.index()) {
+        Some(&t) => t,
+        // TABLE has an entry for every index: not reached.
+        None => (b"internal_error\0", b"\0"),
+    }
 }
 
 impl wic_tna_result {
     pub(crate) fn from_outcome(o: Outcome) -> wic_tna_result {
         let accepted = o.accepted();
+        let names = reason_z(o.reason);
         // Explicit branches (not Option combinators): valgrind flagged the
         // combinator form, whose optimised code reads the inactive variant.
         let (subject, scope, impus, expires_at) = match &o.verified {
@@ -59,14 +67,14 @@ impl wic_tna_result {
         wic_tna_result {
             accepted,
             sip_status: o.sip_status,
-            reason: leak_z(o.reason.name()),
+            reason: names.0,
             www_authenticate: z(o.www_authenticate.as_deref()),
             tna_header: z(o.tna_header.as_deref()),
             impi: z(o.impi.as_deref()),
             issuer: z(o.iss.as_deref()),
             subject,
             scope,
-            error_description: if accepted { leak_z("") } else { leak_z(o.reason.description()) },
+            error_description: if accepted { b"\0" } else { names.1 },
             impus,
             expires_at,
             seconds_left: o.seconds_left,
@@ -228,4 +236,18 @@ pub unsafe extern "C" fn wic_tna_result_free(r: *mut wic_tna_result) {
             drop(unsafe { Box::from_raw(r) });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_strings_are_each_reasons_own() {
+        for r in Reason::ALL {
+            let (name, desc) = reason_z(r);
+            assert_eq!(name, [r.name().as_bytes(), b"\0"].concat(), "{r:?}");
+            assert_eq!(desc, [r.description().as_bytes(), b"\0"].concat(), "{r:?}");
+        }
+    }
 }

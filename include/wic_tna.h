@@ -7,7 +7,9 @@
  * them); strings out are wic_tna_str views valid while their object lives,
  * or copies into caller buffers. Out-parameters are written only on
  * success. Every function checks its pointers for NULL and never lets a
- * panic cross into C. Contexts are thread-safe and start no thread.
+ * panic cross into C. Contexts are thread-safe and start no thread, except
+ * one host name lookup thread per process, started by the first request
+ * that needs a name of a jwks_url or introspection URL resolved.
  */
 
 #ifndef WIC_TNA_H
@@ -65,7 +67,9 @@ typedef enum wic_tna_status {
 /**
  * A verification context: one configuration (reloadable), its keys, and
  * a reference to the shared state. Opaque. Safe to use from several
- * threads at once; starts no thread.
+ * threads at once. Creating or using it starts no thread, except the one
+ * host name lookup thread per process, started by the first request that
+ * needs a name resolved (remote trust with a host name in a URL).
  */
 typedef struct wic_tna_ctx wic_tna_ctx;
 

@@ -75,7 +75,9 @@ struct Barring {
     overrides: HashMap<String, bool>,
 }
 
-/// A verification context. Safe to share between threads; starts no thread.
+/// A verification context. Safe to share between threads. Starts no thread
+/// itself (host name lookups for remote trust run on [`crate::dns`]'s one
+/// thread per process, started by the first lookup that needs it).
 pub struct Context {
     path: PathBuf,
     config: RwLock<Arc<Config>>,

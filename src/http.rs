@@ -1,17 +1,20 @@
 //! A small blocking HTTP/1.1 client for the remote trust features (JWKS by
-//! URL, RFC 7662 introspection). It starts no thread and uses no async
-//! runtime (the proxy forks after loading the library): one TCP connection
-//! per request (`Connection: close`), TLS by rustls with the aws-lc-rs
-//! provider the crate already links, and every limit enforced as it reads:
-//! one overall deadline for connect, write and read, a cap on the header and
-//! body sizes, no redirects (a 3xx is just a status), no compression.
+//! URL, RFC 7662 introspection). It uses no async runtime and starts no
+//! thread itself (the proxy forks after loading the library); host names
+//! are resolved by [`crate::dns`], whose one helper thread per process is
+//! started by the first lookup of a name (never at load, so never before
+//! the fork). One TCP connection per request (`Connection: close`), TLS by
+//! rustls with the aws-lc-rs provider the crate already links, and every
+//! limit enforced as it reads: one overall deadline for name resolution,
+//! connect, write and read, a cap on the header and body sizes, no
+//! redirects (a 3xx is just a status), no compression.
 //!
 //! Plain `http://` is only ever used towards loopback addresses (checked at
 //! configuration load, see [`Url::parse`]).
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -262,14 +265,16 @@ impl<S: Read + Write> Write for Bounded<S> {
 /// Do `req`. Blocking, bounded by `req.timeout` overall.
 pub fn send(req: &Request<'_>) -> Result<Response, Error> {
     let deadline = Deadline(Instant::now() + req.timeout);
-    // Name resolution: IP literals need none; a name goes through the
-    // system resolver (getaddrinfo, which the timeout cannot bound: use IP
-    // addresses or /etc/hosts for the introspection endpoint).
+    // Name resolution: IP literals need none; a name is answered from the
+    // per-process cache of crate::dns, or looked up by its helper thread
+    // while this request waits at most until its deadline (getaddrinfo
+    // itself cannot be bounded).
     let addrs: Vec<SocketAddr> = match req.url.host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, req.url.port)],
-        Err(_) => (req.url.host.as_str(), req.url.port)
-            .to_socket_addrs()
-            .map_err(|e| Error::Io(format!("cannot resolve {}: {e}", req.url.host)))?
+        Err(_) => crate::dns::lookup(&req.url.host, deadline.0)
+            .map_err(Error::Io)?
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, req.url.port))
             .collect(),
     };
     if !req.url.tls && !addrs.iter().all(|a| a.ip().is_loopback()) {

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod context;
+pub mod dns;
 pub mod ffi;
 pub mod fleet;
 pub mod header;

@@ -822,3 +822,81 @@ fn http_framing_chunked_and_close_delimited_work_redirects_and_compression_do_no
         assert_eq!(verify(&c, &token("r3"), t + 10).reason, Reason::Ok, "{what}: good set kept");
     }
 }
+
+// ---------------------------------------------------------------- host names
+
+static HUNG_LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+
+/// A DNS outage for `hung-dns.invalid` (the lookup hangs 1.5 s, then
+/// fails); other names go to the system resolver.
+fn resolve_hook(host: &str) -> Option<std::io::Result<Vec<std::net::IpAddr>>> {
+    if host != "hung-dns.invalid" {
+        return None;
+    }
+    HUNG_LOOKUPS.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    Some(Err(std::io::Error::other("simulated DNS outage")))
+}
+
+/// Does /etc/hosts name localhost (then the system resolver answers it
+/// without sending a DNS query)?
+fn localhost_in_etc_hosts() -> bool {
+    std::fs::read_to_string("/etc/hosts").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let mut w = l.split('#').next().unwrap_or("").split_whitespace();
+            w.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())) && w.any(|n| n == "localhost")
+        })
+    })
+}
+
+// The only test of this file that uses host names (the others use
+// 127.0.0.1): the count of resolver threads is this test's.
+#[test]
+fn introspection_by_host_name_is_bounded_by_timeout_ms_cached_and_starts_one_thread_lazily() {
+    wic_tna::dns::set_resolve_hook(resolve_hook);
+    let logged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let l2 = logged.clone();
+    wic_tna::log::set_sink(Some(Box::new(move |_, m: &str| {
+        if m.contains("hung-dns.invalid") {
+            l2.lock().unwrap().push(m.to_owned());
+        }
+    })));
+    let srv = intro_server("{}");
+    // Loading a configuration and making a context start no thread.
+    let s = setup(None, "", Some(("https://hung-dns.invalid/introspect", "  timeout_ms = 300\n")));
+    let c = Context::new(&s.path, None).unwrap();
+    assert_eq!(wic_tna::dns::threads_started(), 0, "no thread before the first lookup");
+    // The DNS server hangs: the request still fails within timeout_ms.
+    for (i, tok) in ["ref-1", "ref-2"].iter().enumerate() {
+        let start = Instant::now();
+        let o = verify(&c, tok, now());
+        let took = start.elapsed();
+        assert_eq!((o.reason, o.sip_status), (Reason::IntrospectionUnavailable, 500), "{i}");
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(1000), "{i}: took {took:?}");
+    }
+    assert_eq!(HUNG_LOOKUPS.load(Ordering::SeqCst), 1, "one lookup in flight, not one per request");
+    let msgs = logged.lock().unwrap().clone();
+    assert!(msgs.iter().any(|m| m.contains("resolving hung-dns.invalid did not finish within 300 ms")), "{msgs:?}");
+    assert_eq!(wic_tna::dns::threads_started(), 1);
+    // Once it failed, the failure is remembered briefly: answered at once.
+    std::thread::sleep(Duration::from_millis(1400));
+    let start = Instant::now();
+    assert_eq!(verify(&c, "ref-3", now()).reason, Reason::IntrospectionUnavailable);
+    assert!(start.elapsed() < Duration::from_millis(200), "took {:?}", start.elapsed());
+    assert_eq!(HUNG_LOOKUPS.load(Ordering::SeqCst), 1);
+    assert!(logged.lock().unwrap().last().is_some_and(|m| m.contains("simulated DNS outage")));
+    wic_tna::log::set_sink(None);
+
+    // A name that resolves: end to end through the same path.
+    if !localhost_in_etc_hosts() {
+        eprintln!("localhost is not in /etc/hosts; end-to-end part skipped (no DNS query is sent)");
+        return;
+    }
+    let s = setup(None, "", Some((&format!("http://localhost:{}/introspect", srv.port), "")));
+    let c = Context::new(&s.path, None).unwrap();
+    assert_eq!(verify(&c, REF, now()).reason, Reason::Ok);
+    assert_eq!(verify(&c, "another-token", now()).reason, Reason::Ok);
+    assert_eq!(srv.hits(), 2);
+    assert_eq!(srv.last().header("Host"), Some(format!("localhost:{}", srv.port).as_str()));
+    assert_eq!(wic_tna::dns::threads_started(), 1, "still one thread per process");
+}

@@ -8,8 +8,8 @@
  * or copies into caller buffers. Out-parameters are written only on
  * success. Every function checks its pointers for NULL and never lets a
  * panic cross into C. Contexts are thread-safe and start no thread, except
- * one host name lookup thread per process, started by the first request
- * that needs a name of a jwks_url or introspection URL resolved.
+ * the host name lookup threads (at most 4 per process), started by the
+ * first request that needs a host name of a URL resolved.
  */
 
 #ifndef WIC_TNA_H
@@ -67,9 +67,10 @@ typedef enum wic_tna_status {
 /**
  * A verification context: one configuration (reloadable), its keys, and
  * a reference to the shared state. Opaque. Safe to use from several
- * threads at once. Creating or using it starts no thread, except the one
- * host name lookup thread per process, started by the first request that
- * needs a name resolved (remote trust with a host name in a URL).
+ * threads at once. Creating or using it starts no thread, except the host
+ * name lookup threads (at most 4 per process), started by the first
+ * request that needs a name resolved (a host name in a remote trust URL
+ * or in `redis_url`).
  */
 typedef struct wic_tna_ctx wic_tna_ctx;
 

@@ -9,8 +9,10 @@
 //!
 //! - Answers are cached per process, by name: addresses for [`POSITIVE_TTL`],
 //!   failures for [`NEGATIVE_TTL`], at most [`MAX_NAMES`] names.
-//! - A miss is handed to **one helper thread per process**, started lazily by
-//!   the first lookup of a name that needs it (never by configuration load
+//! - A miss is handed to a **helper thread** of the process (at most
+//!   [`MAX_THREADS`], one more started only when none is idle, so that a
+//!   name whose lookup hangs does not hold up the others); the first is
+//!   started lazily by the first lookup of a name (never by configuration load
 //!   or context creation: the proxy forks its workers after loading the
 //!   library, and a thread started before the fork would not exist in the
 //!   children). The caller waits for the answer at most until its request's
@@ -55,6 +57,10 @@ pub const MAX_STALE: Duration = Duration::from_secs(600);
 pub const MAX_NAMES: usize = 256;
 /// Most addresses kept per name.
 const MAX_ADDRS: usize = 16;
+/// Most helper threads per process: names are looked up in parallel, so a
+/// name whose lookup hangs (its domain's servers down) does not hold up
+/// the others (the fleet store's, another issuer's).
+pub const MAX_THREADS: usize = 4;
 
 /// The addresses of a name.
 pub type Addrs = Arc<[IpAddr]>;
@@ -86,7 +92,7 @@ struct Entry {
     good: Option<(Addrs, Instant)>,
     /// The last lookup failed: why, and when (cleared by a success).
     failed: Option<(String, Instant)>,
-    /// Queued or running on the helper thread.
+    /// Queued or running on a helper thread.
     pending: bool,
     /// Bumped at every answer (a waiter returns when it changes).
     generation: u64,
@@ -95,14 +101,16 @@ struct Entry {
 #[derive(Default)]
 struct Table {
     entries: HashMap<Box<str>, Entry>,
-    /// Names for the helper thread (each also `pending` in `entries`).
+    /// Names for the helper threads (each also `pending` in `entries`).
     queue: VecDeque<Box<str>>,
-    thread_started: bool,
+    /// Helper threads started, and how many of them wait for work.
+    threads: usize,
+    idle: usize,
 }
 
 struct Inner {
     table: Mutex<Table>,
-    /// The helper thread waits on it for work.
+    /// The helper threads wait on it for work.
     work: Condvar,
     /// Callers wait on it for answers.
     done: Condvar,
@@ -110,7 +118,7 @@ struct Inner {
     settings: Settings,
 }
 
-/// A cache of name lookups with its helper thread (started at the first
+/// A cache of name lookups with its helper threads (the first started at the first
 /// lookup that needs it). The process uses one, through [`lookup`].
 pub struct Resolver {
     pid: u32,
@@ -144,9 +152,9 @@ impl Resolver {
         }
     }
 
-    /// Has this resolver started its helper thread?
+    /// Has this resolver started a helper thread?
     pub fn thread_started(&self) -> bool {
-        lock(&self.inner.table).thread_started
+        lock(&self.inner.table).threads > 0
     }
 
     /// The addresses of `host`, waiting for a lookup at most until
@@ -230,23 +238,38 @@ impl Resolver {
         Ok(())
     }
 
-    /// Hand `key` to the helper thread, starting it if needed.
+    /// Hand `key` to a helper thread: an idle one, else a new one while
+    /// there are fewer than [`MAX_THREADS`] (each queued name not matched by
+    /// an idle thread gets one; a woken thread counts as idle until it takes
+    /// its name off the queue).
     fn queue(&self, t: &mut Table, key: &str) -> Result<(), String> {
-        if !t.thread_started {
-            spawn_helper(self.inner.clone()).map_err(|e| format!("resolving {key}: cannot start the resolver thread: {e}"))?;
-            t.thread_started = true;
-            THREADS_STARTED.fetch_add(1, Ordering::Relaxed);
-        }
         if let Some(e) = t.entries.get_mut(key) {
             e.pending = true;
         }
         t.queue.push_back(key.into());
+        if t.queue.len() > t.idle && t.threads < MAX_THREADS {
+            match spawn_helper(self.inner.clone()) {
+                Ok(()) => {
+                    t.threads += 1;
+                    THREADS_STARTED.fetch_add(1, Ordering::Relaxed);
+                }
+                // The running threads will get to it.
+                Err(_) if t.threads > 0 => {}
+                Err(e) => {
+                    t.queue.pop_back();
+                    if let Some(e) = t.entries.get_mut(key) {
+                        e.pending = false;
+                    }
+                    return Err(format!("resolving {key}: cannot start the resolver thread: {e}"));
+                }
+            }
+        }
         self.inner.work.notify_one();
         Ok(())
     }
 }
 
-/// Start the helper thread with every signal blocked: the new thread
+/// Start a helper thread with every signal blocked: the new thread
 /// inherits the creating thread's mask, so block everything around the
 /// spawn and restore the caller's mask right after.
 fn spawn_helper(inner: Arc<Inner>) -> io::Result<()> {
@@ -266,9 +289,9 @@ fn spawn_helper(inner: Arc<Inner>) -> io::Result<()> {
     spawned.map(|_| ())
 }
 
-/// The helper thread: one lookup at a time, forever (it is the process's
-/// only one; a lookup stuck in the system resolver delays the names queued
-/// behind it, whose callers time out as they would anyway).
+/// A helper thread: one lookup at a time, forever. With all
+/// [`MAX_THREADS`] stuck in the system resolver, further names wait in the
+/// queue (their callers give up at their deadlines, as they would anyway).
 fn helper(inner: &Inner) {
     loop {
         let key = {
@@ -277,10 +300,12 @@ fn helper(inner: &Inner) {
                 if let Some(k) = t.queue.pop_front() {
                     break k;
                 }
+                t.idle += 1;
                 t = match inner.work.wait(t) {
                     Ok(g) => g,
                     Err(e) => e.into_inner(),
                 };
+                t.idle -= 1;
             }
         };
         let answer = match catch_unwind(AssertUnwindSafe(|| (inner.resolve)(&key))) {
@@ -531,6 +556,30 @@ mod tests {
         assert!(r.lookup("as.example", Instant::now() + ms(2000)).is_ok());
         assert!(r.thread_started());
         assert!(threads_started() >= 1);
+    }
+
+    #[test]
+    fn a_hanging_name_does_not_hold_up_another() {
+        let r = Resolver::new(
+            |h| {
+                if h.starts_with("down") {
+                    sleep(ms(3000));
+                }
+                Ok(vec![ip("192.0.2.3")])
+            },
+            Settings::default(),
+        );
+        assert!(r.lookup("down.example", Instant::now() + ms(50)).is_err());
+        let start = Instant::now();
+        assert_eq!(&r.lookup("up.example", start + ms(1000)).unwrap()[..], &[ip("192.0.2.3")]);
+        assert!(start.elapsed() < ms(500), "took {:?}", start.elapsed());
+        assert_eq!(lock(&r.inner.table).threads, 2);
+        // More hanging names: idle threads are taken first, then new ones,
+        // never more than MAX_THREADS; the rest wait in the queue.
+        for i in 0..3 * MAX_THREADS {
+            assert!(r.lookup(&format!("down{i}.example"), Instant::now()).is_err());
+        }
+        assert_eq!(lock(&r.inner.table).threads, MAX_THREADS);
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //!   of node id and binding), `SET NX PX` with the token's remaining
 //!   lifetime, so it expires with the token.
 //!
-//! Connections are synchronous with connect, read and write timeouts; no
-//! thread, no async runtime. Each process makes its own connection lazily,
+//! Connections are synchronous with connect, read and write timeouts (a
+//! host name is resolved within the connect timeout by [`crate::dns`]); no
+//! thread of their own, no async runtime. Each process makes its own connection lazily,
 //! on first use (after the proxy's fork), and drops it on any error; after
 //! an error it does not try again for [`RETRY_AFTER`], so an unreachable
 //! store costs a worker at most one timeout per second.
@@ -112,6 +113,40 @@ impl RawFleet {
     }
 }
 
+/// A connection to the store within `connect_timeout`, name resolution
+/// included: a host name is looked up through [`crate::dns`] (bounded by
+/// the same timeout, cached), then its addresses (at most 4) are tried in
+/// turn with what is left of it. The redis crate would call getaddrinfo
+/// itself, which no timeout bounds, in a SIP worker.
+fn connect(cfg: &FleetConfig) -> Result<redis::Connection, String> {
+    use redis::IntoConnectionInfo;
+    let deadline = Instant::now() + cfg.connect_timeout;
+    let info = cfg.url.as_str().into_connection_info().map_err(|e| e.to_string())?;
+    let (host, port) = match &info.addr {
+        redis::ConnectionAddr::Tcp(host, port) => (host.trim_start_matches('[').trim_end_matches(']').to_owned(), *port),
+        // A Unix socket (TLS is not built in): nothing to resolve.
+        _ => {
+            let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+            return client.get_connection_with_timeout(cfg.connect_timeout).map_err(|e| e.to_string());
+        }
+    };
+    let addrs = crate::dns::lookup(&host, deadline)?;
+    let mut last = format!("no address for {host}");
+    for ip in addrs.iter().take(4) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("connecting to {host}:{port} did not finish within {} ms", cfg.connect_timeout.as_millis()));
+        }
+        let mut one = info.clone();
+        one.addr = redis::ConnectionAddr::Tcp(ip.to_string(), port);
+        match redis::Client::open(one).and_then(|c| c.get_connection_with_timeout(left)) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
 /// One process's connection to the store, made lazily.
 pub struct Store {
     conn: Option<(String, redis::Connection)>,
@@ -151,8 +186,7 @@ impl Store {
                     return Err("fleet store unreachable (waiting before the next attempt)".into());
                 }
             }
-            let client = redis::Client::open(cfg.url.as_str()).map_err(|e| e.to_string())?;
-            let c = client.get_connection_with_timeout(cfg.connect_timeout).map_err(|e| e.to_string())?;
+            let c = connect(cfg)?;
             self.conn = Some((cfg.url.clone(), c));
         }
         let Some((_, c)) = self.conn.as_mut() else { return Err("no connection".into()) };

@@ -1,8 +1,8 @@
 //! A small blocking HTTP/1.1 client for the remote trust features (JWKS by
 //! URL, RFC 7662 introspection). It uses no async runtime and starts no
 //! thread itself (the proxy forks after loading the library); host names
-//! are resolved by [`crate::dns`], whose one helper thread per process is
-//! started by the first lookup of a name (never at load, so never before
+//! are resolved by [`crate::dns`], whose helper threads (at most 4 per
+//! process) are started by lookups of names (never at load, so never before
 //! the fork). One TCP connection per request (`Connection: close`), TLS by
 //! rustls with the aws-lc-rs provider the crate already links, and every
 //! limit enforced as it reads: one overall deadline for name resolution,

@@ -402,3 +402,63 @@ fn racing_first_uses_in_two_processes_bind_once() {
         assert_eq!(codes, vec![10, 11], "round {round}");
     }
 }
+
+// ------------------------------------------------------- store host names
+
+static HUNG_LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A DNS outage for `hung-redis.invalid` (the lookup hangs 1.5 s, then
+/// fails); other names go to the system resolver.
+fn resolve_hook(host: &str) -> Option<std::io::Result<Vec<std::net::IpAddr>>> {
+    if host != "hung-redis.invalid" {
+        return None;
+    }
+    HUNG_LOOKUPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    Some(Err(std::io::Error::other("simulated DNS outage")))
+}
+
+fn localhost_in_etc_hosts() -> bool {
+    std::fs::read_to_string("/etc/hosts").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let mut w = l.split('#').next().unwrap_or("").split_whitespace();
+            w.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())) && w.any(|n| n == "localhost")
+        })
+    })
+}
+
+/// The store's host name is resolved within `connect_timeout_ms` (the redis
+/// crate would call getaddrinfo itself, unbounded, in the SIP worker), and
+/// a name with several addresses (localhost: ::1 and 127.0.0.1, the store
+/// listening on 127.0.0.1 only) gets each tried.
+#[test]
+fn store_host_name_resolution_is_bounded_by_connect_timeout() {
+    wic_tna::dns::set_resolve_hook(resolve_hook);
+    // By name, first (the process's store connection waits RETRY_AFTER
+    // after a failure, which the second part causes).
+    match Redis::start() {
+        Some(r) if localhost_in_etc_hosts() => {
+            let (_d, p) = with_tail(format!(
+                "\n[replay]\nenabled = true\nstore_unavailable = \"reject\"\n[fleet]\nredis_url = \"redis://localhost:{}/0\"\nnode_id = \"n\"\nkey_prefix = \"dns{}:\"\n",
+                r.port, r.port
+            ));
+            let c = Context::new(Path::new(&p), Some(Arc::new(Shared::new_anonymous().unwrap()))).unwrap();
+            let tok = tok_jti(Some("dns-jti-2"), 600);
+            assert_eq!(vb(&c, &tok, Some("conn-1"), now()).reason, Reason::Ok);
+            assert_eq!(vb(&c, &tok, Some("conn-2"), now()).reason, Reason::TokenReplayed, "the store by name is in use");
+        }
+        Some(_) => eprintln!("localhost is not in /etc/hosts; the by-name part is skipped (no DNS query is sent)"),
+        None => {}
+    }
+    // A DNS outage: the request fails closed within connect_timeout_ms.
+    let (_d, p) = with_tail(
+        "\n[replay]\nenabled = true\nstore_unavailable = \"reject\"\n[fleet]\nredis_url = \"redis://hung-redis.invalid:6379/0\"\nnode_id = \"n\"\nconnect_timeout_ms = 300\n".into(),
+    );
+    let c = Context::new(Path::new(&p), Some(Arc::new(Shared::new_anonymous().unwrap()))).unwrap();
+    let start = Instant::now();
+    let o = vb(&c, &tok_jti(Some("dns-jti"), 600), Some("conn-1"), now());
+    let took = start.elapsed();
+    assert_eq!((o.reason, o.sip_status), (Reason::InternalError, 500), "store unavailable, reject: fails closed");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(1000), "took {took:?}");
+    assert_eq!(HUNG_LOOKUPS.load(std::sync::atomic::Ordering::SeqCst), 1, "resolved through wic_tna::dns");
+}

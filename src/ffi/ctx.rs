@@ -6,9 +6,10 @@ use std::os::unix::ffi::OsStrExt;
 
 /// A verification context: one configuration (reloadable), its keys, and
 /// a reference to the shared state. Opaque. Safe to use from several
-/// threads at once. Creating or using it starts no thread, except the one
-/// host name lookup thread per process, started by the first request that
-/// needs a name resolved (remote trust with a host name in a URL).
+/// threads at once. Creating or using it starts no thread, except the host
+/// name lookup threads (at most 4 per process), started by the first
+/// request that needs a name resolved (a host name in a remote trust URL
+/// or in `redis_url`).
 pub struct wic_tna_ctx {
     pub(crate) inner: Context,
 }

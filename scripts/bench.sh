@@ -51,6 +51,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "present: ${pkgs[*]}"
 fi
+# perf, for the in-situ profile of step 7: optional (without it, or where
+# it cannot record, that row is left out)
+if ! command -v perf >/dev/null 2>&1 && [ -z "${WIC_TNA_SKIP_APT:-}" ]; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq linux-perf >/dev/null 2>&1 \
+    || echo "bench.sh: linux-perf not installed: no in-situ profile"
+fi
 
 step "build"
 cargo build --release

@@ -51,6 +51,22 @@ Results go to --out as `key value` lines:
   target_ep_cpu_ns                               plain + 1.3 x floor
   native_target_met                              1 or 0
   (and, as before: full_over_hit, verify_in_situ_ns, full.share_in_situ)
+  insitu.n, insitu.<k>.perf_cpu_ns               k in native, hit
+  insitu.<k>.<g>_share, insitu.<k>.<g>_ns        g in awslc, wictna, kamailio,
+                                                 kernel; ns = share x <k>.ep_cpu_ns
+  insitu.native.awslc_over_floor                 aws-lc in situ / floor_ns
+
+The in-situ profile (after the rounds; --perf-n REGISTERs per pair,
+default 2000, 0 or WIC_TNA_BENCH_NO_PERF=1: none): `perf record -F 1999`
+on the eP-CSCF processes of the native and hit pairs while sipp sends
+them REGISTERs, the samples grouped by where they fell (perf_group: aws-lc,
+wic-tna's own code, Kamailio with its modules and libc, the kernel), each
+group's share of the samples times the CPU per REGISTER measured in the
+rounds without perf (perf's sampling slows the profiled run down; its CPU
+is reported as insitu.<k>.perf_cpu_ns).
+It shows what the bare signature check's own code costs inside the proxy,
+with the proxy's work between two checks evicting its code and tables
+from the caches, against its floor measured in a hot loop.
 
     python3 benches/e2e/register_cpu.py --out target/bench/e2e.txt [-n 3000] [--rate 200]
 """
@@ -58,6 +74,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -200,13 +217,78 @@ def plain_cfg(native_cfg, tna, impi, impu, issuer):
     return text
 
 
+def perf_group(dso, sym):
+    """Where a sample of the eP-CSCF was: aws-lc (the crypto library: its
+    C and assembly code, and its Rust binding), wic-tna (the library's own
+    Rust code, its C ABI and the Kamailio module), the kernel, or Kamailio
+    (the binary, its other modules, libc)."""
+    if dso == "libwic_tna.so":
+        if sym.startswith("wic_tna_") or sym == "[unknown]":
+            return "wictna"
+        if "::" in sym:
+            return "awslc" if sym.lstrip("<").startswith("aws_lc_rs") else "wictna"
+        return "awslc"
+    if dso == "wic_tna.so":
+        return "wictna"
+    if dso.startswith("[kernel"):
+        return "kernel"
+    return "kamailio"
+
+
+def in_situ_profile(deps, drive, tmp, n):
+    """A flat perf profile of the eP-CSCF processes of the native (cache
+    off) and hit pairs while n REGISTERs go through each: CPU per REGISTER
+    by where it was spent (perf_group), from the samples' shares of the
+    CPU time measured over the same interval. {} when perf cannot record
+    (not installed, or not allowed)."""
+    perf = shutil.which("perf")
+    if not perf:
+        print("e2e: in-situ profile: no perf (apt-get install linux-perf): skipped")
+        return {}
+    out = {"insitu.n": n}
+    for k in ("native", "hit"):
+        pids = pids_of_session(deps[k].ep.proc.pid)
+        data = tmp / ("perf.%s.data" % k)
+        rec = subprocess.Popen([perf, "record", "-F", "1999", "-o", str(data), "-p", ",".join(map(str, pids))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        if rec.poll() is not None:
+            print("e2e: in-situ profile: perf record failed: %s" % rec.stderr.read().strip()[-200:])
+            return {}
+        meter = CpuMeter(pids)
+        meter.start()
+        drive(k, n)
+        cpu, _ = meter.stop()
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=60)
+        rep = subprocess.run([perf, "report", "-i", str(data), "--no-children", "--sort", "dso,sym", "--stdio"],
+                             capture_output=True, text=True)
+        shares = {}
+        for line in rep.stdout.splitlines():
+            m = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+\[.\]\s+(.*\S)", line)
+            if m:
+                g = perf_group(m.group(2), m.group(3))
+                shares[g] = shares.get(g, 0.0) + float(m.group(1)) / 100
+        if not shares:
+            print("e2e: in-situ profile: perf report gave no samples: skipped")
+            return {}
+        out["insitu.%s.perf_cpu_ns" % k] = cpu / n
+        for g, sh in shares.items():
+            out["insitu.%s.%s_share" % (k, g)] = sh
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("-n", type=int, default=int(os.environ.get("WIC_TNA_BENCH_REGISTERS", "3000")))
     ap.add_argument("--rate", type=int, default=int(os.environ.get("WIC_TNA_BENCH_RATE", "200")))
     ap.add_argument("--batch", type=int, default=250)
+    ap.add_argument("--perf-n", type=int, default=int(os.environ.get("WIC_TNA_BENCH_PERF_REGISTERS", "2000")),
+                    help="REGISTERs per pair for the in-situ profile (0: none)")
     args = ap.parse_args()
+    if os.environ.get("WIC_TNA_BENCH_NO_PERF"):
+        args.perf_n = 0
 
     if not (REPO / "kamailio-example" / "module" / "build.sh").exists():
         not_measured(args.out, "no kamailio-example/module/build.sh")
@@ -366,6 +448,7 @@ def main():
             # the last transactions' timers (tm frees them 5 s after the reply)
             time.sleep(6)
             used = {key: m.stop() for key, m in meters.items()}
+            insitu = in_situ_profile(deps, drive, tmp, args.perf_n) if args.perf_n > 0 else {}
         finally:
             stop_all()
         for k in scenarios:
@@ -434,7 +517,22 @@ def main():
     if "hit.ns" in bench:
         lines.append(("bench_hit_ns", bench["hit.ns"]))
         lines.append(("hit.share_bench", bench["hit.ns"] / hit_ep))
+    # Each group's share of the samples, applied to the CPU per REGISTER
+    # measured without perf in the rounds (perf's own sampling makes the
+    # profiled run slower: its shares are used, not its CPU).
+    for k in ("native", "hit"):
+        for g in ("awslc", "wictna", "kamailio", "kernel"):
+            sh = insitu.get("insitu.%s.%s_share" % (k, g))
+            if sh is not None or "insitu.%s.perf_cpu_ns" % k in insitu:
+                insitu["insitu.%s.%s_ns" % (k, g)] = (sh or 0.0) * results[k][0]
+    lines += sorted(insitu.items())
+    if floor and insitu.get("insitu.native.awslc_ns"):
+        lines.append(("insitu.native.awslc_over_floor", insitu["insitu.native.awslc_ns"] / floor))
     write(args.out, lines)
+    for k in ("native", "hit"):
+        if "insitu.%s.perf_cpu_ns" % k in insitu:
+            print("e2e: in situ (perf, %d REGISTERs; shares of the %.1f µs measured without perf) %-6s: aws-lc %.1f µs, wic-tna %.1f µs, Kamailio+libc %.1f µs, kernel %.1f µs per REGISTER" % (
+                insitu["insitu.n"], results[k][0] / 1e3, k, *(insitu.get("insitu.%s.%s_ns" % (k, g), 0) / 1e3 for g in ("awslc", "wictna", "kamailio", "kernel"))))
     for k in ("native", "python", "hit"):
         ep = results[k][0]
         print("e2e: %-6s %.1f µs per REGISTER = %.2fx plain forwarding (%.1f µs); +%.1f µs%s" % (

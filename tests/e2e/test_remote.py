@@ -5,6 +5,7 @@ process; Python glue: an rtimer route calling the glue's tick)."""
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -119,3 +120,67 @@ def test_introspection_reference_token_then_endpoint_down(remote):
     assert time.monotonic() - t0 < 1.0
     assert srv.count("/introspect") == dep2_calls, "breaker still open"
     assert_single_threaded(dep)
+
+
+def _localhost_in_etc_hosts():
+    try:
+        lines = open("/etc/hosts").read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if len(words) > 1 and words[0] in ("127.0.0.1", "::1") and "localhost" in words[1:]:
+            return True
+    return False
+
+
+def _tasks(pid):
+    try:
+        return len(os.listdir("/proc/%d/task" % pid))
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("mode", ["native", "python"])
+def test_urls_by_host_name_resolve_on_lookup_threads_after_the_fork(workdir, mode):
+    """The jwks_url and the introspection endpoint given by host name
+    (localhost, from /etc/hosts: no DNS query leaves the machine). The
+    processes that need the name (the refresher or the rtimer process, the
+    SIP workers that introspect) start one lookup thread each, after the
+    fork; the main process and every other child stay single-threaded;
+    keys are fetched, introspection answers, and the proxy stops on
+    SIGTERM as usual."""
+    if not _localhost_in_etc_hosts():
+        pytest.skip("localhost is not in /etc/hosts (no DNS query is sent)")
+    srv = RemoteServer().start()
+    base = config_transform(srv, workdir)
+    dep = Deployment(workdir, mode=mode,
+                     config_transform=lambda t: base(t).replace("http://127.0.0.1:", "http://localhost:"))
+    dep.start()
+    try:
+        r = wait_status(dep, lambda: mint_remote("r1"), 200, 10)
+        assert r.status == 200, (r.raw, dep.logs())
+        for _ in range(6):
+            r = register(dep, "ref-alice-2YotnFZFEjr1zCsicMWpAA")
+            assert r.status == 200, (r.raw, dep.logs())
+        assert srv.count("/jwks") >= 1 and srv.count("/introspect") >= 1, srv.hits
+        log = dep.ep.log()
+        assert "cannot resolve" not in log and "did not finish within" not in log, log[-2000:]
+        pids = [int(p) for p in re.findall(r"PID: (\d+)", dep.ep.rpc("core.psx").stdout)]
+        tasks = {pid: _tasks(pid) for pid in pids}
+        main = dep.ep.proc.pid
+        assert tasks.get(main) == 1, ("the main process started a thread", tasks)
+        assert all(n in (1, 2) for n in tasks.values()), tasks
+        # the refresher/rtimer (jwks_url) and at least one SIP worker
+        # (introspection) resolved the name
+        assert sum(1 for n in tasks.values() if n == 2) >= 2, tasks
+        # more REGISTERs: no more threads
+        for _ in range(10):
+            assert register(dep, mint_remote("r1", user="bob"), user="bob").status == 200
+        assert {pid: _tasks(pid) for pid in pids} == tasks
+        # SIGTERM stops it as usual (the lookup threads block every signal)
+        os.kill(main, signal.SIGTERM)
+        dep.ep.proc.wait(10)
+    finally:
+        dep.stop()
+        srv.stop()

@@ -418,14 +418,6 @@ fn resolve_hook(host: &str) -> Option<std::io::Result<Vec<std::net::IpAddr>>> {
     Some(Err(std::io::Error::other("simulated DNS outage")))
 }
 
-fn localhost_in_etc_hosts() -> bool {
-    std::fs::read_to_string("/etc/hosts").is_ok_and(|t| {
-        t.lines().any(|l| {
-            let mut w = l.split('#').next().unwrap_or("").split_whitespace();
-            w.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())) && w.any(|n| n == "localhost")
-        })
-    })
-}
 
 /// The store's host name is resolved within `connect_timeout_ms` (the redis
 /// crate would call getaddrinfo itself, unbounded, in the SIP worker), and

@@ -838,16 +838,6 @@ fn resolve_hook(host: &str) -> Option<std::io::Result<Vec<std::net::IpAddr>>> {
     Some(Err(std::io::Error::other("simulated DNS outage")))
 }
 
-/// Does /etc/hosts name localhost (then the system resolver answers it
-/// without sending a DNS query)?
-fn localhost_in_etc_hosts() -> bool {
-    std::fs::read_to_string("/etc/hosts").is_ok_and(|t| {
-        t.lines().any(|l| {
-            let mut w = l.split('#').next().unwrap_or("").split_whitespace();
-            w.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())) && w.any(|n| n == "localhost")
-        })
-    })
-}
 
 // The only test of this file that uses host names (the others use
 // 127.0.0.1): the count of resolver threads is this test's.

@@ -90,3 +90,14 @@ pub fn pyjwt_cases() -> Vec<Vec<String>> {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Does /etc/hosts name localhost (then the system resolver answers it
+/// without sending a DNS query)?
+pub fn localhost_in_etc_hosts() -> bool {
+    std::fs::read_to_string("/etc/hosts").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let mut w = l.split('#').next().unwrap_or("").split_whitespace();
+            w.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())) && w.any(|n| n == "localhost")
+        })
+    })
+}

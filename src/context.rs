@@ -71,7 +71,6 @@ struct TokenCache {
 }
 
 struct Barring {
-    gen: u64,
     overrides: HashMap<String, bool>,
 }
 
@@ -89,6 +88,12 @@ pub struct Context {
     in_step: AtomicBool,
     retry_at: AtomicI64,
     barring: RwLock<Barring>,
+    /// `barring.gen`, readable without the lock: a request takes the lock
+    /// only when the shared barring changed since.
+    barring_seen: AtomicU64,
+    /// Whether `barring.overrides` has any entry (without one, an issuer is
+    /// barred as configured and the lock is not taken).
+    has_overrides: AtomicBool,
     slots: Mutex<HashMap<String, usize>>,
     cache: Mutex<TokenCache>,
     config_gen: AtomicU64,
@@ -146,7 +151,9 @@ impl Context {
             seen_reload_gen: AtomicU64::new(gen),
             in_step: AtomicBool::new(true),
             retry_at: AtomicI64::new(0),
-            barring: RwLock::new(Barring { gen: bar_gen, overrides }),
+            barring_seen: AtomicU64::new(bar_gen),
+            has_overrides: AtomicBool::new(!overrides.is_empty()),
+            barring: RwLock::new(Barring { overrides }),
             slots: Mutex::new(HashMap::new()),
             cache: Mutex::new(TokenCache { gen: 0, map: HashMap::new() }),
             config_gen: AtomicU64::new(0),
@@ -242,16 +249,20 @@ impl Context {
             }
         }
         let bar_gen = self.shared.bar_gen();
-        let stale = self.barring.read().map(|b| b.gen != bar_gen).unwrap_or(true);
-        if stale {
+        if bar_gen != self.barring_seen.load(Ordering::Acquire) {
             let overrides = self.shared.barring_overrides();
             let mut b = self.barring.write().unwrap_or_else(|e| e.into_inner());
-            *b = Barring { gen: bar_gen, overrides };
+            self.has_overrides.store(!overrides.is_empty(), Ordering::Release);
+            *b = Barring { overrides };
+            self.barring_seen.store(bar_gen, Ordering::Release);
         }
         self.in_step.load(Ordering::Acquire)
     }
 
     fn is_barred_name(&self, iss: &str, configured: bool) -> bool {
+        if !self.has_overrides.load(Ordering::Acquire) {
+            return configured;
+        }
         let b = self.barring.read().unwrap_or_else(|e| e.into_inner());
         if b.overrides.is_empty() {
             return configured;

@@ -118,7 +118,7 @@ struct Inner {
     settings: Settings,
 }
 
-/// A cache of name lookups with its helper threads (the first started at the first
+/// A cache of name lookups with its helper threads (the first started by the first
 /// lookup that needs it). The process uses one, through [`lookup`].
 pub struct Resolver {
     pid: u32,
@@ -222,7 +222,7 @@ impl Resolver {
     }
 
     /// Room for one more name: drop expired answers, then any answer; names
-    /// being looked up stay (the helper thread will store their answer).
+    /// being looked up stay (a helper thread will store their answer).
     fn make_room(&self, t: &mut Table, now: Instant) -> Result<(), String> {
         let s = self.inner.settings;
         if t.entries.len() < s.max_names {
@@ -395,7 +395,7 @@ fn system_resolve(host: &str) -> io::Result<Vec<IpAddr>> {
 static GLOBAL: AtomicPtr<Resolver> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The addresses of `host` (a name or an IP literal), from this process's
-/// cache or its helper thread, waiting at most until `deadline`.
+/// cache or a helper thread, waiting at most until `deadline`.
 pub fn lookup(host: &str, deadline: Instant) -> Result<Addrs, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(Arc::from([ip]));

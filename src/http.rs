@@ -265,18 +265,15 @@ impl<S: Read + Write> Write for Bounded<S> {
 /// Do `req`. Blocking, bounded by `req.timeout` overall.
 pub fn send(req: &Request<'_>) -> Result<Response, Error> {
     let deadline = Deadline(Instant::now() + req.timeout);
-    // Name resolution: IP literals need none; a name is answered from the
-    // per-process cache of crate::dns, or looked up by its helper thread
-    // while this request waits at most until its deadline (getaddrinfo
-    // itself cannot be bounded).
-    let addrs: Vec<SocketAddr> = match req.url.host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, req.url.port)],
-        Err(_) => crate::dns::lookup(&req.url.host, deadline.0)
-            .map_err(Error::Io)?
-            .iter()
-            .map(|&ip| SocketAddr::new(ip, req.url.port))
-            .collect(),
-    };
+    // Name resolution by crate::dns: an IP literal as it is; a name from
+    // the per-process cache, or looked up by a helper thread while this
+    // request waits at most until its deadline (getaddrinfo itself cannot
+    // be bounded).
+    let addrs: Vec<SocketAddr> = crate::dns::lookup(&req.url.host, deadline.0)
+        .map_err(Error::Io)?
+        .iter()
+        .map(|&ip| SocketAddr::new(ip, req.url.port))
+        .collect();
     if !req.url.tls && !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(Error::Io("plain http only to loopback".into()));
     }

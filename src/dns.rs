@@ -555,7 +555,6 @@ mod tests {
         assert_eq!(&lookup("127.0.0.1", Instant::now()).unwrap()[..], &[ip("127.0.0.1")]);
         assert!(r.lookup("as.example", Instant::now() + ms(2000)).is_ok());
         assert!(r.thread_started());
-        assert!(threads_started() >= 1);
     }
 
     #[test]

@@ -137,8 +137,8 @@ if e2e.get("measured") and "plain.ep_cpu_ns" in e2e:
         else:
             row("4", what, measured, "(report)", "")
     if e2e.get("insitu.native.awslc_ns") is not None:
-        # Why the native target is out of reach here: the bare signature
-        # check's own code, inside Kamailio, against its hot-loop floor.
+        # Where the native target's margin goes: the bare signature check's
+        # own code inside Kamailio against its hot-loop floor, and the rest.
         def part(k, g):
             return us(e2e.get("insitu.%s.%s_ns" % (k, g), 0.0))
         aws = e2e["insitu.native.awslc_ns"]

@@ -225,6 +225,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Claim names.
     pub claims: ClaimNames,
+    /// Their lookup keys (made from `claims`).
+    pub claim_keys: crate::token::ClaimKeys,
     /// Authorization entities.
     pub issuers: Vec<Issuer>,
     /// Index of `issuers` by `iss`.
@@ -878,6 +880,7 @@ impl Config {
             authz_server,
             state_file,
             cache_dir,
+            claim_keys: crate::token::ClaimKeys::of(&raw.claims),
             claims: raw.claims,
             any_introspection: issuers.iter().any(|i| i.introspection.is_some()),
             issuers,

@@ -2,7 +2,7 @@
 //! against the configuration: JOSE header, issuer and key selection,
 //! signature, lifetime, audience, scope and the identities.
 
-use crate::config::{Config, Issuer};
+use crate::config::{ClaimNames, Config, Issuer};
 use crate::identity::{self, Uri};
 use crate::keys::{Alg, Key, KeySet};
 use crate::reason::Reason;
@@ -73,6 +73,42 @@ fn short_key(b: &[u8]) -> u64 {
         k |= (c as u64) << (8 * i);
     }
     k
+}
+
+/// The [`short_key`]s of the configured claim names ([`ClaimNames`]),
+/// made once with the configuration, so that a claim lookup does not
+/// compute its name's key again on every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimKeys {
+    iss: u64,
+    aud: u64,
+    exp: u64,
+    nbf: u64,
+    iat: u64,
+    scope: u64,
+    impi: u64,
+    impu: u64,
+    sub: u64,
+    jti: u64,
+}
+
+impl ClaimKeys {
+    /// The keys of `names`.
+    pub fn of(names: &ClaimNames) -> ClaimKeys {
+        let k = |n: &String| short_key(n.as_bytes());
+        ClaimKeys {
+            iss: k(&names.iss),
+            aud: k(&names.aud),
+            exp: k(&names.exp),
+            nbf: k(&names.nbf),
+            iat: k(&names.iat),
+            scope: k(&names.scope),
+            impi: k(&names.impi),
+            impu: k(&names.impu),
+            sub: k(&names.sub),
+            jti: k(&names.jti),
+        }
+    }
 }
 
 /// A member value, decoded as the checks need it.
@@ -466,7 +502,13 @@ impl<'a> StrictObject<'a> {
     }
 
     fn get_as(&self, name: &str, array: bool) -> Option<Val<'a>> {
-        let m = self.member(name)?;
+        self.get_keyed(name, short_key(name.as_bytes()), array)
+    }
+
+    /// [`get_as`](Self::get_as); `key` is `short_key(name)`.
+    #[inline]
+    fn get_keyed(&self, name: &str, key: u64, array: bool) -> Option<Val<'a>> {
+        let m = self.member_keyed(name, key)?;
         let raw = m.raw;
         let escaped = m.escaped;
         match raw.as_bytes().first() {
@@ -812,8 +854,8 @@ pub fn verify_with(
     if claims.fill(claims_json).is_err() {
         return Err(fail(Reason::MalformedToken));
     }
-    let names = &cfg.claims;
-    let iss_value = match claims.get(&names.iss) {
+    let (names, keys) = (&cfg.claims, &cfg.claim_keys);
+    let iss_value = match claims.get_keyed(&names.iss, keys.iss, false) {
         Some(Val::Str(s)) => s,
         Some(_) => return Err(fail(Reason::InvalidClaim)),
         None => return Err(fail(Reason::UnknownIssuer)),
@@ -845,14 +887,14 @@ pub fn check_claims(
     alg: Option<Alg>,
     kid: Option<Arc<str>>,
 ) -> Result<Verified, Failure> {
-    let names = &cfg.claims;
+    let (names, keys) = (&cfg.claims, &cfg.claim_keys);
     let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
 
     // Lifetime.
     let leeway = cfg.leeway as i64;
-    let exp = numeric_date(claims.get(&names.exp), true).map_err(with_iss)?.unwrap_or(0);
-    let nbf = numeric_date(claims.get(&names.nbf), false).map_err(with_iss)?;
-    let iat = numeric_date(claims.get(&names.iat), false).map_err(with_iss)?;
+    let exp = numeric_date(claims.get_keyed(&names.exp, keys.exp, false), true).map_err(with_iss)?.unwrap_or(0);
+    let nbf = numeric_date(claims.get_keyed(&names.nbf, keys.nbf, false), false).map_err(with_iss)?;
+    let iat = numeric_date(claims.get_keyed(&names.iat, keys.iat, false), false).map_err(with_iss)?;
     if now > exp.saturating_add(leeway) {
         return Err(with_iss(Reason::Expired));
     }
@@ -881,7 +923,7 @@ pub fn check_claims(
     .unwrap_or(i64::MIN);
 
     // Audience.
-    let aud_ok = match claims.get_as(&names.aud, true) {
+    let aud_ok = match claims.get_keyed(&names.aud, keys.aud, true) {
         Some(Val::Str(a)) => *a == cfg.audience,
         Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
             let mut found = false;
@@ -900,7 +942,7 @@ pub fn check_claims(
     }
 
     // Scope.
-    let scope = match claims.get(&names.scope) {
+    let scope = match claims.get_keyed(&names.scope, keys.scope, false) {
         Some(Val::Str(s)) => s,
         Some(_) => return Err(with_iss(Reason::InvalidClaim)),
         None => return Err(with_iss(Reason::InsufficientScope)),
@@ -913,13 +955,13 @@ pub fn check_claims(
     }
 
     // Identities: syntax first, then the issuer's pools.
-    let impi = match claims.get(&names.impi) {
+    let impi = match claims.get_keyed(&names.impi, keys.impi, false) {
         Some(Val::Str(s)) => s,
         Some(_) => return Err(with_iss(Reason::InvalidImpi)),
         None => return Err(with_iss(Reason::MissingClaim)),
     };
     identity::check_impi(&impi).map_err(|_| with_iss(Reason::InvalidImpi))?;
-    let impus: Vec<String> = match claims.get_as(&names.impu, true) {
+    let impus: Vec<String> = match claims.get_keyed(&names.impu, keys.impu, true) {
         Some(Val::Str(s)) => vec![s.into_owned()],
         Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
             let mut list = Vec::new();
@@ -950,8 +992,8 @@ pub fn check_claims(
         }
     }
 
-    let sub = optional_printable(claims.get(&names.sub)).map_err(with_iss)?;
-    let jti = optional_printable(claims.get(&names.jti)).map_err(with_iss)?;
+    let sub = optional_printable(claims.get_keyed(&names.sub, keys.sub, false)).map_err(with_iss)?;
+    let jti = optional_printable(claims.get_keyed(&names.jti, keys.jti, false)).map_err(with_iss)?;
 
     Ok(Verified {
         iss: issuer.iss.clone(),

@@ -528,3 +528,80 @@ fn no_header_is_missing_token_with_challenge() {
     let o = ctx().verify(b"", None, None, now());
     assert_eq!((o.sip_status, o.reason), (400, Reason::MalformedRequest));
 }
+
+/// `[claims]` renames every claim: each rule reads its claim under the
+/// configured name (short names and names longer than 7 bytes take
+/// different lookup paths), and the standard names no longer count.
+#[test]
+fn renamed_claims_are_read_under_their_configured_names() {
+    let names = [
+        ("iss", "issuer_name"),
+        ("aud", "au"),
+        ("exp", "expires_at"),
+        ("nbf", "nb"),
+        ("iat", "issued"),
+        ("scope", "scp"),
+        ("impi", "ims_private_identity"),
+        ("impu", "pu"),
+        ("sub", "subject_id"),
+        ("jti", "j"),
+    ];
+    let table: String = names.iter().map(|(k, v)| format!("{k} = \"{v}\"\n")).collect();
+    let (_d, p) = temp_config(|t| t.replace("[claims]\nimpi = \"impi\"\nimpu = \"impu\"\n", &format!("[claims]\n{table}")));
+    let c = Context::new(&p, None).unwrap();
+    let t = now();
+    let sign = |claims: serde_json::Value| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("a-hs256".into());
+        jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(&key("issuer-a-hmac.secret"))).unwrap()
+    };
+    let renamed = |drop: &str| {
+        let mut m = serde_json::Map::new();
+        for (std, v) in [
+            ("iss", serde_json::json!(A)),
+            ("aud", serde_json::json!("ims.example.net")),
+            ("exp", serde_json::json!(t + 600)),
+            ("nbf", serde_json::json!(t - 5)),
+            ("iat", serde_json::json!(t - 5)),
+            ("scope", serde_json::json!("openid webrtc-ims-client-access-to-ims")),
+            ("impi", serde_json::json!(IMPI_A)),
+            ("impu", serde_json::json!([IMPU_A])),
+            ("sub", serde_json::json!("user-7")),
+            ("jti", serde_json::json!("jti-7")),
+        ] {
+            if std != drop {
+                let name = names.iter().find(|(k, _)| *k == std).unwrap().1;
+                m.insert(name.into(), v);
+            }
+        }
+        serde_json::Value::Object(m)
+    };
+    let o = verify(&c, &sign(renamed("")));
+    assert_eq!(o.reason, Reason::Ok);
+    let v = o.verified.unwrap();
+    assert_eq!((&*v.iss, &*v.impi, v.impus.clone()), (A, IMPI_A, vec![IMPU_A.to_string()]));
+    assert_eq!((v.sub.as_deref(), v.jti.as_deref(), v.scope.as_str(), v.exp), (Some("user-7"), Some("jti-7"), "openid webrtc-ims-client-access-to-ims", t + 600));
+    // Each claim missing under its configured name: the rule that needs it.
+    for (std, reason) in [
+        ("iss", Reason::UnknownIssuer),
+        ("aud", Reason::WrongAudience),
+        ("exp", Reason::MissingClaim),
+        ("scope", Reason::InsufficientScope),
+        ("impi", Reason::MissingClaim),
+        ("impu", Reason::MissingClaim),
+    ] {
+        assert_eq!(verify(&c, &sign(renamed(std))).reason, reason, "{std}");
+    }
+    // The standard names are not read any more.
+    assert_eq!(verify(&c, &token_a(|r| {
+        r.alg = Alg::HS256;
+        r.kid = Some("a-hs256".into())
+    })).reason, Reason::UnknownIssuer);
+    // A future nbf and iat under their configured names are seen.
+    let mut late = renamed("");
+    late["nb"] = serde_json::json!(t + 3600);
+    assert_eq!(verify(&c, &sign(late)).reason, Reason::NotYetValid);
+    let mut late = renamed("");
+    late["issued"] = serde_json::json!(t + 3600);
+    assert_eq!(verify(&c, &sign(late)).reason, Reason::IssuedInFuture);
+}

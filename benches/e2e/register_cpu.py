@@ -263,6 +263,8 @@ def in_situ_profile(deps, drive, tmp, n):
         rec.wait(timeout=60)
         rep = subprocess.run([perf, "report", "-i", str(data), "--no-children", "--sort", "dso,sym", "--stdio"],
                              capture_output=True, text=True)
+        # The whole flat profile, for reading beside the table.
+        (Path(os.environ.get("WIC_TNA_BENCH_OUT", REPO / "target" / "bench")) / ("insitu.%s.txt" % k)).write_text(rep.stdout)
         shares = {}
         for line in rep.stdout.splitlines():
             m = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+\[.\]\s+(.*\S)", line)

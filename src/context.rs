@@ -400,7 +400,7 @@ impl Context {
             // Written exactly as one of the token's IMPUs, which parsed: the
             // same identity (identity::tests::same_text_same_identity).
             // Otherwise parsed and compared.
-            if !v.impus.iter().any(|i| *i == text) {
+            if !v.has_impu_text(text) {
                 let to_uri = match identity::parse_impu_ref(text) {
                     Ok(u) => u,
                     Err(_) => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),

@@ -298,7 +298,7 @@ impl Context {
         if !cfg.replay.enabled {
             return Ok(());
         }
-        let Some(jti) = v.jti.as_deref() else {
+        let Some(jti) = v.jti() else {
             return match cfg.replay.missing_jti {
                 MissingJti::Allow => Ok(()),
                 MissingJti::Reject => Err(Reason::MissingClaim),

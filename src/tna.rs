@@ -14,7 +14,8 @@ pub fn build(impi: &str, home_realm: &str, entity: Option<&str>) -> String {
         "\", nonce=\"\", response=\"\", integrity-protected=auth-done",
         ", authorization-entity=\"",
     ];
-    let len = PARTS.iter().map(|p| p.len()).sum::<usize>() + impi.len() + 2 * home_realm.len() + entity.map_or(0, |e| e.len() + 1);
+    // (+ 1: room for the NUL the C ABI appends in place.)
+    let len = PARTS.iter().map(|p| p.len()).sum::<usize>() + impi.len() + 2 * home_realm.len() + entity.map_or(0, |e| e.len() + 1) + 1;
     let mut v = String::with_capacity(len);
     v.push_str(PARTS[0]);
     v.push_str(impi);

@@ -130,9 +130,37 @@ enum Val<'a> {
 /// lowest flagged byte of each test is exact, so the lowest of the three
 /// is the first special byte), then byte by byte.
 fn first_special(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Sixteen bytes at a time with SSE2 (part of x86-64 itself: no
+        // detection needed): a quote, a backslash, or a byte <= 0x1f
+        // (unsigned: max(b, 0x1f) == 0x1f).
+        use std::arch::x86_64::*;
+        while i + 16 <= s.len() {
+            // SAFETY: SSE2 is in every x86-64 CPU; the unaligned load reads
+            // s[i..i + 16], inside `s` (checked by the loop condition).
+            let m = unsafe {
+                let v = _mm_loadu_si128(s.as_ptr().add(i) as *const __m128i);
+                let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let b = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                let c = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, b), c)) as u32
+            };
+            if m != 0 {
+                return Some(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+    }
+    first_special_swar(s, i)
+}
+
+/// [`first_special`] from `i` on, eight bytes at a time (SWAR), then byte
+/// by byte: the portable way, and the tail after the vector steps.
+fn first_special_swar(s: &[u8], mut i: usize) -> Option<usize> {
     const L: u64 = 0x0101_0101_0101_0101;
     const H: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
     while let Some(w) = s.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
         let v = u64::from_le_bytes(w);
         let q = v ^ (L * b'"' as u64);
@@ -172,6 +200,7 @@ impl<'a> Scan<'a> {
 
     /// A string starting at the opening quote; returns whether it had
     /// escapes. Leaves `i` after the closing quote.
+    #[inline(always)]
     fn string(&mut self) -> Result<bool, ()> {
         self.i += 1;
         let mut escaped = false;
@@ -255,6 +284,7 @@ impl<'a> Scan<'a> {
     /// One value of any depth (after whitespace); returns its raw text.
     /// Nesting is followed with a stack of open brackets (heap only when
     /// nested deeper than 64), like serde_json's, with no depth limit.
+    #[inline(always)]
     fn value(&mut self) -> Result<&'a str, ()> {
         self.ws();
         let start = self.i;
@@ -262,14 +292,20 @@ impl<'a> Scan<'a> {
         match self.b.get(self.i) {
             Some(b'"') => {
                 self.string()?;
-                return Ok(&self.s[start..self.i]);
+                Ok(&self.s[start..self.i])
             }
             Some(b'-' | b'0'..=b'9') => {
                 self.number()?;
-                return Ok(&self.s[start..self.i]);
+                Ok(&self.s[start..self.i])
             }
-            _ => {}
+            _ => self.nested(start),
         }
+    }
+
+    /// [`value`](Self::value) for anything but a string or a number,
+    /// starting at `start`.
+    #[inline(never)]
+    fn nested(&mut self, start: usize) -> Result<&'a str, ()> {
         let mut stack: u64 = 0; // bit set: '{' (else '[') at that depth
         let mut depth: usize = 0;
         let mut deep: Vec<bool> = Vec::new();
@@ -477,15 +513,23 @@ impl<'a> StrictObject<'a> {
     }
 
     /// [`member`](Self::member); `key` is `short_key(name)`.
-    #[inline]
+    #[inline(always)]
     fn member_keyed(&self, name: &str, key: u64) -> Option<&Member<'a>> {
         if key != LONG && !self.escaped_names {
             // A short name and no escaped one: one comparison per member.
             return match self.keys[..self.n].iter().position(|&k| k == key) {
                 Some(i) => Some(&self.inline[i]),
+                None if self.more_keys.is_empty() => None,
                 None => self.more_keys.iter().position(|&k| k == key).map(|i| &self.more[i]),
             };
         }
+        self.member_by_name(name)
+    }
+
+    /// [`member_keyed`](Self::member_keyed) for a long name, or when some
+    /// name has escapes: names compared as text.
+    #[inline(never)]
+    fn member_by_name(&self, name: &str) -> Option<&Member<'a>> {
         let find = |list: &'_ [Member<'a>]| list.iter().position(|m| Self::name_is(m, name));
         match find(&self.inline[..self.n]) {
             Some(i) => Some(&self.inline[i]),
@@ -506,7 +550,7 @@ impl<'a> StrictObject<'a> {
     }
 
     /// [`get_as`](Self::get_as); `key` is `short_key(name)`.
-    #[inline]
+    #[inline(always)]
     fn get_keyed(&self, name: &str, key: u64, array: bool) -> Option<Val<'a>> {
         let m = self.member_keyed(name, key)?;
         let raw = m.raw;
@@ -523,10 +567,17 @@ impl<'a> StrictObject<'a> {
             Some(b'[') if array && !escaped => return Some(Val::Arr(raw)),
             _ => {}
         }
-        Some(match serde_json::from_str::<Value>(raw).unwrap_or(Value::Null) {
+        Some(Self::decoded(raw))
+    }
+
+    /// A value that is not a plain string, integer or array, decoded by
+    /// serde_json.
+    #[inline(never)]
+    fn decoded(raw: &str) -> Val<'a> {
+        match serde_json::from_str::<Value>(raw).unwrap_or(Value::Null) {
             Value::String(s) => Val::Str(Cow::Owned(s)),
             v => Val::Other(v),
-        })
+        }
     }
 
     /// The value of `name` when it is a JSON string without escapes
@@ -591,22 +642,14 @@ pub struct Verified {
     pub iss: Arc<str>,
     /// IMPI.
     pub impi: Arc<str>,
-    /// IMPUs as the token gives them.
-    pub impus: Vec<String>,
-    /// IMPUs parsed.
+    /// IMPUs parsed, in the token's order (as written: [`Verified::impus`]).
     pub impu_uris: Vec<Uri>,
-    /// `sub`, if any.
-    pub sub: Option<String>,
-    /// `scope`.
-    pub scope: String,
     /// `exp`.
     pub exp: i64,
     /// The earliest time at which the lifetime checks pass (`nbf` and `iat`
     /// with leeway, and without `iat` the maximum lifetime counted back from
     /// `exp`): a cached verification is used only from then on.
     pub valid_from: i64,
-    /// `jti`, if any.
-    pub jti: Option<String>,
     /// Algorithm of the key that verified it (`None`: a reference token,
     /// vouched for by introspection).
     pub alg: Option<Alg>,
@@ -615,6 +658,97 @@ pub struct Verified {
     /// Position of the issuer in the configuration that verified it (a
     /// hint: check `iss` before relying on it).
     pub issuer_index: usize,
+    /// `scope`, the IMPUs as written, `sub` and `jti`, each followed by a
+    /// NUL byte, in one allocation (none of them can hold a NUL: scope,
+    /// `sub` and `jti` are printable, IMPUs parsed as URIs). The C ABI
+    /// hands the pieces out as they are.
+    text: String,
+    /// Where `scope` is in `text` (without its NUL).
+    scope_at: (usize, usize),
+    /// Where the IMPUs are in `text` (each with its NUL).
+    impus_at: (usize, usize),
+    sub_at: Option<(usize, usize)>,
+    jti_at: Option<(usize, usize)>,
+}
+
+impl Verified {
+    /// `scope`.
+    pub fn scope(&self) -> &str {
+        &self.text[self.scope_at.0..self.scope_at.1]
+    }
+
+    /// `sub`, if any.
+    pub fn sub(&self) -> Option<&str> {
+        self.sub_at.map(|(a, b)| &self.text[a..b])
+    }
+
+    /// `jti`, if any.
+    pub fn jti(&self) -> Option<&str> {
+        self.jti_at.map(|(a, b)| &self.text[a..b])
+    }
+
+    /// The IMPUs as the token gives them, in its order (one per
+    /// [`impu_uris`](Self::impu_uris) entry).
+    pub fn impus(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut rest = &self.text[self.impus_at.0..self.impus_at.1];
+        std::iter::from_fn(move || {
+            let end = memchr::memchr(0, rest.as_bytes())?;
+            let impu = &rest[..end];
+            rest = &rest[end + 1..];
+            Some(impu)
+        })
+    }
+
+    /// How many IMPUs.
+    pub fn impu_count(&self) -> usize {
+        self.impu_uris.len()
+    }
+
+    /// Is `text` exactly one of the IMPUs as the token gives them? (Each
+    /// IMPU is compared in place; the search moves past one only when it
+    /// differs.)
+    pub fn has_impu_text(&self, text: &str) -> bool {
+        let list = &self.text.as_bytes()[self.impus_at.0..self.impus_at.1];
+        let t = text.as_bytes();
+        // No IMPU holds a NUL: `text` with one would otherwise match two
+        // neighbours at once.
+        if memchr::memchr(0, t).is_some() {
+            return false;
+        }
+        let mut at = 0;
+        while at < list.len() {
+            if list[at..].starts_with(t) && list.get(at + t.len()) == Some(&0) {
+                return true;
+            }
+            match memchr::memchr(0, &list[at..]) {
+                Some(end) => at += end + 1,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// IMPU number `i` (from 0) as the token gives it.
+    pub fn impu(&self, i: usize) -> Option<&str> {
+        self.impus().nth(i)
+    }
+
+    /// `scope`, `sub`, `jti` (empty when absent) and IMPU number `i`, each
+    /// with its NUL byte (for the C ABI).
+    pub(crate) fn scope_z(&self) -> &[u8] {
+        &self.text.as_bytes()[self.scope_at.0..=self.scope_at.1]
+    }
+
+    pub(crate) fn sub_z(&self) -> &[u8] {
+        self.sub_at.map_or(b"\0", |(a, b)| &self.text.as_bytes()[a..=b])
+    }
+
+    pub(crate) fn impu_z(&self, i: usize) -> Option<&[u8]> {
+        let impu = self.impu(i)?;
+        // The IMPU and the NUL after it, in `text`.
+        let at = impu.as_ptr() as usize - self.text.as_ptr() as usize;
+        self.text.as_bytes().get(at..=at + impu.len())
+    }
 }
 
 /// A failure, with the issuer when it was known (for the counters).
@@ -683,10 +817,10 @@ fn printable(s: &str) -> bool {
 
 /// An optional printable string claim (`sub`, `jti`): absent or `null` is
 /// `None`.
-fn optional_printable(v: Option<Val<'_>>) -> Result<Option<String>, Reason> {
+fn optional_printable(v: Option<Val<'_>>) -> Result<Option<Cow<'_, str>>, Reason> {
     match v {
         None | Some(Val::Other(Value::Null)) => Ok(None),
-        Some(Val::Str(s)) if printable(&s) => Ok(Some(s.into_owned())),
+        Some(Val::Str(s)) if printable(&s) => Ok(Some(s)),
         Some(_) => Err(Reason::InvalidClaim),
     }
 }
@@ -961,28 +1095,53 @@ pub fn check_claims(
         None => return Err(with_iss(Reason::MissingClaim)),
     };
     identity::check_impi(&impi).map_err(|_| with_iss(Reason::InvalidImpi))?;
-    let impus: Vec<String> = match claims.get_keyed(&names.impu, keys.impu, true) {
-        Some(Val::Str(s)) => vec![s.into_owned()],
-        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
-            let mut list = Vec::new();
-            let n = for_each_str(&v, |s| {
-                if list.len() < MAX_IMPUS {
-                    list.push(s.into_owned())
+    // The strings kept go into one buffer (see `Verified::text`), sized
+    // for them with their NULs (a raw array is at least as long as its
+    // strings with one byte each after them).
+    let impu_v = claims.get_keyed(&names.impu, keys.impu, true);
+    let sub_v = claims.get_keyed(&names.sub, keys.sub, false);
+    let jti_v = claims.get_keyed(&names.jti, keys.jti, false);
+    let room = |v: &Option<Val<'_>>| match v {
+        Some(Val::Str(s)) => s.len() + 1,
+        Some(Val::Arr(raw)) => raw.len(),
+        _ => 0,
+    };
+    let mut text = String::with_capacity(scope.len() + 1 + room(&impu_v) + room(&sub_v) + room(&jti_v));
+    text.push_str(&scope);
+    let scope_at = (0, text.len());
+    text.push('\0');
+    // Each IMPU parsed as written (before it goes into the buffer, where a
+    // NUL would separate it), at most MAX_IMPUS of them.
+    let impus_start = text.len();
+    let mut impu_uris = Vec::new();
+    let mut bad = false;
+    let mut add = |s: &str| {
+        if impu_uris.len() < MAX_IMPUS {
+            match identity::parse_impu(s) {
+                Ok(u) => {
+                    impu_uris.push(u);
+                    text.push_str(s);
+                    text.push('\0');
                 }
-            })
-            .map_err(|_| with_iss(Reason::InvalidImpu))?;
+                Err(_) => bad = true,
+            }
+        }
+    };
+    match impu_v {
+        Some(Val::Str(s)) => add(&s),
+        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
+            let n = for_each_str(&v, |s| add(&s)).map_err(|_| with_iss(Reason::InvalidImpu))?;
             if n == 0 || n > MAX_IMPUS {
                 return Err(with_iss(Reason::InvalidImpu));
             }
-            list
         }
         Some(_) => return Err(with_iss(Reason::InvalidImpu)),
         None => return Err(with_iss(Reason::MissingClaim)),
-    };
-    let mut impu_uris = Vec::with_capacity(impus.len());
-    for s in &impus {
-        impu_uris.push(identity::parse_impu(s).map_err(|_| with_iss(Reason::InvalidImpu))?);
     }
+    if bad {
+        return Err(with_iss(Reason::InvalidImpu));
+    }
+    let impus_at = (impus_start, text.len());
     if !identity::in_pool(&issuer.impi_pool, &impi) {
         return Err(with_iss(Reason::ImpiOutsidePool));
     }
@@ -992,22 +1151,35 @@ pub fn check_claims(
         }
     }
 
-    let sub = optional_printable(claims.get_keyed(&names.sub, keys.sub, false)).map_err(with_iss)?;
-    let jti = optional_printable(claims.get_keyed(&names.jti, keys.jti, false)).map_err(with_iss)?;
+    let mut optional = |v: Option<Val<'_>>| -> Result<Option<(usize, usize)>, Failure> {
+        match optional_printable(v).map_err(with_iss)? {
+            None => Ok(None),
+            Some(s) => {
+                let at = text.len();
+                text.push_str(&s);
+                let end = text.len();
+                text.push('\0');
+                Ok(Some((at, end)))
+            }
+        }
+    };
+    let sub_at = optional(sub_v)?;
+    let jti_at = optional(jti_v)?;
 
     Ok(Verified {
         iss: issuer.iss.clone(),
         impi: Arc::from(&*impi),
-        impus,
         impu_uris,
-        sub,
-        scope: scope.into_owned(),
         exp,
         valid_from,
-        jti,
         alg,
         kid,
         issuer_index,
+        text,
+        scope_at,
+        impus_at,
+        sub_at,
+        jti_at,
     })
 }
 
@@ -1175,6 +1347,27 @@ mod tests {
                         }
                         assert_eq!(first_special(&v), Some(pos), "{v:?}");
                         v = vec![f; len];
+                    }
+                }
+            }
+        }
+    }
+
+    /// The SSE2 steps against the portable SWAR scan and a plain search:
+    /// every byte value at every position of strings up to 48 bytes (three
+    /// vector steps and every tail), on two backgrounds (ASCII, and bytes
+    /// >= 0x80, which an unsigned compare must not take for control bytes).
+    #[test]
+    fn first_special_vector_agrees_with_swar() {
+        for bg in [b'a', 0xc3u8] {
+            for len in 1..=48usize {
+                for pos in 0..len {
+                    for c in 0..=255u8 {
+                        let mut v = vec![bg; len];
+                        v[pos] = c;
+                        let want = v.iter().position(|&x| matches!(x, b'"' | b'\\' | 0..=0x1f));
+                        assert_eq!(first_special(&v), want, "bg {bg} len {len} pos {pos} byte {c}");
+                        assert_eq!(first_special_swar(&v, 0), want, "bg {bg} len {len} pos {pos} byte {c}");
                     }
                 }
             }

@@ -579,8 +579,8 @@ fn renamed_claims_are_read_under_their_configured_names() {
     let o = verify(&c, &sign(renamed("")));
     assert_eq!(o.reason, Reason::Ok);
     let v = o.verified.unwrap();
-    assert_eq!((&*v.iss, &*v.impi, v.impus.clone()), (A, IMPI_A, vec![IMPU_A.to_string()]));
-    assert_eq!((v.sub.as_deref(), v.jti.as_deref(), v.scope.as_str(), v.exp), (Some("user-7"), Some("jti-7"), "openid webrtc-ims-client-access-to-ims", t + 600));
+    assert_eq!((&*v.iss, &*v.impi, v.impus().collect::<Vec<_>>()), (A, IMPI_A, vec![IMPU_A]));
+    assert_eq!((v.sub(), v.jti(), v.scope(), v.exp), (Some("user-7"), Some("jti-7"), "openid webrtc-ims-client-access-to-ims", t + 600));
     // Each claim missing under its configured name: the rule that needs it.
     for (std, reason) in [
         ("iss", Reason::UnknownIssuer),
@@ -604,4 +604,107 @@ fn renamed_claims_are_read_under_their_configured_names() {
     let mut late = renamed("");
     late["issued"] = serde_json::json!(t + 3600);
     assert_eq!(verify(&c, &sign(late)).reason, Reason::IssuedInFuture);
+}
+
+/// What an accepted token said, as `Verified` gives it back (one buffer
+/// holds scope, IMPUs, sub and jti): every IMPU in order, and the `To`
+/// check matches an IMPU's exact text only, never a prefix, an extension
+/// or two IMPUs joined by a NUL.
+#[test]
+fn verified_gives_back_every_impu_and_string_claim() {
+    let c = ctx();
+    let impus = ["sip:alice@socialnet.ims.example.net", "tel:+15550001", "sip:alice.work@socialnet.ims.example.net"];
+    let tok = token_a(|r| {
+        r.impus = impus.iter().map(|s| s.to_string()).collect();
+        r.sub = Some("web-user-42".into());
+        r.jti = Some("jti-42".into());
+    });
+    let o = verify(&c, &tok);
+    assert_eq!(o.reason, Reason::Ok);
+    let v = o.verified.unwrap();
+    assert_eq!(v.impus().collect::<Vec<_>>(), impus);
+    assert_eq!(v.impu_count(), 3);
+    assert_eq!((v.impu(0), v.impu(2), v.impu(3)), (Some(impus[0]), Some(impus[2]), None));
+    assert_eq!(v.impu_uris.iter().map(|u| u.canonical()).collect::<Vec<_>>(), impus);
+    assert_eq!((v.sub(), v.jti(), v.scope()), (Some("web-user-42"), Some("jti-42"), "openid webrtc-ims-client-access-to-ims"));
+    for i in impus {
+        assert!(v.has_impu_text(i), "{i}");
+    }
+    for not in [
+        "sip:alice@socialnet.ims.example.ne",
+        "sip:alice@socialnet.ims.example.nett",
+        "tel:+1555000",
+        "",
+        "sip:alice@socialnet.ims.example.net\0tel:+15550001",
+        "tel:+15550001\0",
+    ] {
+        assert!(!v.has_impu_text(not), "{not:?}");
+    }
+    // Through the To check: two IMPUs joined by a NUL are not one of them.
+    let to = "sip:alice@socialnet.ims.example.net\0tel:+15550001";
+    let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(to.as_bytes()), None, now());
+    assert_ne!(o.reason, Reason::Ok);
+    // Each IMPU as To is accepted; without sub and jti they are absent.
+    for i in impus {
+        let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(i.as_bytes()), None, now());
+        assert_eq!(o.reason, Reason::Ok, "{i}");
+    }
+    let o = verify(&c, &token_a(|r| {
+        r.sub = None;
+        r.jti = None
+    }));
+    let v = o.verified.unwrap();
+    assert_eq!((v.sub(), v.jti(), v.impus().collect::<Vec<_>>()), (None, None, vec![IMPU_A]));
+}
+
+/// The C ABI hands `sub`, `scope` and each IMPU out of the verified
+/// token's one buffer: each view has its exact text and a NUL right after
+/// it, for every IMPU of a token with several; out of range is empty.
+#[test]
+fn c_views_of_a_verified_token_are_exact_and_nul_terminated() {
+    use std::ffi::CStr;
+    use wic_tna::ffi::*;
+    let impus = ["sip:alice@socialnet.ims.example.net", "tel:+15550001", "sip:alice.work@socialnet.ims.example.net"];
+    let tok = token_a(|r| {
+        r.impus = impus.iter().map(|s| s.to_string()).collect();
+        r.sub = Some("web-user-42".into());
+    });
+    let view = |s: wic_tna_str| -> String {
+        // SAFETY: views are NUL-terminated, valid while the result lives.
+        let c = unsafe { CStr::from_ptr(s.ptr) };
+        assert_eq!(c.to_bytes().len(), s.len, "NUL right after the text");
+        c.to_str().unwrap().to_string()
+    };
+    let path = config_path();
+    let path = path.to_str().unwrap();
+    let auth = format!("Bearer {tok}");
+    unsafe {
+        let mut sh: *mut wic_tna_shared = std::ptr::null_mut();
+        assert_eq!(wic_tna_shared_new_anonymous(&mut sh), wic_tna_status::WIC_TNA_STATUS_OK);
+        let mut ctx: *mut wic_tna_ctx = std::ptr::null_mut();
+        assert_eq!(wic_tna_ctx_new(path.as_ptr() as _, path.len(), sh, &mut ctx), wic_tna_status::WIC_TNA_STATUS_OK);
+        let mut r: *mut wic_tna_result = std::ptr::null_mut();
+        let to = impus[1];
+        assert_eq!(wic_tna_verify(ctx, auth.as_ptr() as _, auth.len(), to.as_ptr() as _, to.len(), 600, &mut r), wic_tna_status::WIC_TNA_STATUS_OK);
+        assert!(wic_tna_result_accepted(r));
+        assert_eq!(wic_tna_result_impu_count(r), 3);
+        let got: Vec<String> = (0..3).map(|i| view(wic_tna_result_impu(r, i))).collect();
+        assert_eq!(got, impus);
+        assert_eq!(view(wic_tna_result_impu(r, 3)), "");
+        assert_eq!(view(wic_tna_result_subject(r)), "web-user-42");
+        assert_eq!(view(wic_tna_result_scope(r)), "openid webrtc-ims-client-access-to-ims");
+        assert_eq!(view(wic_tna_result_www_authenticate(r)), "");
+        assert!(view(wic_tna_result_tna_header(r)).starts_with("Digest username=\"alice@socialnet.ims.example.net\""));
+        wic_tna_result_free(r);
+        // A rejection: no IMPUs, empty subject and scope, a challenge.
+        let bad = "Bearer x.y.z";
+        assert_eq!(wic_tna_verify(ctx, bad.as_ptr() as _, bad.len(), to.as_ptr() as _, to.len(), 600, &mut r), wic_tna_status::WIC_TNA_STATUS_OK);
+        assert!(!wic_tna_result_accepted(r));
+        assert_eq!((wic_tna_result_impu_count(r), view(wic_tna_result_impu(r, 0))), (0, String::new()));
+        assert_eq!((view(wic_tna_result_subject(r)), view(wic_tna_result_scope(r))), (String::new(), String::new()));
+        assert!(view(wic_tna_result_www_authenticate(r)).starts_with("Bearer "));
+        wic_tna_result_free(r);
+        wic_tna_ctx_free(ctx);
+        wic_tna_shared_free(sh);
+    }
 }

@@ -173,13 +173,13 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
                 println!("accepted");
                 println!("issuer: {}", v.iss);
                 println!("impi: {}", v.impi);
-                for u in &v.impus {
+                for u in v.impus() {
                     println!("impu: {u}");
                 }
-                if let Some(s) = &v.sub {
+                if let Some(s) = v.sub() {
                     println!("subject: {s}");
                 }
-                println!("scope: {}", v.scope);
+                println!("scope: {}", v.scope());
                 println!("expires_at: {}", v.exp);
                 println!("seconds_left: {}", o.seconds_left);
                 println!("granted_expires: {}", o.granted_expires);

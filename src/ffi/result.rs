@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::context::Outcome;
+use crate::token::Verified;
 use crate::Reason;
+use std::sync::Arc;
 
 /// The decision on one request and what the token said. Opaque; owned by
 /// the caller, freed with `wic_tna_result_free`. Read-only, so it may be
@@ -11,26 +13,44 @@ pub struct wic_tna_result {
     accepted: bool,
     sip_status: u16,
     reason: &'static [u8],
+    /// Owned NUL-terminated buffers; empty (no allocation) for "".
     www_authenticate: Vec<u8>,
     tna_header: Vec<u8>,
     impi: Vec<u8>,
     issuer: Vec<u8>,
-    subject: Vec<u8>,
-    scope: Vec<u8>,
     error_description: &'static [u8],
-    impus: Vec<Vec<u8>>,
+    /// What the token said, when accepted: `sub`, `scope` and the IMPUs are
+    /// handed out from it, NUL-terminated as it keeps them (no copies).
+    verified: Option<Arc<Verified>>,
     expires_at: i64,
     seconds_left: i64,
     granted_expires: i64,
 }
 
+/// `s` NUL-terminated; `None` (and "") as an empty buffer, which
+/// [`wic_tna_str::of`] shows as "" without an allocation.
 fn z(s: Option<&str>) -> Vec<u8> {
-    let mut v = Vec::with_capacity(s.map_or(0, str::len) + 1);
-    if let Some(s) = s {
-        v.extend_from_slice(s.as_bytes());
+    match s {
+        Some(s) if !s.is_empty() => {
+            let mut v = Vec::with_capacity(s.len() + 1);
+            v.extend_from_slice(s.as_bytes());
+            v.push(0);
+            v
+        }
+        _ => Vec::new(),
     }
-    v.push(0);
-    v
+}
+
+/// An owned string NUL-terminated in place (its buffer reused).
+fn z_owned(s: Option<String>) -> Vec<u8> {
+    match s {
+        Some(s) if !s.is_empty() => {
+            let mut v = s.into_bytes();
+            v.push(0);
+            v
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// A reason's name and description, NUL-terminated: a fixed set, built
@@ -38,7 +58,9 @@ fn z(s: Option<&str>) -> Vec<u8> {
 fn reason_z(r: Reason) -> (&'static [u8], &'static [u8]) {
     use once_cell::sync::Lazy;
     fn leak(s: &str) -> &'static [u8] {
-        Box::leak(z(Some(s)).into_boxed_slice())
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        Box::leak(v.into_boxed_slice())
     }
     static TABLE: Lazy<Vec<(&'static [u8], &'static [u8])>> =
         Lazy::new(|| Reason::ALL.iter().map(|r| (leak(r.name()), leak(r.description()))).collect());
@@ -55,27 +77,20 @@ impl wic_tna_result {
         let names = reason_z(o.reason);
         // Explicit branches (not Option combinators): valgrind flagged the
         // combinator form, whose optimised code reads the inactive variant.
-        let (subject, scope, impus, expires_at) = match &o.verified {
-            Some(v) => (
-                z(v.sub.as_deref()),
-                z(Some(v.scope.as_str())),
-                v.impus.iter().map(|s| z(Some(s))).collect(),
-                v.exp,
-            ),
-            None => (z(None), z(None), Vec::new(), 0),
+        let expires_at = match &o.verified {
+            Some(v) => v.exp,
+            None => 0,
         };
         wic_tna_result {
             accepted,
             sip_status: o.sip_status,
             reason: names.0,
-            www_authenticate: z(o.www_authenticate.as_deref()),
-            tna_header: z(o.tna_header.as_deref()),
+            www_authenticate: z_owned(o.www_authenticate),
+            tna_header: z_owned(o.tna_header),
             impi: z(o.impi.as_deref()),
             issuer: z(o.iss.as_deref()),
-            subject,
-            scope,
             error_description: if accepted { b"\0" } else { names.1 },
-            impus,
+            verified: o.verified,
             expires_at,
             seconds_left: o.seconds_left,
             granted_expires: o.granted_expires,
@@ -184,7 +199,7 @@ pub unsafe extern "C" fn wic_tna_result_issuer(r: *const wic_tna_result) -> wic_
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_subject(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.subject)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.and_then(|r| r.verified.as_deref()).map(|v| wic_tna_str::of(v.sub_z())).unwrap_or_else(wic_tna_str::empty))
 }
 /// The token's `scope`, empty when rejected.
 ///
@@ -193,7 +208,7 @@ pub unsafe extern "C" fn wic_tna_result_subject(r: *const wic_tna_result) -> wic
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_scope(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.scope)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.and_then(|r| r.verified.as_deref()).map(|v| wic_tna_str::of(v.scope_z())).unwrap_or_else(wic_tna_str::empty))
 }
 /// A fixed description of the failure (never token content); empty when
 /// accepted.
@@ -210,7 +225,7 @@ pub unsafe extern "C" fn wic_tna_result_error_description(r: *const wic_tna_resu
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_impu_count(r: *const wic_tna_result) -> usize {
     // SAFETY: caller's contract.
-    guard_or(0, || unsafe { get(r) }.map(|r| r.impus.len()).unwrap_or(0))
+    guard_or(0, || unsafe { get(r) }.and_then(|r| r.verified.as_deref()).map_or(0, Verified::impu_count))
 }
 
 /// IMPU number `index` (from 0), as the token gives it; empty when `index`
@@ -220,7 +235,7 @@ pub unsafe extern "C" fn wic_tna_result_impu_count(r: *const wic_tna_result) -> 
 pub unsafe extern "C" fn wic_tna_result_impu(r: *const wic_tna_result, index: usize) -> wic_tna_str {
     guard_or(wic_tna_str::empty(), || {
         // SAFETY: caller's contract.
-        match unsafe { get(r) }.and_then(|r| r.impus.get(index)) {
+        match unsafe { get(r) }.and_then(|r| r.verified.as_deref()).and_then(|v| v.impu_z(index)) {
             Some(s) => wic_tna_str::of(s),
             None => wic_tna_str::empty(),
         }

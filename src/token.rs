@@ -1046,15 +1046,14 @@ pub fn check_claims(
     if lifetime > issuer.max_token_lifetime as i64 {
         return Err(with_iss(Reason::LifetimeTooLong));
     }
-    let valid_from = [
-        nbf.map(|t| t.saturating_sub(leeway)),
-        iat.map(|t| t.saturating_sub(leeway)),
-        if iat.is_none() { Some(exp.saturating_sub(issuer.max_token_lifetime as i64)) } else { None },
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .unwrap_or(i64::MIN);
+    let valid_from = match iat {
+        Some(t) => t.saturating_sub(leeway),
+        None => exp.saturating_sub(issuer.max_token_lifetime as i64),
+    };
+    let valid_from = match nbf {
+        Some(t) => valid_from.max(t.saturating_sub(leeway)),
+        None => valid_from,
+    };
 
     // Audience.
     let aud_ok = match claims.get_keyed(&names.aud, keys.aud, true) {
@@ -1084,7 +1083,7 @@ pub fn check_claims(
     if !printable(&scope) {
         return Err(with_iss(Reason::InvalidClaim));
     }
-    if !scope.split(' ').any(|s| s == cfg.required_scope) {
+    if !scope.as_bytes().split(|&c| c == b' ').any(|s| s == cfg.required_scope.as_bytes()) {
         return Err(with_iss(Reason::InsufficientScope));
     }
 

@@ -301,6 +301,17 @@ pub fn parse_impu(s: &str) -> Result<Uri, &'static str> {
 
 /// [`parse_impu`] without copying: the same checks, the parts borrowed.
 pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
+    parse_impu_ref_known(s, None)
+}
+
+/// [`parse_impu`], where `known_host` (if any) is a host name that has
+/// already passed the host name check (such as the realm of an IMPI that
+/// [`check_impi`] accepted): a host equal to it is not checked again.
+pub fn parse_impu_known(s: &str, known_host: Option<&str>) -> Result<Uri, &'static str> {
+    parse_impu_ref_known(s, known_host).map(|u| u.to_uri())
+}
+
+fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<UriRef<'a>, &'static str> {
     if s.is_empty() || s.len() > MAX_IDENTITY_LEN {
         return Err("empty or too long");
     }
@@ -365,7 +376,7 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
                 return Err("user part has characters not allowed");
             }
             let (host, port) = split_host_port(hostport)?;
-            if !check_hostname(host) {
+            if known_host != Some(host) && !check_hostname(host) {
                 return Err("host is not a domain name or IP address");
             }
             Ok(UriRef { scheme, user, host, port })
@@ -623,6 +634,26 @@ mod tests {
         }
         for s in ["alice@socialnet.ims.example.net", "a.b@x.y", "a@[::1]", "a@x@y", "\u{e9}@x.net", "a\u{0}@x"] {
             assert_eq!(check_impi(s), check_impi_old(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn known_host_changes_nothing() {
+        // Hosts good and bad, as written in an IMPU; realms that passed the
+        // check (the only ones the caller passes): the result is that of
+        // parse_impu, whether or not the host equals the realm.
+        let alphabet = [b'a', b'-', b'.', b'1', b'_'];
+        let hosts: Vec<String> = (1..=4).flat_map(|len| words(&alphabet, len)).chain(["[::1]".to_string(), "x.net:5060".to_string()]).collect();
+        let realms: Vec<&String> = hosts.iter().filter(|h| check_hostname(h) && !h.starts_with('[')).collect();
+        for h in &hosts {
+            for user in ["alice@", ""] {
+                let s = format!("sip:{user}{h}");
+                let want = parse_impu(&s).map(|u| u.canonical().to_string());
+                for r in realms.iter().take(40).map(|r| r.as_str()).chain([h.as_str()].into_iter().filter(|h| check_hostname(h))) {
+                    assert_eq!(parse_impu_known(&s, Some(r)).map(|u| u.canonical().to_string()), want, "{s:?} realm {r:?}");
+                }
+                assert_eq!(parse_impu_known(&s, None).map(|u| u.canonical().to_string()), want, "{s:?}");
+            }
         }
     }
 

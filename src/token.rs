@@ -1110,13 +1110,15 @@ pub fn check_claims(
     let scope_at = (0, text.len());
     text.push('\0');
     // Each IMPU parsed as written (before it goes into the buffer, where a
-    // NUL would separate it), at most MAX_IMPUS of them.
+    // NUL would separate it), at most MAX_IMPUS of them. A host equal to
+    // the IMPI's realm, which check_impi accepted, is not checked again.
+    let realm = impi.split_once('@').map(|(_, r)| r);
     let impus_start = text.len();
     let mut impu_uris = Vec::new();
     let mut bad = false;
     let mut add = |s: &str| {
         if impu_uris.len() < MAX_IMPUS {
-            match identity::parse_impu(s) {
+            match identity::parse_impu_known(s, realm) {
                 Ok(u) => {
                     impu_uris.push(u);
                     text.push_str(s);

@@ -28,10 +28,12 @@ pub struct Outcome {
     /// What the token said, when accepted (shared with the verified-token
     /// cache).
     pub verified: Option<Arc<Verified>>,
-    /// The issuer, when known (also on some failures).
-    pub iss: Option<Arc<str>>,
-    /// The IMPI (accepted tokens; S-CSCF side: the TNA username).
-    pub impi: Option<Arc<str>>,
+    /// The issuer when `verified` is not there to give it (failures that
+    /// knew it; the S-CSCF side): read [`Outcome::iss`].
+    iss: Option<Arc<str>>,
+    /// The IMPI when `verified` is not there to give it (the S-CSCF side:
+    /// the TNA username): read [`Outcome::impi`].
+    impi: Option<Arc<str>>,
     /// The TNA header value, when accepted.
     pub tna_header: Option<String>,
     /// Seconds the token has left (0 when rejected).
@@ -44,6 +46,22 @@ impl Outcome {
     /// Accepted?
     pub fn accepted(&self) -> bool {
         self.reason == Reason::Ok
+    }
+
+    /// The issuer, when known (also on some failures).
+    pub fn iss(&self) -> Option<&str> {
+        match &self.verified {
+            Some(v) => Some(&v.iss),
+            None => self.iss.as_deref(),
+        }
+    }
+
+    /// The IMPI (accepted tokens; S-CSCF side: the TNA username).
+    pub fn impi(&self) -> Option<&str> {
+        match &self.verified {
+            Some(v) => Some(v.impi()),
+            None => self.impi.as_deref(),
+        }
     }
 }
 
@@ -412,7 +430,7 @@ impl Context {
         }
         let issuer = cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss));
         let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
-        let tna = tna::build(&v.impi, &cfg.home_realm, issuer_entity.then_some(&*v.iss));
+        let tna = tna::build(v.impi(), &cfg.home_realm, issuer_entity.then_some(&*v.iss));
         let seconds_left = (v.exp - now).max(0);
         let max = cfg.max_registration_expires as i64;
         let granted = match requested_expires {
@@ -430,8 +448,9 @@ impl Context {
             reason: Reason::Ok,
             sip_status: 200,
             www_authenticate: None,
-            iss: Some(v.iss.clone()),
-            impi: Some(v.impi.clone()),
+            // (Both given by `verified`: no copies of the shared strings.)
+            iss: None,
+            impi: None,
             tna_header: Some(tna),
             seconds_left,
             granted_expires: granted,

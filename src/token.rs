@@ -640,8 +640,6 @@ fn for_each_str<'a>(v: &Val<'a>, mut f: impl FnMut(Cow<'a, str>)) -> Result<usiz
 pub struct Verified {
     /// `iss`.
     pub iss: Arc<str>,
-    /// IMPI.
-    pub impi: Arc<str>,
     /// IMPUs parsed, in the token's order (as written: [`Verified::impus`]).
     pub impu_uris: Vec<Uri>,
     /// `exp`.
@@ -658,11 +656,14 @@ pub struct Verified {
     /// Position of the issuer in the configuration that verified it (a
     /// hint: check `iss` before relying on it).
     pub issuer_index: usize,
-    /// `scope`, the IMPUs as written, `sub` and `jti`, each followed by a
-    /// NUL byte, in one allocation (none of them can hold a NUL: scope,
-    /// `sub` and `jti` are printable, IMPUs parsed as URIs). The C ABI
-    /// hands the pieces out as they are.
+    /// The IMPI, `scope`, the IMPUs as written, `sub` and `jti`, each
+    /// followed by a NUL byte, in one allocation (none of them can hold a
+    /// NUL: the IMPI passed the NAI check, scope, `sub` and `jti` are
+    /// printable, IMPUs parsed as URIs). The C ABI hands the pieces out as
+    /// they are.
     text: String,
+    /// Where the IMPI is in `text` (without its NUL).
+    impi_at: (usize, usize),
     /// Where `scope` is in `text` (without its NUL).
     scope_at: (usize, usize),
     /// Where the IMPUs are in `text` (each with its NUL).
@@ -672,6 +673,11 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// The IMPI.
+    pub fn impi(&self) -> &str {
+        &self.text[self.impi_at.0..self.impi_at.1]
+    }
+
     /// `scope`.
     pub fn scope(&self) -> &str {
         &self.text[self.scope_at.0..self.scope_at.1]
@@ -735,6 +741,10 @@ impl Verified {
 
     /// `scope`, `sub`, `jti` (empty when absent) and IMPU number `i`, each
     /// with its NUL byte (for the C ABI).
+    pub(crate) fn impi_z(&self) -> &[u8] {
+        &self.text.as_bytes()[self.impi_at.0..=self.impi_at.1]
+    }
+
     pub(crate) fn scope_z(&self) -> &[u8] {
         &self.text.as_bytes()[self.scope_at.0..=self.scope_at.1]
     }
@@ -1105,9 +1115,13 @@ pub fn check_claims(
         Some(Val::Arr(raw)) => raw.len(),
         _ => 0,
     };
-    let mut text = String::with_capacity(scope.len() + 1 + room(&impu_v) + room(&sub_v) + room(&jti_v));
+    let mut text = String::with_capacity(impi.len() + 1 + scope.len() + 1 + room(&impu_v) + room(&sub_v) + room(&jti_v));
+    text.push_str(&impi);
+    let impi_at = (0, text.len());
+    text.push('\0');
+    let scope_start = text.len();
     text.push_str(&scope);
-    let scope_at = (0, text.len());
+    let scope_at = (scope_start, text.len());
     text.push('\0');
     // Each IMPU parsed as written (before it goes into the buffer, where a
     // NUL would separate it), at most MAX_IMPUS of them. A host equal to
@@ -1169,7 +1183,6 @@ pub fn check_claims(
 
     Ok(Verified {
         iss: issuer.iss.clone(),
-        impi: Arc::from(&*impi),
         impu_uris,
         exp,
         valid_from,
@@ -1177,6 +1190,7 @@ pub fn check_claims(
         kid,
         issuer_index,
         text,
+        impi_at,
         scope_at,
         impus_at,
         sub_at,

@@ -615,7 +615,7 @@ fn introspection_active_token_is_accepted_with_credentials_sent() {
     let t = now();
     let o = verify(&c, REF, t);
     assert_eq!(o.reason, Reason::Ok, "{o:?}");
-    assert_eq!(o.iss.as_deref(), Some(AS));
+    assert_eq!(o.iss(), Some(AS));
     assert!(o.tna_header.unwrap().contains("username=\"alice@socialnet.ims.example.net\""));
     assert!(o.granted_expires > 0 && o.granted_expires <= 600);
     let r = srv.last();

@@ -387,8 +387,20 @@ fn hostile_json_and_encoding() {
 fn scscf_side() {
     let c = ctx();
     let o = verify(&c, &token_a(|_| {}));
+    // eP-CSCF side: issuer and IMPI given by what the token said.
+    assert_eq!((o.iss(), o.impi()), (Some(A), Some(IMPI_A)));
     let tna = o.tna_header.unwrap();
-    assert!(c.scscf_check(tna.as_bytes(), "127.0.0.1", None).accepted());
+    let s = c.scscf_check(tna.as_bytes(), "127.0.0.1", None);
+    assert!(s.accepted());
+    // S-CSCF side: no token, the IMPI is the TNA username.
+    assert!(s.verified.is_none());
+    assert_eq!((s.impi(), s.iss()), (Some(IMPI_A), Some(A)));
+    // A rejection that knew the issuer still names it, without an IMPI.
+    let expired = verify(&c, &token_a(|r| {
+        r.iat -= 7200;
+        r.exp -= 7200
+    }));
+    assert_eq!((expired.reason, expired.iss(), expired.impi()), (Reason::Expired, Some(A), None));
     assert_eq!(c.scscf_check(tna.as_bytes(), "192.0.2.1", None).reason, Reason::UntrustedSource);
     assert_eq!(c.scscf_check(tna.as_bytes(), "127.0.0.1", Some("https://other")).reason, Reason::EntityNotAllowed);
     c.set_barred(A, true).unwrap();
@@ -579,7 +591,7 @@ fn renamed_claims_are_read_under_their_configured_names() {
     let o = verify(&c, &sign(renamed("")));
     assert_eq!(o.reason, Reason::Ok);
     let v = o.verified.unwrap();
-    assert_eq!((&*v.iss, &*v.impi, v.impus().collect::<Vec<_>>()), (A, IMPI_A, vec![IMPU_A]));
+    assert_eq!((&*v.iss, v.impi(), v.impus().collect::<Vec<_>>()), (A, IMPI_A, vec![IMPU_A]));
     assert_eq!((v.sub(), v.jti(), v.scope(), v.exp), (Some("user-7"), Some("jti-7"), "openid webrtc-ims-client-access-to-ims", t + 600));
     // Each claim missing under its configured name: the rule that needs it.
     for (std, reason) in [

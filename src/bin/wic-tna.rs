@@ -172,7 +172,7 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             if let Some(v) = &o.verified {
                 println!("accepted");
                 println!("issuer: {}", v.iss);
-                println!("impi: {}", v.impi);
+                println!("impi: {}", v.impi());
                 for u in v.impus() {
                     println!("impu: {u}");
                 }
@@ -202,10 +202,10 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             println!("{}", if o.accepted() { "accepted" } else { "rejected" });
             println!("status: {}", o.sip_status);
             println!("reason: {}", o.reason);
-            if let Some(i) = &o.impi {
+            if let Some(i) = o.impi() {
                 println!("impi: {i}");
             }
-            if let Some(i) = &o.iss {
+            if let Some(i) = o.iss() {
                 println!("authorization-entity: {i}");
             }
             Ok(o.accepted())

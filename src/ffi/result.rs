@@ -81,14 +81,17 @@ impl wic_tna_result {
             Some(v) => v.exp,
             None => 0,
         };
+        // Accepted: the IMPI comes from `verified`, without a copy.
+        let impi = if o.verified.is_some() { Vec::new() } else { z(o.impi()) };
+        let issuer = z(o.iss());
         wic_tna_result {
             accepted,
             sip_status: o.sip_status,
             reason: names.0,
             www_authenticate: z_owned(o.www_authenticate),
             tna_header: z_owned(o.tna_header),
-            impi: z(o.impi.as_deref()),
-            issuer: z(o.iss.as_deref()),
+            impi,
+            issuer,
             error_description: if accepted { b"\0" } else { names.1 },
             verified: o.verified,
             expires_at,
@@ -181,7 +184,16 @@ pub unsafe extern "C" fn wic_tna_result_tna_header(r: *const wic_tna_result) -> 
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_impi(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.impi)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        // SAFETY: caller's contract.
+        match unsafe { get(r) } {
+            Some(r) => match r.verified.as_deref() {
+                Some(v) => wic_tna_str::of(v.impi_z()),
+                None => wic_tna_str::of(&r.impi),
+            },
+            None => wic_tna_str::empty(),
+        }
+    })
 }
 /// The issuer (authorization entity); may be set on failures too.
 ///

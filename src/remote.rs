@@ -402,7 +402,7 @@ impl RemoteState {
         let result = match claims.json("active") {
             Some(Value::Bool(true)) => match claims.json(&cfg.claims.iss) {
                 Some(Value::String(s)) if *s == *issuer.iss => {
-                    token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None, None).map_err(|f| f.reason)
+                    token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None).map_err(|f| f.reason)
                 }
                 Some(Value::String(_)) | None => Err(Reason::UnknownIssuer),
                 Some(_) => Err(Reason::InvalidClaim),

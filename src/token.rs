@@ -651,8 +651,6 @@ pub struct Verified {
     /// Algorithm of the key that verified it (`None`: a reference token,
     /// vouched for by introspection).
     pub alg: Option<Alg>,
-    /// kid, if any.
-    pub kid: Option<Arc<str>>,
     /// Position of the issuer in the configuration that verified it (a
     /// hint: check `iss` before relying on it).
     pub issuer_index: usize,
@@ -1012,8 +1010,8 @@ pub fn verify_with(
     let mut sig_heap = Vec::new();
     let signature = b64(s64, &mut sig_buf, &mut sig_heap).map_err(|f| with_iss(f.reason))?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-    let (alg, kid) = select_and_verify(issuer, remote, kid, alg, signing_input, signature).map_err(with_iss)?;
-    check_claims(cfg, issuer_index, issuer, &claims, now, barred, Some(alg), kid)
+    let alg = select_and_verify(issuer, remote, kid, alg, signing_input, signature).map_err(with_iss)?;
+    check_claims(cfg, issuer_index, issuer, &claims, now, barred, Some(alg))
 }
 
 /// The claim rules of PROTOCOL.md (lifetime, audience, barring, scope,
@@ -1029,7 +1027,6 @@ pub fn check_claims(
     now: i64,
     barred: &dyn Fn(&Issuer) -> bool,
     alg: Option<Alg>,
-    kid: Option<Arc<str>>,
 ) -> Result<Verified, Failure> {
     let (names, keys) = (&cfg.claims, &cfg.claim_keys);
     let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
@@ -1187,7 +1184,6 @@ pub fn check_claims(
         exp,
         valid_from,
         alg,
-        kid,
         issuer_index,
         text,
         impi_at,
@@ -1211,11 +1207,11 @@ fn select_and_verify(
     alg: Alg,
     input: &[u8],
     signature: &[u8],
-) -> Result<(Alg, Option<Arc<str>>), Reason> {
-    let by_kid = |keys: &[Key], idxs: &[usize]| -> Result<(Alg, Option<Arc<str>>), Reason> {
+) -> Result<Alg, Reason> {
+    let by_kid = |keys: &[Key], idxs: &[usize]| -> Result<Alg, Reason> {
         let key = idxs.iter().map(|&i| &keys[i]).find(|k| k.alg == alg).ok_or(Reason::UnsupportedAlgorithm)?;
         if key.verify(input, signature) {
-            Ok((key.alg, key.kid.clone()))
+            Ok(key.alg)
         } else {
             Err(Reason::BadSignature)
         }
@@ -1252,7 +1248,7 @@ fn select_and_verify(
                 return Err(Reason::UnknownKey);
             }
             match candidates.into_iter().find(|k| k.verify(input, signature)) {
-                Some(k) => Ok((k.alg, k.kid.clone())),
+                Some(k) => Ok(k.alg),
                 None if matches!(fetched, RemoteKeys::Unavailable) => Err(Reason::KeysUnavailable),
                 None => Err(Reason::BadSignature),
             }

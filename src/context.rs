@@ -423,7 +423,7 @@ impl Context {
                     Ok(u) => u,
                     Err(_) => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
                 };
-                if !v.impu_uris.iter().any(|u| to_uri.same_as(u)) {
+                if !v.impu_uris().any(|u| to_uri.same_as_view(u)) {
                     return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
                 }
             }

@@ -210,6 +210,47 @@ impl Uri {
     pub fn host(&self) -> &str {
         &self.text[self.host.0..self.host.1]
     }
+
+    /// The same URI, borrowed.
+    pub fn view(&self) -> UriView<'_> {
+        UriView { scheme: self.scheme, port: self.port, text: &self.text, user: self.user, host: self.host }
+    }
+}
+
+/// A canonical URI held elsewhere (a verified token keeps its IMPUs' in
+/// its one buffer): what a [`Uri`] gives, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UriView<'a> {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// Port, if given.
+    pub port: Option<u16>,
+    text: &'a str,
+    user: (usize, usize),
+    host: (usize, usize),
+}
+
+impl<'a> UriView<'a> {
+    /// `text`'s parts at the positions [`UriRef::write_canonical`] gave
+    /// (relative to `text`).
+    pub(crate) fn new(scheme: Scheme, port: Option<u16>, text: &'a str, user: (usize, usize), host: (usize, usize)) -> UriView<'a> {
+        UriView { scheme, port, text, user, host }
+    }
+
+    /// Canonical form (see [`Uri::canonical`]).
+    pub fn canonical(&self) -> &'a str {
+        self.text
+    }
+
+    /// User part or number, lower-cased (see [`Uri::user`]).
+    pub fn user(&self) -> &'a str {
+        self.text.get(self.user.0..self.user.1).unwrap_or("")
+    }
+
+    /// Host, lower-cased (empty for tel).
+    pub fn host(&self) -> &'a str {
+        self.text.get(self.host.0..self.host.1).unwrap_or("")
+    }
 }
 
 #[cfg(test)]
@@ -245,33 +286,42 @@ fn is_visual_separator(c: u8) -> bool {
 impl UriRef<'_> {
     /// The owned, canonical form (lower-cased; tel separators removed).
     pub fn to_uri(&self) -> Uri {
+        let mut text = String::with_capacity(self.user.len() + self.host.len() + 12);
+        let (user, host) = self.write_canonical(&mut text);
+        let port = if self.scheme == Scheme::Tel { None } else { self.port };
+        Uri { scheme: self.scheme, port, text, user, host }
+    }
+
+    /// Append the canonical form (what [`to_uri`](Self::to_uri) holds) to
+    /// `out`, lower-casing only what it appends; returns where the user
+    /// part and the host are, relative to the start of what it appended.
+    pub fn write_canonical(&self, out: &mut String) -> ((usize, usize), (usize, usize)) {
+        let start = out.len();
         match self.scheme {
             Scheme::Tel => {
-                let mut text = String::with_capacity(4 + self.user.len());
-                text.push_str("tel:");
-                text.extend(self.user.bytes().filter(|&c| !is_visual_separator(c)).map(|c| c.to_ascii_lowercase() as char));
-                let end = text.len();
-                Uri { scheme: self.scheme, port: None, text, user: (4, end), host: (end, end) }
+                out.push_str("tel:");
+                out.extend(self.user.bytes().filter(|&c| !is_visual_separator(c)).map(|c| c.to_ascii_lowercase() as char));
+                let end = out.len() - start;
+                ((4, end), (end, end))
             }
             Scheme::Sip | Scheme::Sips => {
-                let mut text = String::with_capacity(self.user.len() + self.host.len() + 12);
-                text.push_str(if self.scheme == Scheme::Sip { "sip:" } else { "sips:" });
-                let u0 = text.len();
-                text.push_str(self.user);
-                let u1 = text.len();
+                out.push_str(if self.scheme == Scheme::Sip { "sip:" } else { "sips:" });
+                let u0 = out.len() - start;
+                out.push_str(self.user);
+                let u1 = out.len() - start;
                 if !self.user.is_empty() {
-                    text.push('@');
+                    out.push('@');
                 }
-                let h0 = text.len();
-                text.push_str(self.host);
-                let h1 = text.len();
-                text.make_ascii_lowercase();
+                let h0 = out.len() - start;
+                out.push_str(self.host);
+                let h1 = out.len() - start;
+                out[start..].make_ascii_lowercase();
                 if let Some(p) = self.port {
                     use std::fmt::Write;
                     // Writing to a String cannot fail.
-                    let _ = write!(text, ":{p}");
+                    let _ = write!(out, ":{p}");
                 }
-                Uri { scheme: self.scheme, port: self.port, text, user: (u0, u1), host: (h0, h1) }
+                ((u0, u1), (h0, h1))
             }
         }
     }
@@ -279,6 +329,11 @@ impl UriRef<'_> {
     /// Same identity as `u` (what [`same_identity`] says of `self.to_uri()`
     /// and `u`), without building it.
     pub fn same_as(&self, u: &Uri) -> bool {
+        self.same_as_view(u.view())
+    }
+
+    /// [`same_as`](Self::same_as) for a borrowed canonical URI.
+    pub fn same_as_view(&self, u: UriView<'_>) -> bool {
         if self.scheme != u.scheme || self.port != u.port || !self.host.eq_ignore_ascii_case(u.host()) {
             return false;
         }
@@ -311,7 +366,8 @@ pub fn parse_impu_known(s: &str, known_host: Option<&str>) -> Result<Uri, &'stat
     parse_impu_ref_known(s, known_host).map(|u| u.to_uri())
 }
 
-fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<UriRef<'a>, &'static str> {
+/// [`parse_impu_known`] without copying.
+pub fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<UriRef<'a>, &'static str> {
     if s.is_empty() || s.len() > MAX_IDENTITY_LEN {
         return Err("empty or too long");
     }
@@ -634,6 +690,21 @@ mod tests {
         }
         for s in ["alice@socialnet.ims.example.net", "a.b@x.y", "a@[::1]", "a@x@y", "\u{e9}@x.net", "a\u{0}@x"] {
             assert_eq!(check_impi(s), check_impi_old(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn write_canonical_appends_what_to_uri_holds() {
+        for s in ["sip:Alice@SocialNet.example;transport=ws", "SIPS:Bob@Example.NET:5061", "tel:+1-555-0100", "tel:+1.(555).0100;phone-context=x", "sip:host.example", "sip:a@[::1]:5060"] {
+            let r = parse_impu_ref(s).unwrap();
+            let u = r.to_uri();
+            let mut out = String::from("Keep-Case\0");
+            let (user, host) = r.write_canonical(&mut out);
+            assert_eq!(&out[..10], "Keep-Case\0", "{s}: what was there is untouched");
+            let v = UriView::new(u.scheme, u.port, &out[10..], user, host);
+            assert_eq!((v.canonical(), v.user(), v.host()), (u.canonical(), u.user(), u.host()), "{s}");
+            assert_eq!(u.view(), UriView::new(u.scheme, u.port, u.canonical(), user, host), "{s}");
+            assert!(r.same_as_view(v) && r.same_as(&u), "{s}");
         }
     }
 

@@ -3,7 +3,7 @@
 //! signature, lifetime, audience, scope and the identities.
 
 use crate::config::{ClaimNames, Config, Issuer};
-use crate::identity::{self, Uri};
+use crate::identity::{self, Scheme, UriView};
 use crate::keys::{Alg, Key, KeySet};
 use crate::reason::Reason;
 use serde_json::Value;
@@ -640,8 +640,6 @@ fn for_each_str<'a>(v: &Val<'a>, mut f: impl FnMut(Cow<'a, str>)) -> Result<usiz
 pub struct Verified {
     /// `iss`.
     pub iss: Arc<str>,
-    /// IMPUs parsed, in the token's order (as written: [`Verified::impus`]).
-    pub impu_uris: Vec<Uri>,
     /// `exp`.
     pub exp: i64,
     /// The earliest time at which the lifetime checks pass (`nbf` and `iat`
@@ -654,18 +652,20 @@ pub struct Verified {
     /// Position of the issuer in the configuration that verified it (a
     /// hint: check `iss` before relying on it).
     pub issuer_index: usize,
-    /// The IMPI, `scope`, the IMPUs as written, `sub` and `jti`, each
-    /// followed by a NUL byte, in one allocation (none of them can hold a
-    /// NUL: the IMPI passed the NAI check, scope, `sub` and `jti` are
-    /// printable, IMPUs parsed as URIs). The C ABI hands the pieces out as
-    /// they are.
+    /// The IMPI, `scope`, each IMPU as written and in its canonical form,
+    /// `sub` and `jti`, each followed by a NUL byte, in one allocation (none
+    /// of them can hold a NUL: the IMPI passed the NAI check, scope, `sub`
+    /// and `jti` are printable, IMPUs parsed as URIs). The C ABI hands the
+    /// pieces out as they are.
     text: String,
+    /// Where the IMPUs are in `text`: the first one here (no allocation for
+    /// the usual single IMPU), the others in `more_impus`.
+    first_impu: Option<ImpuAt>,
+    more_impus: Vec<ImpuAt>,
     /// Where the IMPI is in `text` (without its NUL).
     impi_at: (usize, usize),
     /// Where `scope` is in `text` (without its NUL).
     scope_at: (usize, usize),
-    /// Where the IMPUs are in `text` (each with its NUL).
-    impus_at: (usize, usize),
     sub_at: Option<(usize, usize)>,
     jti_at: Option<(usize, usize)>,
 }
@@ -691,50 +691,45 @@ impl Verified {
         self.jti_at.map(|(a, b)| &self.text[a..b])
     }
 
-    /// The IMPUs as the token gives them, in its order (one per
-    /// [`impu_uris`](Self::impu_uris) entry).
+    fn impu_at(&self, i: usize) -> Option<&ImpuAt> {
+        match i {
+            0 => self.first_impu.as_ref(),
+            _ => self.more_impus.get(i - 1),
+        }
+    }
+
+    /// The IMPUs as the token gives them, in its order.
     pub fn impus(&self) -> impl Iterator<Item = &str> + '_ {
-        let mut rest = &self.text[self.impus_at.0..self.impus_at.1];
-        std::iter::from_fn(move || {
-            let end = memchr::memchr(0, rest.as_bytes())?;
-            let impu = &rest[..end];
-            rest = &rest[end + 1..];
-            Some(impu)
-        })
+        (0..self.impu_count()).filter_map(|i| self.impu(i))
+    }
+
+    /// The IMPUs parsed, in the token's order (canonical: lower-cased,
+    /// without parameters; pool patterns are matched against this form).
+    pub fn impu_uris(&self) -> impl Iterator<Item = UriView<'_>> + '_ {
+        (0..self.impu_count()).filter_map(|i| self.impu_uri(i))
+    }
+
+    /// IMPU number `i` (from 0), parsed.
+    pub fn impu_uri(&self, i: usize) -> Option<UriView<'_>> {
+        let at = self.impu_at(i)?;
+        let text = self.text.get(at.canonical.0..at.canonical.1)?;
+        Some(UriView::new(at.scheme, at.port, text, at.user, at.host))
     }
 
     /// How many IMPUs.
     pub fn impu_count(&self) -> usize {
-        self.impu_uris.len()
+        usize::from(self.first_impu.is_some()) + self.more_impus.len()
     }
 
-    /// Is `text` exactly one of the IMPUs as the token gives them? (Each
-    /// IMPU is compared in place; the search moves past one only when it
-    /// differs.)
+    /// Is `text` exactly one of the IMPUs as the token gives them?
     pub fn has_impu_text(&self, text: &str) -> bool {
-        let list = &self.text.as_bytes()[self.impus_at.0..self.impus_at.1];
-        let t = text.as_bytes();
-        // No IMPU holds a NUL: `text` with one would otherwise match two
-        // neighbours at once.
-        if memchr::memchr(0, t).is_some() {
-            return false;
-        }
-        let mut at = 0;
-        while at < list.len() {
-            if list[at..].starts_with(t) && list.get(at + t.len()) == Some(&0) {
-                return true;
-            }
-            match memchr::memchr(0, &list[at..]) {
-                Some(end) => at += end + 1,
-                None => return false,
-            }
-        }
-        false
+        self.impus().any(|i| i == text)
     }
 
     /// IMPU number `i` (from 0) as the token gives it.
     pub fn impu(&self, i: usize) -> Option<&str> {
-        self.impus().nth(i)
+        let at = self.impu_at(i)?;
+        self.text.get(at.written.0..at.written.1)
     }
 
     /// `scope`, `sub`, `jti` (empty when absent) and IMPU number `i`, each
@@ -752,11 +747,23 @@ impl Verified {
     }
 
     pub(crate) fn impu_z(&self, i: usize) -> Option<&[u8]> {
-        let impu = self.impu(i)?;
-        // The IMPU and the NUL after it, in `text`.
-        let at = impu.as_ptr() as usize - self.text.as_ptr() as usize;
-        self.text.as_bytes().get(at..=at + impu.len())
+        let at = self.impu_at(i)?;
+        // The IMPU and the NUL after it.
+        self.text.as_bytes().get(at.written.0..=at.written.1)
     }
+}
+
+/// Where one IMPU of a [`Verified`] is in its text: as written, and
+/// canonical with the positions of its user part and host (relative to the
+/// canonical form, as [`UriView`] takes them).
+#[derive(Clone, Copy, Debug)]
+struct ImpuAt {
+    written: (usize, usize),
+    canonical: (usize, usize),
+    user: (usize, usize),
+    host: (usize, usize),
+    scheme: Scheme,
+    port: Option<u16>,
 }
 
 /// A failure, with the issuer when it was known (for the counters).
@@ -1112,7 +1119,8 @@ pub fn check_claims(
         Some(Val::Arr(raw)) => raw.len(),
         _ => 0,
     };
-    let mut text = String::with_capacity(impi.len() + 1 + scope.len() + 1 + room(&impu_v) + room(&sub_v) + room(&jti_v));
+    // (An IMPU's canonical form is never longer than the IMPU as written.)
+    let mut text = String::with_capacity(impi.len() + 1 + scope.len() + 1 + 2 * room(&impu_v) + room(&sub_v) + room(&jti_v));
     text.push_str(&impi);
     let impi_at = (0, text.len());
     text.push('\0');
@@ -1124,16 +1132,30 @@ pub fn check_claims(
     // NUL would separate it), at most MAX_IMPUS of them. A host equal to
     // the IMPI's realm, which check_impi accepted, is not checked again.
     let realm = impi.split_once('@').map(|(_, r)| r);
-    let impus_start = text.len();
-    let mut impu_uris = Vec::new();
+    let mut first_impu: Option<ImpuAt> = None;
+    let mut more_impus: Vec<ImpuAt> = Vec::new();
+    let mut count = 0;
     let mut bad = false;
     let mut add = |s: &str| {
-        if impu_uris.len() < MAX_IMPUS {
-            match identity::parse_impu_known(s, realm) {
+        if count < MAX_IMPUS {
+            match identity::parse_impu_ref_known(s, realm) {
                 Ok(u) => {
-                    impu_uris.push(u);
+                    let w0 = text.len();
                     text.push_str(s);
+                    let written = (w0, text.len());
                     text.push('\0');
+                    let c0 = text.len();
+                    let (user, host) = u.write_canonical(&mut text);
+                    let canonical = (c0, text.len());
+                    text.push('\0');
+                    let port = if u.scheme == Scheme::Tel { None } else { u.port };
+                    let at = ImpuAt { written, canonical, user, host, scheme: u.scheme, port };
+                    if count == 0 {
+                        first_impu = Some(at);
+                    } else {
+                        more_impus.push(at);
+                    }
+                    count += 1;
                 }
                 Err(_) => bad = true,
             }
@@ -1153,12 +1175,11 @@ pub fn check_claims(
     if bad {
         return Err(with_iss(Reason::InvalidImpu));
     }
-    let impus_at = (impus_start, text.len());
     if !identity::in_pool(&issuer.impi_pool, &impi) {
         return Err(with_iss(Reason::ImpiOutsidePool));
     }
-    for u in &impu_uris {
-        if !identity::in_pool(&issuer.impu_pool, u.canonical()) {
+    for at in first_impu.iter().chain(more_impus.iter()) {
+        if !identity::in_pool(&issuer.impu_pool, &text[at.canonical.0..at.canonical.1]) {
             return Err(with_iss(Reason::ImpuOutsidePool));
         }
     }
@@ -1180,7 +1201,6 @@ pub fn check_claims(
 
     Ok(Verified {
         iss: issuer.iss.clone(),
-        impu_uris,
         exp,
         valid_from,
         alg,
@@ -1188,7 +1208,8 @@ pub fn check_claims(
         text,
         impi_at,
         scope_at,
-        impus_at,
+        first_impu,
+        more_impus,
         sub_at,
         jti_at,
     })

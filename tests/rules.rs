@@ -637,7 +637,7 @@ fn verified_gives_back_every_impu_and_string_claim() {
     assert_eq!(v.impus().collect::<Vec<_>>(), impus);
     assert_eq!(v.impu_count(), 3);
     assert_eq!((v.impu(0), v.impu(2), v.impu(3)), (Some(impus[0]), Some(impus[2]), None));
-    assert_eq!(v.impu_uris.iter().map(|u| u.canonical()).collect::<Vec<_>>(), impus);
+    assert_eq!(v.impu_uris().map(|u| u.canonical()).collect::<Vec<_>>(), impus);
     assert_eq!((v.sub(), v.jti(), v.scope()), (Some("web-user-42"), Some("jti-42"), "openid webrtc-ims-client-access-to-ims"));
     for i in impus {
         assert!(v.has_impu_text(i), "{i}");
@@ -719,4 +719,39 @@ fn c_views_of_a_verified_token_are_exact_and_nul_terminated() {
         wic_tna_ctx_free(ctx);
         wic_tna_shared_free(sh);
     }
+}
+
+/// IMPUs written with capitals, parameters or telephone separators are
+/// kept as written (for the C ABI and the `To` text match) and in their
+/// canonical form (for the pools and a parsed `To`).
+#[test]
+fn impus_kept_as_written_and_canonical() {
+    let c = ctx();
+    let written = ["sip:Alice.Work@SocialNet.ims.example.net;transport=ws", "tel:+1-555-0001", "sip:alice@socialnet.ims.example.net"];
+    let canonical = ["sip:alice.work@socialnet.ims.example.net", "tel:+15550001", "sip:alice@socialnet.ims.example.net"];
+    let tok = token_a(|r| r.impus = written.iter().map(|s| s.to_string()).collect());
+    let o = verify(&c, &tok);
+    assert_eq!(o.reason, Reason::Ok);
+    let v = o.verified.unwrap();
+    assert_eq!(v.impus().collect::<Vec<_>>(), written);
+    assert_eq!(v.impu_uris().map(|u| u.canonical()).collect::<Vec<_>>(), canonical);
+    let u = v.impu_uri(0).unwrap();
+    assert_eq!((u.user(), u.host(), u.port), ("alice.work", "socialnet.ims.example.net", None));
+    let t = v.impu_uri(1).unwrap();
+    assert_eq!((t.user(), t.host()), ("+15550001", ""));
+    assert!(v.impu_uri(3).is_none());
+    // To as written, in canonical form, or in another spelling of the same
+    // identity: all accepted; another identity is not.
+    for to in [written[0], canonical[0], "<SIP:ALICE.WORK@socialnet.ims.example.net>;tag=1", "tel:+15550001", "tel:+1.555.0001"] {
+        let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(to.as_bytes()), None, now());
+        assert_eq!(o.reason, Reason::Ok, "{to}");
+    }
+    for to in ["sip:bob@socialnet.ims.example.net", "tel:+15550002", "sips:alice.work@socialnet.ims.example.net"] {
+        let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(to.as_bytes()), None, now());
+        assert_eq!(o.reason, Reason::ToImpuNotInToken, "{to}");
+    }
+    // The pools are matched against the canonical form: with a port it is
+    // outside "sip:*@socialnet.ims.example.net".
+    let tok = token_a(|r| r.impus = vec!["sip:alice@socialnet.ims.example.net:5070".into()]);
+    assert_eq!(verify(&c, &tok).reason, Reason::ImpuOutsidePool);
 }

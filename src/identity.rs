@@ -288,8 +288,12 @@ impl UriRef<'_> {
     pub fn to_uri(&self) -> Uri {
         let mut text = String::with_capacity(self.user.len() + self.host.len() + 12);
         let (user, host) = self.write_canonical(&mut text);
-        let port = if self.scheme == Scheme::Tel { None } else { self.port };
-        Uri { scheme: self.scheme, port, text, user, host }
+        Uri { scheme: self.scheme, port: self.canonical_port(), text, user, host }
+    }
+
+    /// The port the canonical form keeps (none for tel).
+    pub fn canonical_port(&self) -> Option<u16> {
+        if self.scheme == Scheme::Tel { None } else { self.port }
     }
 
     /// Append the canonical form (what [`to_uri`](Self::to_uri) holds) to
@@ -359,14 +363,9 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
     parse_impu_ref_known(s, None)
 }
 
-/// [`parse_impu`], where `known_host` (if any) is a host name that has
+/// [`parse_impu_ref`], where `known_host` (if any) is a host name that has
 /// already passed the host name check (such as the realm of an IMPI that
 /// [`check_impi`] accepted): a host equal to it is not checked again.
-pub fn parse_impu_known(s: &str, known_host: Option<&str>) -> Result<Uri, &'static str> {
-    parse_impu_ref_known(s, known_host).map(|u| u.to_uri())
-}
-
-/// [`parse_impu_known`] without copying.
 pub fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<UriRef<'a>, &'static str> {
     if s.is_empty() || s.len() > MAX_IDENTITY_LEN {
         return Err("empty or too long");
@@ -721,9 +720,9 @@ mod tests {
                 let s = format!("sip:{user}{h}");
                 let want = parse_impu(&s).map(|u| u.canonical().to_string());
                 for r in realms.iter().take(40).map(|r| r.as_str()).chain([h.as_str()].into_iter().filter(|h| check_hostname(h))) {
-                    assert_eq!(parse_impu_known(&s, Some(r)).map(|u| u.canonical().to_string()), want, "{s:?} realm {r:?}");
+                    assert_eq!(parse_impu_ref_known(&s, Some(r)).map(|u| u.to_uri().canonical().to_string()), want, "{s:?} realm {r:?}");
                 }
-                assert_eq!(parse_impu_known(&s, None).map(|u| u.canonical().to_string()), want, "{s:?}");
+                assert_eq!(parse_impu_ref_known(&s, None).map(|u| u.to_uri().canonical().to_string()), want, "{s:?}");
             }
         }
     }

@@ -126,9 +126,8 @@ enum Val<'a> {
 }
 
 /// Position of the first byte that ends a run of plain string content:
-/// `"`, `\\` or a control character. Eight bytes at a time (SWAR: the
-/// lowest flagged byte of each test is exact, so the lowest of the three
-/// is the first special byte), then byte by byte.
+/// `"`, `\\` or a control character. Sixteen bytes at a time on x86-64,
+/// then (and elsewhere) as [`first_special_swar`].
 fn first_special(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
@@ -732,8 +731,8 @@ impl Verified {
         self.text.get(at.written.0..at.written.1)
     }
 
-    /// `scope`, `sub`, `jti` (empty when absent) and IMPU number `i`, each
-    /// with its NUL byte (for the C ABI).
+    /// The IMPI, `scope`, `sub` (empty when absent) and IMPU number `i`,
+    /// each with its NUL byte (for the C ABI).
     pub(crate) fn impi_z(&self) -> &[u8] {
         &self.text.as_bytes()[self.impi_at.0..=self.impi_at.1]
     }
@@ -1148,8 +1147,7 @@ pub fn check_claims(
                     let (user, host) = u.write_canonical(&mut text);
                     let canonical = (c0, text.len());
                     text.push('\0');
-                    let port = if u.scheme == Scheme::Tel { None } else { u.port };
-                    let at = ImpuAt { written, canonical, user, host, scheme: u.scheme, port };
+                    let at = ImpuAt { written, canonical, user, host, scheme: u.scheme, port: u.canonical_port() };
                     if count == 0 {
                         first_impu = Some(at);
                     } else {

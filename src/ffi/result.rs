@@ -184,15 +184,10 @@ pub unsafe extern "C" fn wic_tna_result_tna_header(r: *const wic_tna_result) -> 
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_impi(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || {
-        // SAFETY: caller's contract.
-        match unsafe { get(r) } {
-            Some(r) => match r.verified.as_deref() {
-                Some(v) => wic_tna_str::of(v.impi_z()),
-                None => wic_tna_str::of(&r.impi),
-            },
-            None => wic_tna_str::empty(),
-        }
+    guard_or(wic_tna_str::empty(), || match unsafe { get(r) } {
+        // Accepted: from what the token said; else the copy (S-CSCF side).
+        Some(r) => wic_tna_str::of(r.verified.as_deref().map_or(&r.impi[..], Verified::impi_z)),
+        None => wic_tna_str::empty(),
     })
 }
 /// The issuer (authorization entity); may be set on failures too.

@@ -116,7 +116,7 @@ fn main() {
     let mut lines: Vec<(String, f64)> = Vec::new();
     println!();
     println!("full verify / floor, interleaved, median of {rounds} per-round ratios (criterion medians alongside)");
-    println!("{:<6} {:>10} {:>10} {:>7}   {:>10} {:>10} {:>7}", "alg", "full ns", "floor ns", "ratio", "crit full", "crit floor", "ratio");
+    println!("{:<6} {:>10} {:>10} {:>7} {:>13}   {:>10} {:>10} {:>7}", "alg", "full ns", "floor ns", "ratio", "rounds", "crit full", "crit floor", "ratio");
     for case in &cases {
         let mut f_full = || {
             black_box(full(&nocache, &case.header, now));
@@ -126,6 +126,7 @@ fn main() {
         };
         let r = interleaved(rounds, 20.0, &mut [&mut f_full, &mut f_floor]);
         let (ratio, a, b) = paired_ratio(&r[0], &r[1]);
+        let (lo, hi) = ratio_range(&r[0], &r[1]);
         let cf = criterion_median_ns(&crit_dir, "full", case.alg.name());
         let cl = criterion_median_ns(&crit_dir, "floor", case.alg.name());
         let cr = match (cf, cl) {
@@ -133,11 +134,12 @@ fn main() {
             _ => f64::NAN,
         };
         println!(
-            "{:<6} {:>10.0} {:>10.0} {:>7.3}   {:>10.0} {:>10.0} {:>7.3}",
+            "{:<6} {:>10.0} {:>10.0} {:>7.3} {:>13}   {:>10.0} {:>10.0} {:>7.3}",
             case.alg.name(),
             a,
             b,
             ratio,
+            format!("{lo:.2}..{hi:.2}"),
             cf.unwrap_or(f64::NAN),
             cl.unwrap_or(f64::NAN),
             cr
@@ -146,6 +148,8 @@ fn main() {
         lines.push((format!("full.{n}.ns"), a));
         lines.push((format!("floor.{n}.ns"), b));
         lines.push((format!("ratio.{n}"), ratio));
+        lines.push((format!("ratio.{n}.min"), lo));
+        lines.push((format!("ratio.{n}.max"), hi));
         lines.push((format!("crit.full.{n}.ns"), cf.unwrap_or(f64::NAN)));
         lines.push((format!("crit.floor.{n}.ns"), cl.unwrap_or(f64::NAN)));
         lines.push((format!("crit.ratio.{n}"), cr));

@@ -269,6 +269,12 @@ pub fn paired_ratio(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
     (median(&mut r), median(&mut a.to_vec()), median(&mut b.to_vec()))
 }
 
+/// The smallest and the largest of the per-round ratios a/b (how far the
+/// machine's speed moved the ratio during the run).
+pub fn ratio_range(a: &[f64], b: &[f64]) -> (f64, f64) {
+    a.iter().zip(b).map(|(x, y)| x / y).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r)))
+}
+
 /// Is this run a real measurement (`cargo bench`), not `cargo test --benches`?
 pub fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")

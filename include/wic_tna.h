@@ -7,7 +7,13 @@
  * them); strings out are wic_tna_str views valid while their object lives,
  * or copies into caller buffers. Out-parameters are written only on
  * success. Every function checks its pointers for NULL and never lets a
- * panic cross into C. Contexts are thread-safe and start no thread, except
+ * panic cross into C.
+ *
+ * The caller's part: a pointer given with a length points at that many
+ * readable bytes for the call; a caller buffer is writable for its stated
+ * length; a handle (wic_tna_ctx, wic_tna_result, wic_tna_shared) comes from
+ * this library and is not yet freed; an out-parameter points at writable
+ * storage. Contexts are thread-safe and start no thread, except
  * the host name lookup threads (at most 4 per process), started by the
  * first request that needs a host name of a URL resolved.
  */

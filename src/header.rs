@@ -147,7 +147,7 @@ pub fn extract_token(value: &[u8], accept_bare: bool) -> Result<&str, Reason> {
     if !v.is_ascii() {
         return Err(Reason::MalformedRequest);
     }
-    let (scheme, rest) = match v.find(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+    let (scheme, rest) = match v.find([' ', '\t', '\r', '\n']) {
         Some(i) => (&v[..i], v[i..].trim_start_matches([' ', '\t', '\r', '\n'])),
         None => (v, ""),
     };

@@ -384,6 +384,9 @@ fn unescape(raw: &str) -> Result<String, ()> {
 
 impl<'a> StrictObject<'a> {
     /// Parse `json`, which must be one object with unique member names.
+    /// (The one failure is "not a strict JSON object": callers answer it
+    /// with their own reason.)
+    #[allow(clippy::result_unit_err)]
     pub fn parse(json: &'a [u8]) -> Result<StrictObject<'a>, ()> {
         let mut o = StrictObject::empty();
         o.fill(json)?;
@@ -404,6 +407,7 @@ impl<'a> StrictObject<'a> {
     }
 
     /// [`parse`](Self::parse) into `self`, which must be empty.
+    #[allow(clippy::result_unit_err)]
     pub fn fill(&mut self, json: &'a [u8]) -> Result<(), ()> {
         let o = self;
         let s = std::str::from_utf8(json).map_err(|_| ())?;
@@ -878,8 +882,12 @@ const HEADER_CACHE: usize = 4;
 /// Longest header part remembered, in characters.
 const HEADER_CACHE_MAX: usize = 512;
 
+/// The per-thread header cache: the next slot to replace, and up to
+/// [`HEADER_CACHE`] headers by their exact base64url text.
+type HeaderCache = (usize, [Option<(Box<str>, JoseHeader)>; HEADER_CACHE]);
+
 thread_local! {
-    static HEADERS: RefCell<(usize, [Option<(Box<str>, JoseHeader)>; HEADER_CACHE])> = const { RefCell::new((0, [const { None }; HEADER_CACHE])) };
+    static HEADERS: RefCell<HeaderCache> = const { RefCell::new((0, [const { None }; HEADER_CACHE])) };
 }
 
 /// The JOSE header of base64url text `h64`: decoded and checked, or taken

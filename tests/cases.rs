@@ -19,7 +19,7 @@ fn pyjwt_cases_through_the_library() {
         if let Some(iss) = setup.strip_prefix("bar=") {
             ctx.set_barred(iss, true).unwrap();
         }
-        let to = (to != "-").then(|| to.as_bytes());
+        let to = (to != "-").then_some(to.as_bytes());
         let o = ctx.verify(auth.as_bytes(), to, Some(600), now());
         if let Some(iss) = setup.strip_prefix("bar=") {
             ctx.set_barred(iss, false).unwrap();

@@ -70,7 +70,9 @@ fn hostile_corpus() {
     let ctx = Context::new(&config_path(), None).unwrap();
     let rsa_pem = key("issuer-a-rsa.pub.pem");
     let ec_pem = key("issuer-a-p256.pub.pem");
-    let mut cases: Vec<(String, Vec<u8>, Option<&str>, u16, Reason)> = Vec::new();
+    // (name, Authorization value, To URI, SIP status, reason)
+    type Case = (String, Vec<u8>, Option<&'static str>, u16, Reason);
+    let mut cases: Vec<Case> = Vec::new();
     let mut add = |name: &str, auth: Vec<u8>, to: Option<&'static str>, status: u16, reason: Reason| {
         cases.push((name.to_owned(), auth, to, status, reason));
     };

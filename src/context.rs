@@ -65,6 +65,13 @@ impl Outcome {
     }
 }
 
+/// The configured issuer of a verification: the one at its index when it
+/// is still that issuer (the configuration it came from), else looked up
+/// by name; `None` when the issuer is no longer configured.
+fn issuer_of<'a>(cfg: &'a Config, v: &Verified) -> Option<&'a Issuer> {
+    cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss))
+}
+
 /// How often the refresher should call [`Context::tick`], milliseconds.
 pub const TICK_INTERVAL_MS: u64 = 250;
 
@@ -428,7 +435,7 @@ impl Context {
                 }
             }
         }
-        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss));
+        let issuer = issuer_of(&cfg, &v);
         let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
         let tna = tna::build(v.impi(), &cfg.home_realm, issuer_entity.then_some(&*v.iss));
         let seconds_left = (v.exp - now).max(0);
@@ -485,7 +492,7 @@ impl Context {
             c.map.get(token)?.clone()
         };
         let (v, keys_gen) = v;
-        let issuer = cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss))?;
+        let issuer = issuer_of(cfg, &v)?;
         if now > v.exp.saturating_add(cfg.leeway as i64) || now < v.valid_from || self.is_barred(issuer) {
             return None;
         }

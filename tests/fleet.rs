@@ -418,7 +418,6 @@ fn resolve_hook(host: &str) -> Option<std::io::Result<Vec<std::net::IpAddr>>> {
     Some(Err(std::io::Error::other("simulated DNS outage")))
 }
 
-
 /// The store's host name is resolved within `connect_timeout_ms` (the redis
 /// crate would call getaddrinfo itself, unbounded, in the SIP worker), and
 /// a name with several addresses (localhost: ::1 and 127.0.0.1, the store

@@ -838,7 +838,6 @@ fn resolve_hook(host: &str) -> Option<std::io::Result<Vec<std::net::IpAddr>>> {
     Some(Err(std::io::Error::other("simulated DNS outage")))
 }
 
-
 // The only test of this file that uses host names (the others use
 // 127.0.0.1): the count of resolver threads is this test's.
 #[test]

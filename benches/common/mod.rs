@@ -265,14 +265,17 @@ pub fn interleaved(rounds: usize, ms: f64, fs: &mut [&mut dyn FnMut()]) -> Vec<V
 
 /// Median of the per-round ratios a/b, and the medians of a and b.
 pub fn paired_ratio(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
-    let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
-    (median(&mut r), median(&mut a.to_vec()), median(&mut b.to_vec()))
+    (median(&mut per_round(a, b)), median(&mut a.to_vec()), median(&mut b.to_vec()))
+}
+
+fn per_round(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x / y).collect()
 }
 
 /// The smallest and the largest of the per-round ratios a/b (how far the
 /// machine's speed moved the ratio during the run).
 pub fn ratio_range(a: &[f64], b: &[f64]) -> (f64, f64) {
-    a.iter().zip(b).map(|(x, y)| x / y).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r)))
+    per_round(a, b).into_iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r)))
 }
 
 /// Is this run a real measurement (`cargo bench`), not `cargo test --benches`?

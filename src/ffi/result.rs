@@ -30,18 +30,14 @@ pub struct wic_tna_result {
 /// `s` NUL-terminated; `None` (and "") as an empty buffer, which
 /// [`wic_tna_str::of`] shows as "" without an allocation.
 fn z(s: Option<&str>) -> Vec<u8> {
-    match s {
-        Some(s) if !s.is_empty() => {
-            let mut v = Vec::with_capacity(s.len() + 1);
-            v.extend_from_slice(s.as_bytes());
-            v.push(0);
-            v
-        }
-        _ => Vec::new(),
-    }
+    z_owned(s.map(|s| {
+        let mut o = String::with_capacity(s.len() + 1);
+        o.push_str(s);
+        o
+    }))
 }
 
-/// An owned string NUL-terminated in place (its buffer reused).
+/// [`z`] for an owned string, NUL-terminated in place (its buffer reused).
 fn z_owned(s: Option<String>) -> Vec<u8> {
     match s {
         Some(s) if !s.is_empty() => {
@@ -57,10 +53,9 @@ fn z_owned(s: Option<String>) -> Vec<u8> {
 /// once (no lock or lookup per request).
 fn reason_z(r: Reason) -> (&'static [u8], &'static [u8]) {
     use once_cell::sync::Lazy;
+    // (Names and descriptions are never empty: `z` gives them their NUL.)
     fn leak(s: &str) -> &'static [u8] {
-        let mut v = s.as_bytes().to_vec();
-        v.push(0);
-        Box::leak(v.into_boxed_slice())
+        Box::leak(z(Some(s)).into_boxed_slice())
     }
     static TABLE: Lazy<Vec<(&'static [u8], &'static [u8])>> =
         Lazy::new(|| Reason::ALL.iter().map(|r| (leak(r.name()), leak(r.description()))).collect());

@@ -42,13 +42,17 @@ module: build
 install: $(if $(CARGO_SKIP),,build)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/wic-tna $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1
-	install -m 0644 $(LIBSRC) $(DESTDIR)$(LIBDIR)/libwic_tna.so.$(VERSION)
+	# shared objects and the CLI by rename, never in place: a running
+	# Kamailio keeps the inode it mapped (writing into it crashes it)
+	install -m 0644 $(LIBSRC) $(DESTDIR)$(LIBDIR)/.libwic_tna.so.$(VERSION).new
+	mv -f $(DESTDIR)$(LIBDIR)/.libwic_tna.so.$(VERSION).new $(DESTDIR)$(LIBDIR)/libwic_tna.so.$(VERSION)
 	ln -sf libwic_tna.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libwic_tna.so.$(ABI)
 	ln -sf libwic_tna.so.$(ABI) $(DESTDIR)$(LIBDIR)/libwic_tna.so
 	install -m 0644 include/wic_tna.h $(DESTDIR)$(INCLUDEDIR)/wic_tna.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' wic-tna.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/wic-tna.pc
-	install -m 0755 $(BINSRC) $(DESTDIR)$(BINDIR)/wic-tna
+	install -m 0755 $(BINSRC) $(DESTDIR)$(BINDIR)/.wic-tna.new
+	mv -f $(DESTDIR)$(BINDIR)/.wic-tna.new $(DESTDIR)$(BINDIR)/wic-tna
 	install -m 0644 config/wic-tna.toml $(DESTDIR)$(SYSCONFDIR)/wic-tna/wic-tna.toml.example
 	install -m 0644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
 	cp -r kamailio-example opensips-example $(DESTDIR)$(DOCDIR)/
@@ -57,7 +61,8 @@ install: $(if $(CARGO_SKIP),,build)
 	install -m 0644 kamailio-example/python/wic_tna_glue.py opensips-example/wic_tna_opensips.py $(DESTDIR)$(DATADIR)/
 	install -m 0644 doc/wic-tna.1 $(DESTDIR)$(MANDIR)/man1/wic-tna.1
 	if [ -f $(MODULE) ]; then install -d $(DESTDIR)$(KAMMODDIR) && \
-	    install -m 0644 $(MODULE) $(DESTDIR)$(KAMMODDIR)/wic_tna.so; fi
+	    install -m 0644 $(MODULE) $(DESTDIR)$(KAMMODDIR)/.wic_tna.so.new && \
+	    mv -f $(DESTDIR)$(KAMMODDIR)/.wic_tna.so.new $(DESTDIR)$(KAMMODDIR)/wic_tna.so; fi
 
 deb:
 	bash scripts/build-deb.sh

@@ -128,7 +128,10 @@ build_module() {
         ${WIC_TNA_MAKE_ARGS:-} >&2
 
     mkdir -p "$out"
-    cp "$mdir/wic_tna.so" "$out/wic_tna.so"
+    # by rename, never in place: a Kamailio that has the old file mapped
+    # keeps its inode (cp over it would change the code under it: SIGBUS)
+    cp "$mdir/wic_tna.so" "$out/.wic_tna.so.new.$$"
+    mv -f "$out/.wic_tna.so.new.$$" "$out/wic_tna.so"
     log "built $out/wic_tna.so"
     printf '%s\n' "$out/wic_tna.so"
 }

@@ -52,6 +52,8 @@ static void mod_destroy(void);
 static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto);
 static int w_wic_tna_verify_expires(
 		sip_msg_t *msg, char *pauth, char *pto, char *pexpires);
+static int w_wic_tna_verify_register(sip_msg_t *msg, char *pauth, char *pto);
+static int w_wic_tna_cap_expires(sip_msg_t *msg, char *p1, char *p2);
 static int w_wic_tna_origin(sip_msg_t *msg, char *porigin, char *p2);
 static int w_wic_tna_scscf_check(
 		sip_msg_t *msg, char *pauth, char *psrcip, char *pentities);
@@ -76,11 +78,14 @@ static wic_tna_ctx *_wic_tna_ctx = NULL;
 /* the last result of this process, for $wic_tna(...) */
 typedef struct wic_tna_last {
 	int set;			 /* a check ran in this process */
-	wic_tna_result *res; /* NULL after an internal error */
+	wic_tna_result *res; /* NULL after an internal error or malformed */
 	str impus;			 /* comma-separated IMPUs, pkg memory */
+	int malformed;		 /* the REGISTER's Contact/Expires: 400 */
+	int requested;		 /* expiry the REGISTER asked for (-1: none) */
+	int capped;			 /* wic_tna_cap_expires() ran for this result */
 } wic_tna_last_t;
 
-static wic_tna_last_t _wic_tna_last = {0, NULL, STR_NULL};
+static wic_tna_last_t _wic_tna_last = {0, NULL, STR_NULL, 0, -1, 0};
 
 /* clang-format off */
 static cmd_export_t cmds[] = {
@@ -88,6 +93,10 @@ static cmd_export_t cmds[] = {
 		fixup_spve_spve, fixup_free_spve_spve, ANY_ROUTE},
 	{"wic_tna_verify_expires", (cmd_function)w_wic_tna_verify_expires, 3,
 		fixup_spve_spve_igp, fixup_free_spve_spve_igp, ANY_ROUTE},
+	{"wic_tna_verify_register", (cmd_function)w_wic_tna_verify_register, 2,
+		fixup_spve_spve, fixup_free_spve_spve, REQUEST_ROUTE},
+	{"wic_tna_cap_expires", (cmd_function)w_wic_tna_cap_expires, 0,
+		0, 0, REQUEST_ROUTE},
 	{"wic_tna_origin", (cmd_function)w_wic_tna_origin, 1,
 		fixup_spve_null, fixup_free_spve_null, ANY_ROUTE},
 	{"wic_tna_scscf_check", (cmd_function)w_wic_tna_scscf_check, 3,
@@ -337,6 +346,9 @@ static void wic_tna_last_reset(void)
 	}
 	_wic_tna_last.impus.s = NULL;
 	_wic_tna_last.impus.len = 0;
+	_wic_tna_last.malformed = 0;
+	_wic_tna_last.requested = -1;
+	_wic_tna_last.capped = 0;
 	_wic_tna_last.set = 1;
 }
 
@@ -465,6 +477,60 @@ static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
 }
 
 /**
+ * eP-CSCF: verify the token of a REGISTER, with the expiry it asks for
+ * read from the request itself (every Contact, the Expires header; see
+ * wic_tna_register.c). A Contact or Expires that does not parse is
+ * $wic_tna(status) 400, reason malformed_request, no challenge.
+ * $wic_tna(requested) gives the expiry asked for (-1 none, 0 a
+ * de-registration). Returns 1 accepted, -1 rejected, -2 internal error.
+ */
+static int ki_wic_tna_verify_register(sip_msg_t *msg, str *auth, str *to)
+{
+	int requested = -1;
+	int rc;
+
+	wic_tna_last_reset();
+	if(wic_tna_register_expiry(msg, -1, &requested) < 0) {
+		_wic_tna_last.malformed = 1;
+		return -1;
+	}
+	rc = ki_wic_tna_verify_expires(msg, auth, to, requested);
+	_wic_tna_last.requested = requested;
+	return rc;
+}
+
+/**
+ * eP-CSCF, after an accepted wic_tna_verify_register() (or _verify*):
+ * rewrite the Expires header and the expires of every contact in every
+ * Contact header to at most $wic_tna(expires). Once per check. Returns 1,
+ * -1 when the last check was not accepted or the request is malformed.
+ */
+static int ki_wic_tna_cap_expires(sip_msg_t *msg)
+{
+	int64_t granted;
+
+	if(!_wic_tna_last.set || _wic_tna_last.res == NULL
+			|| !wic_tna_result_accepted(_wic_tna_last.res)) {
+		LM_ERR("wic_tna_cap_expires() without an accepted check before "
+			   "it\n");
+		return -1;
+	}
+	if(_wic_tna_last.capped) {
+		return 1;
+	}
+	granted = wic_tna_result_granted_expires(_wic_tna_last.res);
+	if(granted < 0)
+		granted = 0;
+	if(granted > 0x7fffffff)
+		granted = 0x7fffffff;
+	if(wic_tna_register_expiry(msg, (int)granted, NULL) < 0) {
+		return -1;
+	}
+	_wic_tna_last.capped = 1;
+	return 1;
+}
+
+/**
  * The string value of a function parameter. A parameter that is one
  * variable alone ("$var(x)", "$hdr(Authorization)") is read directly:
  * fixup_get_svalue() prints it into the pv buffer (pv_buffer_size, 8192
@@ -538,6 +604,28 @@ static int w_wic_tna_verify_expires(
 		expires = -1;
 	}
 	return ki_wic_tna_verify_expires(msg, &auth, &to, expires);
+}
+
+static int w_wic_tna_verify_register(sip_msg_t *msg, char *pauth, char *pto)
+{
+	str auth = STR_NULL;
+	str to = STR_NULL;
+
+	wic_tna_last_reset();
+	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
+		LM_ERR("cannot get the authorization value\n");
+		return -2;
+	}
+	if(fixup_get_svalue(msg, (gparam_t *)pto, &to) < 0) {
+		LM_ERR("cannot get the To URI\n");
+		return -2;
+	}
+	return ki_wic_tna_verify_register(msg, &auth, &to);
+}
+
+static int w_wic_tna_cap_expires(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_wic_tna_cap_expires(msg);
 }
 
 /**
@@ -655,7 +743,8 @@ enum wic_tna_pv_key
 	WIC_TNA_PV_SECONDS_LEFT,
 	WIC_TNA_PV_TNA,
 	WIC_TNA_PV_CHALLENGE,
-	WIC_TNA_PV_DESCRIPTION
+	WIC_TNA_PV_DESCRIPTION,
+	WIC_TNA_PV_REQUESTED
 };
 
 /* clang-format off */
@@ -678,6 +767,7 @@ static const struct {
 	{"tna",               WIC_TNA_PV_TNA},
 	{"challenge",         WIC_TNA_PV_CHALLENGE},
 	{"error_description", WIC_TNA_PV_DESCRIPTION},
+	{"requested",         WIC_TNA_PV_REQUESTED},
 	{NULL, 0}
 };
 /* clang-format on */
@@ -726,11 +816,31 @@ static int pv_get_wic_tna_int64(
 static int pv_get_wic_tna(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
 {
 	static str internal_error = str_init("internal_error");
+	static str malformed = str_init("malformed_request");
 	wic_tna_result *r = _wic_tna_last.res;
 	int key = param->pvn.u.isname.name.n;
 
 	if(!_wic_tna_last.set) {
 		return pv_get_null(msg, param, res);
+	}
+	if(key == WIC_TNA_PV_REQUESTED) {
+		return pv_get_sintval(msg, param, res, _wic_tna_last.requested);
+	}
+	if(_wic_tna_last.malformed) {
+		/* the REGISTER's Contact or Expires: 400, no challenge */
+		switch(key) {
+			case WIC_TNA_PV_STATUS:
+				return pv_get_uintval(msg, param, res, 400);
+			case WIC_TNA_PV_REASON:
+				return pv_get_strval(msg, param, res, &malformed);
+			case WIC_TNA_PV_ACCEPTED:
+			case WIC_TNA_PV_EXPIRES:
+			case WIC_TNA_PV_EXPIRES_AT:
+			case WIC_TNA_PV_SECONDS_LEFT:
+				return pv_get_sintval(msg, param, res, 0);
+			default:
+				return pv_get_strempty(msg, param, res);
+		}
 	}
 	if(r == NULL) {
 		/* the last check failed inside the library: 500, no header */
@@ -816,6 +926,16 @@ static sr_kemi_t sr_kemi_wic_tna_exports[] = {
 	{ str_init("wic_tna"), str_init("origin"),
 		SR_KEMIP_INT, ki_wic_tna_origin,
 		{ SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("wic_tna"), str_init("wic_tna_verify_register"),
+		SR_KEMIP_INT, ki_wic_tna_verify_register,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("wic_tna"), str_init("wic_tna_cap_expires"),
+		SR_KEMIP_INT, ki_wic_tna_cap_expires,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},
 	{ str_init("wic_tna"), str_init("scscf_check"),

@@ -352,7 +352,144 @@ _PROC_INIT = -127
 _PROC_POSTCHILDINIT = -126
 
 _OUT_VARS = ("status", "reason", "challenge", "tna", "impi", "impus",
-             "issuer", "subject", "expires")
+             "issuer", "subject", "expires", "requested")
+
+
+class Malformed(ValueError):
+    """A REGISTER's Contact or Expires the proxy refuses (400)."""
+
+
+def _delta(text, what):
+    """delta-seconds (RFC 3261 25.1: 1*DIGIT) of any size, saturated."""
+    text = text.strip()
+    if not text or not text.isascii() or not text.isdigit():
+        raise Malformed("%s is not a number: %r" % (what, text[:40]))
+    return min(int(text[:12]), 0x7fffffff)
+
+
+def _split_params(params):
+    """';'-separated parameters of one contact as [(name, value or None,
+    quoted)], split outside double quotes.
+
+    Why by hand: app_python3 gives no access to Kamailio's contact parser
+    (the native module uses it: wic_tna_register.c). Kamailio has already
+    split the name-addr from the parameters ($(ct{tobody.params})); what is
+    left is this split, which refuses what it cannot read (an unterminated
+    quote) rather than guess."""
+    out, cur, quoted, was_quoted = [], [], False, False
+    for ch in params + ";":
+        if ch == '"':
+            quoted = not quoted
+            was_quoted = True
+            cur.append(ch)
+        elif ch == ";" and not quoted:
+            item = "".join(cur).strip()
+            if item:
+                name, eq, value = item.partition("=")
+                out.append((name.strip().lower(), value.strip() if eq else None,
+                            was_quoted))
+            cur, was_quoted = [], False
+        else:
+            cur.append(ch)
+    if quoted:
+        raise Malformed("unterminated quote in Contact parameters")
+    return out
+
+
+def _one_contact(value):
+    """A Contact header value holds one contact: no ',' outside quotes and
+    angle brackets (several contacts in one header are refused here: the
+    glue cannot rewrite them one by one)."""
+    quoted, angle = False, False
+    for ch in value:
+        if ch == '"' and not angle:
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            angle = True
+        elif ch == ">" and not quoted:
+            angle = False
+        elif ch == "," and not quoted and not angle:
+            return False
+    return not quoted
+
+
+class RegisterExpiry:
+    """The expiry a REGISTER asks for, read through KSR, and its cap.
+
+    Fail closed, like the native module's wic_tna_cap_expires() but
+    stricter where the glue cannot use Kamailio's contact parser: at most
+    one Contact header holding one contact (else 400); every `expires`
+    parameter a plain number; at most one Expires header, a number."""
+
+    def __init__(self, KSR):
+        self.KSR = KSR
+        get = lambda spec: KSR.pv.get(spec)
+        if (get("$hdrc(Expires)") or 0) > 1:
+            raise Malformed("more than one Expires header")
+        self.expires_hdr = None
+        if (get("$hdrc(Expires)") or 0) == 1:
+            self.expires_hdr = _delta(str(get("$hdr(Expires)") or ""),
+                                      "Expires")
+        n = get("$hdrc(Contact)") or 0
+        if n > 1:
+            raise Malformed("more than one Contact header")
+        self.contact = None
+        self.star = False
+        self.param_expires = None
+        if n == 1:
+            raw = str(get("$hdr(Contact)") or "").strip()
+            if raw == "*":
+                self.star = True
+                if self.expires_hdr != 0:
+                    raise Malformed("Contact: * with an Expires other than 0")
+                return
+            if not _one_contact(raw):
+                raise Malformed("more than one contact in Contact")
+            uri = get("$(ct{tobody.uri})")
+            params = get("$(ct{tobody.params})")
+            if not uri:
+                raise Malformed("Contact does not parse")
+            self.contact = (str(uri), _split_params(str(params or "")))
+            for name, value, quoted in self.contact[1]:
+                if name != "expires":
+                    continue
+                if self.param_expires is not None:
+                    raise Malformed("two expires parameters")
+                if value is None or quoted:
+                    raise Malformed("contact expires without a plain value")
+                self.param_expires = _delta(value, "contact expires")
+
+    def requested(self):
+        """-1: no expiry asked for; 0: a de-registration; else seconds."""
+        if self.star:
+            return 0
+        if self.contact is None:
+            return -1
+        if self.param_expires is not None:
+            return self.param_expires
+        return -1 if self.expires_hdr is None else self.expires_hdr
+
+    def cap(self, cap):
+        """Rewrite the Contact and Expires to at most cap seconds."""
+        KSR = self.KSR
+        if self.star:
+            return
+        if self.contact is not None and self.param_expires is not None \
+                and self.param_expires > cap:
+            uri, params = self.contact
+            text = "<%s>" % uri
+            for name, value, _q in params:
+                if name == "expires":
+                    value = str(cap)
+                text += ";" + name + ("" if value is None else "=" + value)
+            KSR.textops.remove_hf("Contact")
+            KSR.hdr.append("Contact: %s\r\n" % text)
+        if self.expires_hdr is not None and self.expires_hdr > cap:
+            KSR.textops.remove_hf("Expires")
+            KSR.hdr.append("Expires: %d\r\n" % cap)
+        elif self.expires_hdr is None and self.contact is not None \
+                and self.param_expires is None:
+            KSR.hdr.append("Expires: %d\r\n" % cap)
 
 
 def _ksr():
@@ -412,8 +549,12 @@ class WicTnaHandler:
         return self.ctx
 
     @staticmethod
-    def _set_result(KSR, result):
-        if result is None:  # internal error
+    def _set_result(KSR, result, requested=-1):
+        if result == "malformed":  # the REGISTER's Contact or Expires
+            values = {"status": 400, "reason": "malformed_request",
+                      "challenge": "", "tna": "", "impi": "", "impus": "",
+                      "issuer": "", "subject": "", "expires": 0}
+        elif result is None:  # internal error
             values = {"status": 500, "reason": "internal_error",
                       "challenge": "", "tna": "", "impi": "", "impus": "",
                       "issuer": "", "subject": "", "expires": 0}
@@ -423,6 +564,7 @@ class WicTnaHandler:
                       "impi": result.impi, "impus": ",".join(result.impus),
                       "issuer": result.issuer, "subject": result.subject,
                       "expires": result.granted_expires}
+        values["requested"] = requested
         for name in _OUT_VARS:
             value = values[name]
             if isinstance(value, int):
@@ -436,23 +578,48 @@ class WicTnaHandler:
         return "" if v is None else str(v)
 
     def wic_tna_verify(self, msg, *args):
+        """A REGISTER's token; the expiry asked for is read from the
+        request (RegisterExpiry): $var(wic_requested)."""
         KSR = _ksr()
+        self.expiry = None
+        self.granted = None
         try:
+            try:
+                self.expiry = RegisterExpiry(KSR)
+            except Malformed as e:
+                _kamailio_log(4, "malformed REGISTER: %s" % e)
+                self._set_result(KSR, "malformed")
+                return -1
+            req = self.expiry.requested()
             auth = self._get_str(KSR, "$var(wic_auth)")
             to_uri = self._get_str(KSR, "$tu") or None
-            req = KSR.pv.get("$var(req_exp)")
-            try:
-                req = int(req)
-            except (TypeError, ValueError):
-                req = -1
             binding = self._get_str(KSR, "$var(wic_binding)") or None
             result = self._context().verify(auth, to_uri, req, binding)
         except Exception as e:
             _kamailio_log(1, "token verification failed: %s" % e)
             self._set_result(KSR, None)
             return -2
-        self._set_result(KSR, result)
+        self._set_result(KSR, result, req)
+        if result.accepted:
+            self.granted = result.granted_expires
         return 1 if result.accepted else -1
+
+    def wic_tna_cap_expires(self, msg, *args):
+        """After an accepted wic_tna_verify: every expiry of the REGISTER
+        at most the granted one. 1, or -1 (no accepted check before it)."""
+        KSR = _ksr()
+        if getattr(self, "expiry", None) is None or self.granted is None:
+            _kamailio_log(1, "wic_tna_cap_expires without an accepted check")
+            return -1
+        try:
+            self.expiry.cap(max(0, int(self.granted)))
+        except Exception as e:
+            _kamailio_log(1, "capping the expiry failed: %s" % e)
+            return -1
+        finally:
+            self.expiry = None
+            self.granted = None
+        return 1
 
     def wic_tna_origin(self, msg, *args):
         KSR = _ksr()

@@ -49,15 +49,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r EP_SIP EP_WS SCSCF_PORT < <(cd tests/e2e && $PY -c \
-    'from harness import free_port; print(free_port(), free_port(), free_port())')
+read -r EP_SIP EP_WS EP_WSS EP_CORE SCSCF_PORT < <(cd tests/e2e && $PY -c \
+    'from harness import free_port; print(*(free_port() for _ in range(5)))')
+
+# a throw-away certificate for the eP-CSCF's secure WebSocket listener
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -days 1 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$tmp/epcscf.key" -out "$tmp/epcscf.crt" 2>/dev/null
 
 start_kamailio() { # name cfg defines...
     local name=$1 cfg=$2
     shift 2
     mkdir -p "$tmp/$name"
     local args=(-DD -E -f "$cfg" -Y "$tmp/$name" -P "$tmp/$name/kamailio.pid"
-                -w "$tmp/$name" -m 32 -M 8
+                -w "$tmp/$name" -m 128 -M 8
                 -A "CTL_SOCKET=\"unix:$tmp/$name/ctl.sock\""
                 -A "WIC_TNA_CONFIG=\"$CONFIG\"" -A "WIC_TNA_MODULE=\"$MODULE\"")
     local d
@@ -80,10 +85,12 @@ start_kamailio() { # name cfg defines...
     return 1
 }
 
-say "starting the S-CSCF (udp:127.0.0.1:$SCSCF_PORT) and the eP-CSCF (udp/tcp:127.0.0.1:$EP_SIP, ws:127.0.0.1:$EP_WS)"
+say "starting the S-CSCF (udp:127.0.0.1:$SCSCF_PORT) and the eP-CSCF (udp/tcp:127.0.0.1:$EP_SIP, ws:127.0.0.1:$EP_WS, wss:127.0.0.1:$EP_WSS; core side udp:127.0.0.1:$EP_CORE)"
 start_kamailio scscf kamailio-example/scscf.cfg "SCSCF_PORT=$SCSCF_PORT"
 start_kamailio epcscf kamailio-example/epcscf.cfg "EP_SIP_PORT=$EP_SIP" \
-    "EP_WS_PORT=$EP_WS" "SCSCF_PORT=$SCSCF_PORT"
+    "EP_WS_PORT=$EP_WS" "EP_WSS_PORT=$EP_WSS" "EP_CORE_PORT=$EP_CORE" \
+    "SCSCF_PORT=$SCSCF_PORT" "TLS_CERT=\"$tmp/epcscf.crt\"" \
+    "TLS_KEY=\"$tmp/epcscf.key\"" "WIC_TNA_STATE_FILE=\"$tmp/epcscf.state\""
 echo "eP-CSCF runs libwic_tna $("$KAMCMD" -s "unix:$tmp/epcscf/ctl.sock" wic_tna.version)"
 
 ISS=https://wwsf.socialnet.example

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules sip-tester
+APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules kamailio-tls-modules sip-tester
           valgrind gcc make pkg-config python3 openssl dpkg-dev libc6-dev
           redis-server)
 missing=()

@@ -38,6 +38,26 @@ ORIGIN_B = "https://play.gamenet.example"
 
 _used_ports = set()
 
+_TLS = {}
+
+
+def tls_files():
+    """A throw-away self-signed certificate for the WSS listener
+    (127.0.0.1 and localhost), made once per test run with openssl."""
+    if not _TLS:
+        import tempfile
+        d = Path(tempfile.mkdtemp(prefix="wic-e2e-tls-"))
+        cert, key = d / "epcscf.crt", d / "epcscf.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+             "-subj", "/CN=localhost", "-addext",
+             "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True)
+        _TLS.update(cert=cert, key=key)
+    return _TLS["cert"], _TLS["key"]
+
 
 def _bindable(family, kind, host, port):
     s = socket.socket(family, kind)
@@ -280,7 +300,7 @@ def _compose(transform, extra_config):
 class Deployment:
     """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
 
-    def __init__(self, workdir, mode="native", shm_mb=32, pkg_mb=8,
+    def __init__(self, workdir, mode="native", shm_mb=128, pkg_mb=8,
                  config_transform=None, extra_config="", scscf_of=None,
                  name="epcscf"):
         """shm_mb, pkg_mb: Kamailio's -m and -M for both proxies;
@@ -298,6 +318,8 @@ class Deployment:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ep_sip = free_port()
         self.ep_ws = free_port()
+        self.ep_wss = free_port()
+        self.ep_core = free_port()
         self.scscf_port = scscf_of.scscf_port if scscf_of else free_port()
         self.state_file = self.workdir / "wic-tna.state"
         # the Python glue shares bar/reload state through the state_file
@@ -323,11 +345,18 @@ class Deployment:
                     "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
                     "WIC_TNA_MODULE": '"%s"' % MODULE,
                 }, shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
+        cert, key = tls_files()
         defines = {
             "EP_SIP_PORT": self.ep_sip,
             "EP_WS_PORT": self.ep_ws,
+            "EP_WSS_PORT": self.ep_wss,
+            "EP_CORE_PORT": self.ep_core,
             "SCSCF_PORT": self.scscf_port,
             "WIC_TNA_CONFIG": '"%s"' % self.config,
+            "TLS_CERT": '"%s"' % cert,
+            "TLS_KEY": '"%s"' % key,
+            # the module's shared state (barring survives a restart)
+            "WIC_TNA_STATE_FILE": '"%s"' % (self.workdir / "epcscf.state"),
         }
         env = {}
         if self.mode == "native":
@@ -370,6 +399,15 @@ class Deployment:
     def ws_url(self):
         return "ws://127.0.0.1:%d" % self.ep_ws
 
+    def wss(self, origin=ORIGIN_A, **kw):
+        from sipclient import WsClient
+        return WsClient("wss://127.0.0.1:%d" % self.ep_wss, origin,
+                        cafile=str(tls_files()[0]), **kw)
+
+    def tcp(self, **kw):
+        from sipclient import TcpClient
+        return TcpClient("127.0.0.1", self.ep_sip, **kw)
+
     # -- management: RPC for the native module, CLI + state_file for Python --
     def cli(self, *args, check=False):
         return subprocess.run([str(CLI)] + [str(a) for a in args],
@@ -406,6 +444,16 @@ class Deployment:
         """The SCSCF-RX log lines of this Call-ID."""
         return [line for line in self.scscf.log().splitlines()
                 if "SCSCF-RX" in line and "ci=%s " % call_id in line]
+
+    def scscf_msgs(self, call_id):
+        """The whole requests of this Call-ID that reached the S-CSCF, as
+        text (logged in hex by scscf.cfg)."""
+        out = []
+        for line in self.scscf_lines("SCSCF-MSG", call_id):
+            m = re.search(r"\[([0-9a-fA-F]*)\]\s*$", line)
+            if m:
+                out.append(bytes.fromhex(m.group(1)).decode(errors="replace"))
+        return out
 
     def scscf_lines(self, marker, call_id):
         return [line for line in self.scscf.log().splitlines()

@@ -79,6 +79,39 @@ class _Client:
         self.tag = _rand(8)
         self.contact_host = "127.0.0.1"
         self.contact_port = 0
+        self.pending = []  # requests received while waiting for a reply
+
+    def wait_request(self, method=None, timeout=None):
+        """The next request received (of that method), or None."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            for i, raw in enumerate(self.pending):
+                if method is None or raw.startswith(method + " "):
+                    return self.pending.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            raw = self.recv_raw(left)
+            if raw is None:
+                continue
+            if raw.startswith("SIP/2.0 "):
+                continue
+            self.pending.append(raw)
+
+    def answer(self, raw_request, status=200, reason="OK"):
+        """Answer a received request (Via, From, To, Call-ID, CSeq copied)."""
+        head = raw_request.split("\r\n\r\n", 1)[0].split("\r\n")
+        keep = []
+        for line in head[1:]:
+            name = line.split(":", 1)[0].strip().lower()
+            if name in ("via", "v", "from", "f", "to", "t", "call-id", "i",
+                        "cseq", "record-route"):
+                if name in ("to", "t") and ";tag=" not in line:
+                    line += ";tag=" + _rand(6)
+                keep.append(line)
+        text = "SIP/2.0 %d %s\r\n%s\r\nContent-Length: 0\r\n\r\n" % (
+            status, reason, "\r\n".join(keep))
+        self.send_raw(text)
 
     # -- bytes (subclasses) --
     def send_raw(self, text):
@@ -132,7 +165,10 @@ class _Client:
             try:
                 resp = Response(raw)
             except ValueError:
-                continue  # a request (e.g. OPTIONS keepalive): ignore
+                # a request: kept for wait_request (e.g. a MESSAGE that
+                # came along the Path while we waited)
+                self.pending.append(raw)
+                continue
             if resp.header("Call-ID") != call_id:
                 continue
             if resp.header("CSeq") != "%d %s" % (cseq, method):
@@ -213,21 +249,100 @@ class UdpClient(_Client):
         self.sock.close()
 
 
+class TcpClient(_Client):
+    """SIP over TCP: messages framed by Content-Length."""
+
+    transport = "TCP"
+
+    def __init__(self, host, port, timeout=5.0):
+        super().__init__(timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.contact_host, self.contact_port = self.sock.getsockname()[:2]
+        self.buf = b""
+
+    def via_sent_by(self):
+        return "%s:%d" % (self.contact_host, self.contact_port)
+
+    def contact_uri(self, user):
+        return "sip:%s@%s;transport=tcp" % (user, self.via_sent_by())
+
+    def send_raw(self, text):
+        self.sock.sendall(text.encode())
+
+    def _take(self):
+        head, sep, rest = self.buf.partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() in (b"content-length", b"l"):
+                length = int(value.strip() or 0)
+        if len(rest) < length:
+            return None
+        self.buf = rest[length:]
+        return (head + sep + rest[:length]).decode(errors="replace")
+
+    def recv_raw(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._take()
+            if msg is not None:
+                return msg
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65535)
+            except socket.timeout:
+                return None
+            if not data:
+                raise ConnectionError("connection closed by the proxy")
+            self.buf += data
+
+    def closed_by_peer(self, timeout=2.0):
+        """True when the proxy closes the connection within timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65535)
+            except socket.timeout:
+                return False
+            except OSError:
+                return True
+            if not data:
+                return True
+            self.buf += data
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
 class WsClient(_Client):
     """SIP over WebSocket (RFC 7118). Raises websockets' InvalidStatus when
-    the handshake is refused (e.g. 403 for an Origin not allowed)."""
+    the handshake is refused (e.g. 403 for an Origin not allowed). A wss://
+    URL is checked against cafile."""
 
     transport = "WS"
 
-    def __init__(self, url, origin, timeout=5.0):
+    def __init__(self, url, origin, timeout=5.0, cafile=None):
         from websockets.sync.client import connect
 
         super().__init__(timeout)
         self.host = _rand(10) + ".invalid"
+        kw = {}
+        if url.startswith("wss:"):
+            import ssl
+            self.transport = "WSS"
+            kw["ssl"] = ssl.create_default_context(cafile=cafile)
         # entered at once (websockets >= 17.1 wants connect() as a context
         # manager); close() leaves it
         self.ws = connect(url, subprotocols=["sip"], origin=origin,
-                          open_timeout=timeout, close_timeout=1).__enter__()
+                          open_timeout=timeout, close_timeout=1,
+                          **kw).__enter__()
         if self.ws.subprotocol != "sip":
             raise RuntimeError("server did not select subprotocol sip: %r"
                                % self.ws.subprotocol)
@@ -249,6 +364,24 @@ class WsClient(_Client):
         if isinstance(data, bytes):
             data = data.decode(errors="replace")
         return data
+
+    def closed_by_peer(self, timeout=2.0):
+        """True when the proxy closes the WebSocket within timeout."""
+        from websockets.exceptions import ConnectionClosed
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data = self.ws.recv(timeout=max(0.01,
+                                                deadline - time.monotonic()))
+            except TimeoutError:
+                return False
+            except ConnectionClosed:
+                return True
+            if isinstance(data, bytes):
+                data = data.decode(errors="replace")
+            if not data.startswith("SIP/2.0 "):
+                self.pending.append(data)
+        return False
 
     def close(self):
         self.ws.close()

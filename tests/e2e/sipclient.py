@@ -181,15 +181,22 @@ class _Client:
 
     def register(self, aor, authorization=(), expires=None,
                  contact_expires=None, extra_headers=(), user=None,
-                 to_uri=None, call_id=None):
+                 to_uri=None, call_id=None, contacts=None):
         """REGISTER aor. authorization: list of Authorization values (each
         becomes one header). expires: Expires header; contact_expires: the
-        Contact's expires parameter."""
+        Contact's expires parameter. contacts: the Contact header values
+        as given (each "{uri}" in them becomes this client's contact URI)
+        instead of the one made here; [] sends none."""
         user = user or aor.split(":", 1)[1].split("@", 1)[0]
         contact = "<%s>" % self.contact_uri(user)
         if contact_expires is not None:
             contact += ";expires=%d" % contact_expires
-        headers = ["Contact: %s" % contact]
+        if contacts is None:
+            headers = ["Contact: %s" % contact]
+        else:
+            headers = ["Contact: %s" % c.replace("{uri}",
+                                                 self.contact_uri(user))
+                       for c in contacts]
         if expires is not None:
             headers.append("Expires: %d" % expires)
         for value in authorization:

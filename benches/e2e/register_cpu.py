@@ -196,20 +196,23 @@ def plain_cfg(native_cfg, tna, impi, impu, issuer):
     """epcscf.cfg without the token check: route[WIC_VERIFY] gives the
     results the native module gives for the bench's token, as constants."""
     text = native_cfg.read_text()
-    verify = re.search(r"(?ms)^route\[WIC_VERIFY\] \{\n\twic_tna_verify_expires\(.*?^\}\n", text)
+    verify = re.search(r"(?ms)^route\[WIC_VERIFY\] \{\n\twic_tna_verify_register\(.*?^\}\n", text)
+    cap = re.search(r"(?ms)^route\[CAP_EXPIRES\] \{\n\tif \(wic_tna_cap_expires\(.*?^\}\n", text)
     origin = re.search(r"(?ms)^route\[WIC_ORIGIN\] \{\n\twic_tna_origin\(.*?^\}\n", text)
     load = '#!else\nloadmodule WIC_TNA_MODULE\n#!endif'
     params = re.findall(r'(?m)^modparam\("wic_tna", .*\n', text)
-    if not verify or not origin or load not in text or not params:
+    if not verify or not cap or not origin or load not in text or not params:
         return None
     for s in (tna, impi, impu, issuer):
         assert "'" not in s
     const = ("route[WIC_VERIFY] {\n"
              "\t$var(wic_rc) = 1;\n\t$var(wic_status) = 200;\n\t$var(wic_reason) = \"ok\";\n"
              "\t$var(wic_challenge) = \"\";\n\t$var(wic_tna) = '%s';\n\t$var(wic_impi) = '%s';\n"
-             "\t$var(wic_impus) = '%s';\n\t$var(wic_issuer) = '%s';\n\t$var(wic_expires) = 600;\n}\n"
+             "\t$var(wic_impus) = '%s';\n\t$var(wic_issuer) = '%s';\n\t$var(wic_expires) = 600;\n"
+             "\t$var(wic_requested) = -1;\n}\n"
              % (tna, impi, impu, issuer))
     text = text.replace(verify.group(0), const)
+    text = text.replace(cap.group(0), "route[CAP_EXPIRES] {\n}\n")
     text = text.replace(origin.group(0), "route[WIC_ORIGIN] {\n\t$var(origin_rc) = 1;\n}\n")
     text = text.replace(load, "#!else\n#!endif")
     for p in params:

@@ -103,6 +103,80 @@ typedef void (*wic_tna_log_fn)(int32_t level,
                                void *userdata);
 
 /**
+ * One REGISTER to decide, for `wic_tna_verify_request`: every input the
+ * proxy has, in one extensible struct (later versions append fields and
+ * tell them apart by `struct_size`). Each string is a pointer + length
+ * pair, borrowed for the call only (nothing is kept): NULL with length 0
+ * means the input is absent; NULL with a non-zero length is an error
+ * (`NULL_ARGUMENT`). Zero-initialize it, then set `struct_size` and what
+ * the request has, e.g.
+ * `wic_tna_request req = { .struct_size = sizeof req, .requested_expires = -1 };`.
+ */
+typedef struct wic_tna_request {
+  /**
+   * `sizeof(struct wic_tna_request)` as the caller was compiled with
+   * it. Any other value is refused (`INVALID_ARGUMENT`): a struct from a
+   * newer header may hold a check this library would skip.
+   */
+  size_t struct_size;
+  /**
+   * The `Authorization` header value (any bytes: a bad value is a
+   * rejection, not an error). Absent: the request has no
+   * `Authorization` header, 401 `missing_token` with a challenge (an
+   * empty but present value is 400 `malformed_request`).
+   */
+  const char *authorization;
+  /**
+   * Length of `authorization` in bytes.
+   */
+  size_t authorization_len;
+  /**
+   * The REGISTER's `To` URI or whole `To` value. Absent: the `To` check
+   * (REQ 4) is skipped.
+   */
+  const char *to_uri;
+  /**
+   * Length of `to_uri` in bytes.
+   */
+  size_t to_uri_len;
+  /**
+   * The expiry the client asked for: negative when none, 0 for a
+   * de-registration. A registration (anything but 0) is refused with
+   * 401 `expired` when the token has less than the configured
+   * `min_registration_expires` left; a de-registration is accepted while
+   * the token is valid, granted 0.
+   */
+  int64_t requested_expires;
+  /**
+   * The replay binding (the connection or source the request came
+   * from, as for `wic_tna_verify_bound`). Absent or empty: none (with
+   * `[replay]` enabled: 500 `internal_error`, fail closed).
+   */
+  const char *binding;
+  /**
+   * Length of `binding` in bytes.
+   */
+  size_t binding_len;
+  /**
+   * The `Origin` of the WebSocket handshake of the connection the
+   * REGISTER came over. Absent (UDP, TCP, TLS, non-browser clients): not
+   * checked. Present: the token's issuer must list it in its `origins`
+   * (trimmed, a trailing '/' ignored, ASCII case-insensitive), else 403
+   * `origin_not_allowed` (no challenge); present but empty or not UTF-8
+   * is never allowed, nor is any Origin for an issuer without `origins`.
+   */
+  const char *origin;
+  /**
+   * Length of `origin` in bytes.
+   */
+  size_t origin_len;
+  /**
+   * Unix time to decide at, seconds; 0 means the current time.
+   */
+  int64_t now_unix;
+} wic_tna_request;
+
+/**
  * A borrowed string view: `ptr` is never NULL and points at `len` bytes
  * followed by a NUL byte. It stays valid as long as the object it was
  * taken from is alive and unchanged.
@@ -235,7 +309,10 @@ enum wic_tna_status wic_tna_ctx_stats_json(const struct wic_tna_ctx *ctx,
  * request has no `Authorization` header: the result is 401 `missing_token`
  * with a challenge (an empty but present value is 400 `malformed_request`). `to_uri` is the REGISTER's `To` URI or whole
  * `To` value; NULL skips the REQ 4 check. `requested_expires` is the
- * expiry the client asked for, negative when none. On success `*out`
+ * expiry the client asked for, negative when none, 0 for a
+ * de-registration (a registration with less than the configured
+ * `min_registration_expires` left is 401 `expired`). No WebSocket `Origin`
+ * is checked: see `wic_tna_verify_request`. On success `*out`
  * receives a result, accepted or rejected, to be freed with
  * `wic_tna_result_free`. `ctx` and `out` must not be NULL, nor
  * `authorization` with a non-zero length. Errors: `NULL_ARGUMENT`,
@@ -293,8 +370,31 @@ enum wic_tna_status wic_tna_verify_bound(const struct wic_tna_ctx *ctx,
                                          struct wic_tna_result **out);
 
 /**
+ * Decide on one REGISTER described by `*req` (see `wic_tna_request` for
+ * each field, what absent means, and the ownership of its strings). The
+ * checks, in order: the token (header form, signature or introspection,
+ * claims, identity pools, barring), the remaining lifetime of a
+ * registration, the `To` IMPU, the WebSocket `Origin`, then the replay
+ * step (a refused request binds nothing). On success `*out` receives a
+ * result, accepted or rejected, to be freed with `wic_tna_result_free`;
+ * `*out` is written only on success. `ctx`, `req` and `out` must not be
+ * NULL. Errors: `NULL_ARGUMENT` (also a NULL string with a non-zero
+ * length), `INVALID_ARGUMENT` (`struct_size` is not this library's
+ * `sizeof(struct wic_tna_request)`, or a length out of range).
+ * Thread-safe. Never touches the network, except for a reference token of
+ * an issuer with `[issuer.introspection]` (up to its `timeout_ms`, unless
+ * cached or the circuit breaker is open) and, with `[fleet]`, the first
+ * use of a token (up to the store's `timeout_ms`).
+ */
+enum wic_tna_status wic_tna_verify_request(const struct wic_tna_ctx *ctx,
+                                           const struct wic_tna_request *req,
+                                           struct wic_tna_result **out);
+
+/**
  * Is `origin` (the WebSocket handshake's `Origin`) allowed for any
- * non-barred issuer? The answer goes to `*out_allowed`. `ctx`, `origin` and
+ * non-barred issuer (a first check at the handshake; each REGISTER over
+ * the connection is then held to its token's issuer's `origins` by
+ * `wic_tna_verify_request`)? The answer goes to `*out_allowed`. `ctx`, `origin` and
  * `out_allowed` must not be NULL. Errors: `NULL_ARGUMENT`. Thread-safe.
  */
 enum wic_tna_status wic_tna_origin_allowed(const struct wic_tna_ctx *ctx,

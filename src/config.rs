@@ -170,8 +170,19 @@ pub struct Issuer {
     pub impi_pool: Vec<Pattern>,
     /// IMPU pool.
     pub impu_pool: Vec<Pattern>,
-    /// WebSocket Origins allowed for this issuer's WICs.
+    /// WebSocket Origins allowed for this issuer's WICs (also checked per
+    /// REGISTER that carries an Origin).
     pub origins: Vec<String>,
+    /// `realm` of the TNA header (`tna_realm`, default `home_realm`); with
+    /// `tna_realm_from_impu`, the fallback for a `tel:` IMPU.
+    pub tna_realm: String,
+    /// `uri` of the TNA header (`tna_uri`), when configured; otherwise
+    /// `sip:<realm>` of the realm in use.
+    pub tna_uri: Option<String>,
+    /// Take the TNA realm from the host of the registering IMPU (the `To`
+    /// IMPU, else the token's first SIP IMPU), as Kamailio's
+    /// `ims_registrar_scscf` looks for the credentials of the IMPU's domain.
+    pub tna_realm_from_impu: bool,
     /// Add `authorization-entity` to the TNA header for this issuer.
     pub add_authorization_entity: bool,
     /// Keys, each bound to one algorithm.
@@ -212,6 +223,10 @@ pub struct Config {
     pub require_at_jwt: bool,
     /// Longest registration granted, seconds.
     pub max_registration_expires: u64,
+    /// Shortest remaining token lifetime with which a registration (or
+    /// refresh) is accepted, seconds; below it: `expired`. A
+    /// de-registration (`Expires: 0`) is not subject to it.
+    pub min_registration_expires: u64,
     /// Largest token accepted, bytes.
     pub max_token_size: usize,
     /// Verified tokens kept per process for the refresh path (0: off).
@@ -259,6 +274,9 @@ struct RawConfig {
     add_authorization_entity: bool,
     #[serde(default = "default_max_expires")]
     max_registration_expires: u64,
+    min_registration_expires: Option<Spanned<i64>>,
+    #[serde(default)]
+    tna_realm_from_impu: bool,
     #[serde(default = "default_max_token_size")]
     max_token_size: usize,
     #[serde(default = "default_cache_size")]
@@ -299,6 +317,9 @@ struct RawIssuer {
     impu_patterns: Vec<String>,
     #[serde(default)]
     origins: Vec<String>,
+    tna_realm: Option<String>,
+    tna_uri: Option<String>,
+    tna_realm_from_impu: Option<bool>,
     add_authorization_entity: Option<bool>,
     ca_file: Option<String>,
     introspection: Option<Spanned<RawIntrospection>>,
@@ -351,6 +372,8 @@ fn default_leeway() -> u64 {
 fn default_max_expires() -> u64 {
     3600
 }
+/// Default of `min_registration_expires`, seconds.
+pub const DEFAULT_MIN_REGISTRATION_EXPIRES: u64 = 60;
 fn default_max_token_size() -> usize {
     8192
 }
@@ -393,6 +416,11 @@ fn hex_digest(parts: &[&str]) -> String {
 /// Is `s` safe inside a quoted header parameter or as a header token?
 pub fn header_safe(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
+}
+
+/// A domain name as a realm: letters, digits, '.' and '-' only.
+fn is_realm(s: &str) -> bool {
+    header_safe(s) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
 }
 
 /// The key of a `key = value` line holding `offset`, if it is one.
@@ -519,9 +547,26 @@ impl Config {
         })?;
 
         let home_realm = raw.home_realm.get_ref().clone();
-        if !header_safe(&home_realm) || !home_realm.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
+        if !is_realm(&home_realm) {
             return Err(cx.err(Some(raw.home_realm.span()), "home_realm", "must be a domain name"));
         }
+        let min_registration_expires = match &raw.min_registration_expires {
+            None => DEFAULT_MIN_REGISTRATION_EXPIRES.min(raw.max_registration_expires),
+            Some(m) => match u64::try_from(*m.get_ref()) {
+                Ok(v) if v <= raw.max_registration_expires => v,
+                _ => {
+                    return Err(cx.err(
+                        Some(m.span()),
+                        "min_registration_expires",
+                        format!(
+                            "{} is out of range: must be between 0 and max_registration_expires ({}) seconds",
+                            m.get_ref(),
+                            raw.max_registration_expires
+                        ),
+                    ))
+                }
+            },
+        };
         let audience = match &raw.audience {
             Some(a) if a.get_ref().is_empty() => return Err(cx.err(Some(a.span()), "audience", "must not be empty")),
             Some(a) => a.get_ref().clone(),
@@ -621,6 +666,17 @@ impl Config {
             for (j, o) in ri.origins.iter().enumerate() {
                 if !header_safe(o) || !(o.starts_with("https://") || o.starts_with("http://")) {
                     return Err(cx.err(span.clone(), fname(&format!("origins[{j}]")), "must be an http(s) origin such as https://app.example.com"));
+                }
+            }
+            let tna_realm = match &ri.tna_realm {
+                Some(r) if !is_realm(r) => return Err(cx.err(span.clone(), fname("tna_realm"), "must be a domain name")),
+                Some(r) => r.clone(),
+                None => home_realm.clone(),
+            };
+            if let Some(u) = &ri.tna_uri {
+                let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or("");
+                if !header_safe(u) || !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) || u.len() <= scheme.len() + 1 {
+                    return Err(cx.err(span.clone(), fname("tna_uri"), "must be a sip: or sips: URI without spaces, quotes or backslashes, such as sip:ims.example.net"));
                 }
             }
             if ri.key.is_empty() && ri.introspection.is_none() {
@@ -811,8 +867,13 @@ impl Config {
                         }
                         keys::load_jwks(&data, &algs, &src_name)
                             .map(|(keys, notes)| {
+                                // Every process that loads the file logs
+                                // these: a key not meant for verification
+                                // is expected in a shared set (INFO), only
+                                // one this configuration cannot use is a
+                                // WARN.
                                 for n in notes {
-                                    crate::log::warn(&format!("{file}: {}: {src_name}: {n}", kname("jwks")));
+                                    crate::log::log(n.level(), &format!("{file}: {}: {src_name}: {n}", kname("jwks")));
                                 }
                                 keys
                             })
@@ -847,6 +908,9 @@ impl Config {
                 impi_pool,
                 impu_pool,
                 origins: ri.origins.clone(),
+                tna_realm,
+                tna_uri: ri.tna_uri.clone(),
+                tna_realm_from_impu: ri.tna_realm_from_impu.unwrap_or(raw.tna_realm_from_impu),
                 add_authorization_entity: ri.add_authorization_entity.unwrap_or(raw.add_authorization_entity),
                 keys,
                 keys_by_kid,
@@ -875,6 +939,7 @@ impl Config {
             accept_bare_token: raw.accept_bare_token,
             require_at_jwt: raw.require_at_jwt,
             max_registration_expires: raw.max_registration_expires,
+            min_registration_expires,
             max_token_size: raw.max_token_size,
             verified_cache_size: raw.verified_cache_size,
             authz_server,

@@ -65,11 +65,55 @@ impl Outcome {
     }
 }
 
+/// One request to decide: a REGISTER as the proxy saw it. Each field is
+/// optional; the default is a request without any (no `Authorization`
+/// header: 401 `missing_token`). New fields may be added: build it with
+/// `..Default::default()`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request<'a> {
+    /// The `Authorization` header value; `None`: the request has none.
+    pub authorization: Option<&'a [u8]>,
+    /// The `To` URI or whole `To` value; `None` skips the REQ 4 check.
+    pub to: Option<&'a [u8]>,
+    /// The expiry the client asked for (`Expires` or the Contact's
+    /// `expires`): `None` or negative when none, 0 for a de-registration.
+    pub requested_expires: Option<i64>,
+    /// The replay binding: what names the connection or source the request
+    /// came from (see src/replay.rs); `None` or empty: none.
+    pub binding: Option<&'a [u8]>,
+    /// The `Origin` of the WebSocket handshake of the connection the
+    /// request came over; `None` when there is none (UDP, TCP, TLS,
+    /// non-browser clients): then it is not checked. When given, the token's
+    /// issuer must list it in its `origins` (an empty or non-UTF-8 value is
+    /// never allowed): else 403 `origin_not_allowed`.
+    pub origin: Option<&'a [u8]>,
+}
+
+/// Is `origin` one of `origins`? Trimmed, a trailing '/' ignored, ASCII
+/// case-insensitive; an empty or non-UTF-8 origin never is.
+fn origin_listed(origins: &[String], origin: &[u8]) -> bool {
+    let Ok(origin) = std::str::from_utf8(origin) else { return false };
+    let origin = origin.trim().trim_end_matches('/');
+    !origin.is_empty() && origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
 /// The configured issuer of a verification: the one at its index when it
 /// is still that issuer (the configuration it came from), else looked up
 /// by name; `None` when the issuer is no longer configured.
 fn issuer_of<'a>(cfg: &'a Config, v: &Verified) -> Option<&'a Issuer> {
     cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss))
+}
+
+/// The host of the registering IMPU, for `tna_realm_from_impu`: the `To`
+/// IMPU (number `to_impu` of the token's) when the request has a `To`, else
+/// the token's first SIP IMPU. `None` (the configured realm is used) for a
+/// `tel:` IMPU or a token without a SIP IMPU.
+fn registering_host(v: &Verified, has_to: bool, to_impu: Option<usize>) -> Option<&str> {
+    let sip = |u: &identity::UriView<'_>| u.scheme != identity::Scheme::Tel && !u.host().is_empty();
+    if has_to {
+        return to_impu.and_then(|i| v.impu_uri(i)).filter(sip).map(|u| u.host());
+    }
+    v.impu_uris().find(sip).map(|u| u.host())
 }
 
 /// How often the refresher should call [`Context::tick`], milliseconds.
@@ -367,7 +411,9 @@ impl Context {
 
     /// Verify an `Authorization` header value. `to` is the REGISTER's `To`
     /// URI (or whole value) when REQ 4 is to be checked; `requested_expires`
-    /// the expiry the client asked for, if any; `now` Unix seconds.
+    /// the expiry the client asked for, if any (0: a de-registration); `now`
+    /// Unix seconds. [`Context::verify_request`] with the other fields
+    /// absent.
     pub fn verify(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, now: i64) -> Outcome {
         self.verify_bound(authorization, to, requested_expires, None, now)
     }
@@ -376,6 +422,23 @@ impl Context {
     /// connection or source the proxy names; see src/replay.rs). Where
     /// `[replay]` is enabled, a request with no binding fails closed.
     pub fn verify_bound(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, binding: Option<&[u8]>, now: i64) -> Outcome {
+        self.decide(authorization, &Request { authorization: Some(authorization), to, requested_expires, binding, origin: None }, now)
+    }
+
+    /// Decide on a request (every input the proxy has, see [`Request`]) at
+    /// Unix time `now`. The checks, in order: the token (header form,
+    /// signature or introspection, claims, pools, barring), the remaining
+    /// lifetime of a registration (`min_registration_expires`), the `To`
+    /// IMPU, the WebSocket `Origin`, then the replay step (a refused request
+    /// binds nothing).
+    pub fn verify_request(&self, req: &Request<'_>, now: i64) -> Outcome {
+        match req.authorization {
+            Some(a) => self.decide(a, req, now),
+            None => self.no_credentials(),
+        }
+    }
+
+    fn decide(&self, authorization: &[u8], req: &Request<'_>, now: i64) -> Outcome {
         let in_step = self.sync();
         let cfg = self.config();
         if !in_step {
@@ -417,34 +480,66 @@ impl Context {
                 },
             },
         };
-        if let Some(to) = to {
+        // A registration or refresh (anything but Expires: 0) needs the
+        // token to outlive min_registration_expires: otherwise it would be
+        // granted a few seconds, or 0 (a token past exp within the leeway),
+        // which the proxy would forward as a de-registration. The WIC gets
+        // the invalid_token challenge and fetches a new token. A
+        // de-registration is accepted while the token is valid.
+        let seconds_left = (v.exp - now).max(0);
+        let deregistration = req.requested_expires == Some(0);
+        if !deregistration && seconds_left < i64::try_from(cfg.min_registration_expires).unwrap_or(i64::MAX) {
+            return self.reject(&cfg, Reason::Expired, Some(v.iss.clone()));
+        }
+        // The registering IMPU: the one the To names.
+        let mut to_impu = None;
+        if let Some(to) = req.to {
             let text = match std::str::from_utf8(to).ok().map(identity::to_uri_text) {
                 Some(Ok(t)) => t,
                 _ => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
             };
             // Written exactly as one of the token's IMPUs, which parsed: the
             // same identity (identity::tests::same_text_same_identity).
-            // Otherwise parsed and compared.
-            if !v.has_impu_text(text) {
-                let to_uri = match identity::parse_impu_ref(text) {
-                    Ok(u) => u,
-                    Err(_) => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
-                };
-                if !v.impu_uris().any(|u| to_uri.same_as_view(u)) {
-                    return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone()));
+            // Otherwise parsed and compared (RFC 3261 19.1.4).
+            let n = v.impu_count();
+            let found = match (0..n).find(|&i| v.impu(i) == Some(text)) {
+                Some(i) => Some(i),
+                None => {
+                    let to_uri = match identity::parse_impu_ref(text) {
+                        Ok(u) => u,
+                        Err(_) => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
+                    };
+                    (0..n).find(|&i| v.impu_uri(i).is_some_and(|u| to_uri.same_as_view(u)))
                 }
+            };
+            match found {
+                Some(i) => to_impu = Some(i),
+                None => return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone())),
             }
         }
         let issuer = issuer_of(&cfg, &v);
+        // Over a WebSocket: the handshake's Origin must be one of the
+        // token's issuer's (fail closed: an issuer without origins has none).
+        if let Some(origin) = req.origin {
+            if !issuer.is_some_and(|i| origin_listed(&i.origins, origin)) {
+                return self.reject(&cfg, Reason::OriginNotAllowed, Some(v.iss.clone()));
+            }
+        }
         let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
-        let tna = tna::build(v.impi(), &cfg.home_realm, issuer_entity.then_some(&*v.iss));
-        let seconds_left = (v.exp - now).max(0);
+        let (realm, uri) = match issuer {
+            Some(i) => {
+                let from_impu = if i.tna_realm_from_impu { registering_host(&v, req.to.is_some(), to_impu) } else { None };
+                (from_impu.unwrap_or(&i.tna_realm), i.tna_uri.as_deref())
+            }
+            None => (cfg.home_realm.as_str(), None),
+        };
+        let tna = tna::build(v.impi(), realm, uri, issuer_entity.then_some(&*v.iss));
         let max = cfg.max_registration_expires as i64;
-        let granted = match requested_expires {
+        let granted = match req.requested_expires {
             Some(r) if r >= 0 => r.min(seconds_left).min(max),
             _ => seconds_left.min(max),
         };
-        if let Err(r) = self.replay_step(&cfg, &v, binding, now) {
+        if let Err(r) = self.replay_step(&cfg, &v, req.binding, now) {
             return self.reject(&cfg, r, Some(v.iss.clone()));
         }
         match issuer {
@@ -544,20 +639,14 @@ impl Context {
     }
 
     /// Is `origin` allowed for the WebSocket handshake (allowed by any
-    /// non-barred issuer)?
+    /// non-barred issuer)? Each REGISTER over the connection is then held to
+    /// its token's issuer's origins ([`Request::origin`]).
     pub fn origin_allowed(&self, origin: &[u8]) -> bool {
         if !self.sync() {
             return false;
         }
-        let Ok(origin) = std::str::from_utf8(origin) else { return false };
-        let origin = origin.trim().trim_end_matches('/');
-        if origin.is_empty() {
-            return false;
-        }
         let cfg = self.config();
-        cfg.issuers
-            .iter()
-            .any(|i| !self.is_barred(i) && i.origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin)))
+        cfg.issuers.iter().any(|i| !self.is_barred(i) && origin_listed(&i.origins, origin))
     }
 
     /// The S-CSCF side check. `allowed` is the subscription's list of

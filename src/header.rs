@@ -160,11 +160,14 @@ pub fn extract_token(value: &[u8], accept_bare: bool) -> Result<&str, Reason> {
         }
         return parse_auth_params(rest);
     }
-    if rest.is_empty() && accept_bare && is_jwt_shape(scheme) {
-        return Ok(scheme);
+    if rest.is_empty() && is_jwt_shape(scheme) {
+        // A bare JWT: accepted where configured; otherwise the client used
+        // a method this proxy does not support (its own reason, answered
+        // like a request without credentials: RFC 6750 3.1).
+        return if accept_bare { Ok(scheme) } else { Err(Reason::BareTokenNotAccepted) };
     }
-    // Another scheme (Digest, Basic, ...) or a bare token that is not
-    // accepted: the request carries no bearer token.
+    // Another scheme (Digest, Basic, ...): the request carries no bearer
+    // token.
     if scheme.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'%' | b'*' | b'+' | b'`' | b'\'' | b'~')) {
         return Err(Reason::MissingToken);
     }
@@ -267,7 +270,11 @@ mod tests {
         assert_eq!(extract_token(b"Bearer access_token=\"abc.def.ghi\"", false), Ok("abc.def.ghi"));
         assert_eq!(extract_token(b"Bearer realm=\"x\", access_token=\"a.b.c\"", false), Ok("a.b.c"));
         assert_eq!(extract_token(b"abc.def.ghi", true), Ok("abc.def.ghi"));
-        assert_eq!(extract_token(b"abc.def.ghi", false), Err(Reason::MissingToken));
+        assert_eq!(extract_token(b"abc.def.ghi", false), Err(Reason::BareTokenNotAccepted));
+        assert_eq!(extract_token(b" abc.def.ghi\r\n", false), Err(Reason::BareTokenNotAccepted));
+        // One word that is not JWT-shaped is a scheme without credentials.
+        assert_eq!(extract_token(b"abcdef", false), Err(Reason::MissingToken));
+        assert_eq!(extract_token(b"abcdef", true), Err(Reason::MissingToken));
         assert_eq!(extract_token(b"Digest username=\"x\"", false), Err(Reason::MissingToken));
         for bad in [&b""[..], b"   ", b"Bearer", b"Bearer ", b"Bearer a b", b"Bearer a\r\nb", b"Bearer \"a\"",
             b"Bearer access_token=\"a\", access_token=\"b\"", b"Bearer access_token=\"a", b"Bearer a\0b",

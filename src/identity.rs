@@ -180,14 +180,19 @@ pub enum Scheme {
 
 /// A parsed IMPU or `To` URI: what takes part in comparisons, held as its
 /// canonical form (one string: pool patterns are matched against it) with
-/// the positions of its parts.
+/// the positions of its parts. Two URIs name the same identity exactly
+/// when their canonical forms (and so the values) are equal: RFC 3261
+/// 19.1.4 for SIP (scheme and host case-insensitive, user part
+/// case-sensitive after decoding the %-escapes of unreserved characters),
+/// telephone numbers without their visual separators.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uri {
     /// Scheme.
     pub scheme: Scheme,
     /// Port, if given.
     pub port: Option<u16>,
-    /// `sip:user@host[:port]` or `tel:+123`, lower-cased.
+    /// `sip:user@host[:port]` or `tel:+123`: scheme and host lower-cased,
+    /// the user part as [`normalize_user`] writes it.
     text: String,
     user: (usize, usize),
     host: (usize, usize),
@@ -200,8 +205,8 @@ impl Uri {
         &self.text
     }
 
-    /// User part (SIP) or number (tel), lower-cased; visual separators are
-    /// removed from telephone numbers.
+    /// User part (SIP; its case kept, %-escapes normalized) or number
+    /// (tel, lower-cased, visual separators removed).
     pub fn user(&self) -> &str {
         &self.text[self.user.0..self.user.1]
     }
@@ -242,7 +247,7 @@ impl<'a> UriView<'a> {
         self.text
     }
 
-    /// User part or number, lower-cased (see [`Uri::user`]).
+    /// User part or number (see [`Uri::user`]).
     pub fn user(&self) -> &'a str {
         self.text.get(self.user.0..self.user.1).unwrap_or("")
     }
@@ -283,8 +288,83 @@ fn is_visual_separator(c: u8) -> bool {
     matches!(c, b'-' | b'.' | b'(' | b')')
 }
 
+/// RFC 3261 `unreserved` (alphanum / mark): the characters whose %-escape
+/// is the same as the character itself (19.1.4).
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The bytes of a SIP user part in its normal form (RFC 3261 19.1.4, RFC
+/// 3986 6.2.2): an escape of an unreserved character is that character;
+/// every other escape stays an escape, its hex digits upper-case; the rest
+/// as written, case kept. Two user parts are the same exactly when their
+/// normal forms are equal. (A '%' not followed by two hex digits, which
+/// [`parse_impu_ref`] refuses, is kept as it is.)
+struct NormalUser<'a> {
+    rest: &'a [u8],
+    /// Bytes of an escape still to give, in reverse order.
+    pending: [u8; 2],
+    npending: usize,
+}
+
+impl Iterator for NormalUser<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        if self.npending > 0 {
+            self.npending -= 1;
+            return Some(self.pending[self.npending]);
+        }
+        let (&c, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        if c != b'%' {
+            return Some(c);
+        }
+        let (Some(h), Some(l)) = (rest.first().copied().and_then(hex_value), rest.get(1).copied().and_then(hex_value)) else {
+            return Some(c);
+        };
+        self.rest = &rest[2..];
+        let decoded = h << 4 | l;
+        if is_unreserved(decoded) {
+            return Some(decoded);
+        }
+        let upper = |d: u8| if d < 10 { b'0' + d } else { b'A' + d - 10 };
+        self.pending = [upper(l), upper(h)];
+        self.npending = 2;
+        Some(b'%')
+    }
+}
+
+/// The normal form of a SIP user part (see [`NormalUser`]), byte by byte.
+fn normal_user(user: &str) -> NormalUser<'_> {
+    NormalUser { rest: user.as_bytes(), pending: [0; 2], npending: 0 }
+}
+
+/// Append the normal form of the SIP user part `user` to `out`: escapes of
+/// unreserved characters decoded, the other escapes with upper-case hex,
+/// case kept (RFC 3261 19.1.4). What the canonical form of a SIP URI holds.
+pub fn normalize_user(user: &str, out: &mut String) {
+    if memchr::memchr(b'%', user.as_bytes()).is_none() {
+        out.push_str(user);
+    } else {
+        // Only ASCII comes out (the user part passed the URI character
+        // check, and decoded bytes are unreserved ASCII).
+        out.extend(normal_user(user).map(char::from));
+    }
+}
+
 impl UriRef<'_> {
-    /// The owned, canonical form (lower-cased; tel separators removed).
+    /// The owned, canonical form (scheme and host lower-cased, SIP user
+    /// part normalized, tel number lower-cased without separators).
     pub fn to_uri(&self) -> Uri {
         let mut text = String::with_capacity(self.user.len() + self.host.len() + 12);
         let (user, host) = self.write_canonical(&mut text);
@@ -297,8 +377,8 @@ impl UriRef<'_> {
     }
 
     /// Append the canonical form (what [`to_uri`](Self::to_uri) holds) to
-    /// `out`, lower-casing only what it appends; returns where the user
-    /// part and the host are, relative to the start of what it appended.
+    /// `out`, touching only what it appends; returns where the user part
+    /// and the host are, relative to the start of what it appended.
     pub fn write_canonical(&self, out: &mut String) -> ((usize, usize), (usize, usize)) {
         let start = out.len();
         match self.scheme {
@@ -311,7 +391,7 @@ impl UriRef<'_> {
             Scheme::Sip | Scheme::Sips => {
                 out.push_str(if self.scheme == Scheme::Sip { "sip:" } else { "sips:" });
                 let u0 = out.len() - start;
-                out.push_str(self.user);
+                normalize_user(self.user, out);
                 let u1 = out.len() - start;
                 if !self.user.is_empty() {
                     out.push('@');
@@ -319,7 +399,8 @@ impl UriRef<'_> {
                 let h0 = out.len() - start;
                 out.push_str(self.host);
                 let h1 = out.len() - start;
-                out[start..].make_ascii_lowercase();
+                // The user part keeps its case (RFC 3261 19.1.4).
+                out[start + h0..].make_ascii_lowercase();
                 if let Some(p) = self.port {
                     use std::fmt::Write;
                     // Writing to a String cannot fail.
@@ -348,7 +429,15 @@ impl UriRef<'_> {
                 .filter(|&c| !is_visual_separator(c))
                 .map(|c| c.to_ascii_lowercase())
                 .eq(u.user().bytes()),
-            Scheme::Sip | Scheme::Sips => self.user.eq_ignore_ascii_case(u.user()),
+            // Case-sensitive, escapes of unreserved characters decoded
+            // (RFC 3261 19.1.4); `u` holds its user part normalized.
+            Scheme::Sip | Scheme::Sips => {
+                if memchr::memchr(b'%', self.user.as_bytes()).is_none() {
+                    self.user == u.user()
+                } else {
+                    normal_user(self.user).eq(u.user().bytes())
+                }
+            }
         }
     }
 }
@@ -430,6 +519,15 @@ pub fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<
                 }
                 return Err("user part has characters not allowed");
             }
+            // RFC 3261 `escaped`: '%' and two hex digits, nothing else (the
+            // user part is compared with its escapes decoded).
+            let mut rest = user.as_bytes();
+            while let Some(i) = memchr::memchr(b'%', rest) {
+                match (rest.get(i + 1), rest.get(i + 2)) {
+                    (Some(&h), Some(&l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => rest = &rest[i + 3..],
+                    _ => return Err("user part has a '%' not followed by two hex digits"),
+                }
+            }
             let (host, port) = split_host_port(hostport)?;
             if known_host != Some(host) && !check_hostname(host) {
                 return Err("host is not a domain name or IP address");
@@ -509,8 +607,10 @@ fn trim(s: &str) -> &str {
     }
 }
 
-/// Compare two URIs as PROTOCOL.md says: scheme, user, host and port;
-/// case-insensitive (both are lower-cased when parsed); parameters ignored.
+/// Compare two URIs as PROTOCOL.md says: scheme, user, host and port,
+/// parameters ignored; scheme and host case-insensitive, the SIP user part
+/// case-sensitive with its unreserved escapes decoded (RFC 3261 19.1.4):
+/// the canonical forms are equal.
 pub fn same_identity(a: &Uri, b: &Uri) -> bool {
     a == b
 }
@@ -632,15 +732,60 @@ mod tests {
     #[test]
     fn impu_syntax_and_compare() {
         let a = parse_impu("sip:Alice@SocialNet.example;transport=ws").unwrap();
-        let b = parse_to_uri("\"Al\" <SIP:alice@socialnet.example>;tag=x").unwrap();
+        let b = parse_to_uri("\"Al\" <SIP:Alice@socialnet.example>;tag=x").unwrap();
         assert!(same_identity(&a, &b));
-        assert_eq!(a.canonical(), "sip:alice@socialnet.example");
+        assert_eq!(a.canonical(), "sip:Alice@socialnet.example");
         let t = parse_impu("tel:+1-555-0100").unwrap();
         assert_eq!(t.canonical(), "tel:+15550100");
-        assert!(!same_identity(&a, &parse_impu("sips:alice@socialnet.example").unwrap()));
-        for bad in ["", "alice@x", "http://x", "sip:a b@x", "sip:a\"@x", "sip:a@x\r\n", "sip:a:pw@x", "sip:@x", "sip:a@", "sip:a@x:99999", "tel:abc", "sip:a@x>"] {
+        assert!(!same_identity(&a, &parse_impu("sips:Alice@socialnet.example").unwrap()));
+        for bad in [
+            "", "alice@x", "http://x", "sip:a b@x", "sip:a\"@x", "sip:a@x\r\n", "sip:a:pw@x", "sip:@x", "sip:a@", "sip:a@x:99999", "tel:abc",
+            "sip:a@x>", "sip:a%@x", "sip:a%4@x", "sip:a%zz@x", "sip:%g1@x",
+        ] {
             assert!(parse_impu(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// RFC 3261 19.1.4: the user part is case-sensitive, with the escapes
+    /// of unreserved characters decoded; scheme and host are not; the
+    /// escape of a reserved character is not that character.
+    #[test]
+    fn sip_uri_comparison_is_rfc_3261() {
+        let same = [
+            ("sip:alice@x.net", "sip:%61lice@x.net"),
+            ("sip:alice@x.net", "sip:%61%6C%69%63%65@x.net"),
+            ("sip:alice@x.net", "sip:%61%6c%69%63%65@x.net"),
+            ("sip:Alice@x.net", "sip:%41lice@x.net"),
+            ("sip:alice@x.net", "sip:alice@X.NET"),
+            ("sip:alice@x.net", "SIP:alice@x.net"),
+            ("sips:alice@x.net", "SiPs:alice@x.Net"),
+            ("sip:a%3Bb@x.net", "sip:a%3bb@x.net"),
+            ("sip:a%40b@x.net", "sip:a%40b@x.net"),
+            ("sip:a.b_c~d@x.net", "sip:a%2Eb%5Fc%7Ed@x.net"),
+            ("sip:alice@x.net;transport=ws", "sip:alice@x.net"),
+        ];
+        let differ = [
+            ("sip:alice@x.net", "sip:Alice@x.net"),
+            ("sip:alice@x.net", "sip:ALICE@x.net"),
+            ("sip:alice@x.net", "sip:%41lice@x.net"),
+            // '&' is reserved: its escape is another user part.
+            ("sip:a&b@x.net", "sip:a%26b@x.net"),
+            ("sip:alice@x.net", "sips:alice@x.net"),
+            ("sip:alice@x.net", "sip:alice@x.net:5060"),
+            ("sip:alice@x.net", "sip:alice@y.net"),
+        ];
+        for (x, y) in same.iter().chain(differ.iter()) {
+            let want = same.contains(&(x, y));
+            let (ux, uy) = (parse_impu(x).unwrap(), parse_impu(y).unwrap());
+            assert_eq!(same_identity(&ux, &uy), want, "{x} vs {y}");
+            assert_eq!(same_identity(&uy, &ux), want, "{y} vs {x}");
+            // The borrowed check (the To check) says the same, both ways.
+            assert_eq!(parse_impu_ref(y).unwrap().same_as(&ux), want, "{y} as To, {x} in the token");
+            assert_eq!(parse_impu_ref(x).unwrap().same_as(&uy), want, "{x} as To, {y} in the token");
+        }
+        assert_eq!(parse_impu("SIP:%61lice%3b@X.Net:5070").unwrap().canonical(), "sip:alice%3B@x.net:5070");
+        // tel: numbers as before (no case, separators ignored).
+        assert!(same_identity(&parse_impu("tel:+1-555-0100").unwrap(), &parse_impu("TEL:+1.555.0100").unwrap()));
     }
 
     /// Every string of `len` letters of `alphabet`.

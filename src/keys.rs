@@ -6,7 +6,7 @@
 //! exist here.
 
 use aws_lc_rs::{hmac, signature as sig};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use rustc_hash::FxHashMap;
 use std::fmt;
@@ -283,11 +283,43 @@ fn jwk_family(jwk: &Jwk) -> Option<Family> {
     }
 }
 
+/// A key of a JWKS that was skipped, and why: what the loading process
+/// logs, once per load or fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwksNote {
+    /// The key is not meant for verifying signatures (`use: enc`, or
+    /// `key_ops` without `verify`): expected in a set that serves other
+    /// purposes too, so [`crate::log::INFO`]; anything else (a type, curve
+    /// or algorithm this configuration cannot use) is a
+    /// [`crate::log::WARN`].
+    pub not_for_verification: bool,
+    /// What was skipped and why.
+    pub message: String,
+}
+
+impl JwksNote {
+    /// The log level of this note.
+    pub fn level(&self) -> i32 {
+        if self.not_for_verification {
+            crate::log::INFO
+        } else {
+            crate::log::WARN
+        }
+    }
+}
+
+impl fmt::Display for JwksNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Build the keys of a JWKS document. Each JWK is used with the configured
 /// algorithms that fit its type and, if it names one, its own `alg`. Keys
-/// meant for encryption, or of types not supported, are skipped and
-/// reported in the returned notes. A set that yields no key is an error.
-pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, Vec<String>), String> {
+/// not meant for verification (`use: enc`, `key_ops` without `verify`), or
+/// of types not supported, are skipped and reported in the returned notes.
+/// A set that yields no key is an error.
+pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, Vec<JwksNote>), String> {
     let set: JwkSet = serde_json::from_slice(json).map_err(|e| format!("not a JWK Set: {e}"))?;
     let mut keys = Vec::new();
     let mut notes = Vec::new();
@@ -297,12 +329,19 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
             Some(k) => format!("key {i} (kid {k:?})"),
             None => format!("key {i}"),
         };
+        let warn = |message: String| JwksNote { not_for_verification: false, message };
         if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-            notes.push(format!("{label}: skipped, meant for encryption"));
+            notes.push(JwksNote { not_for_verification: true, message: format!("{label}: skipped, meant for encryption (use: enc)") });
+            continue;
+        }
+        // RFC 7517 4.3: a key whose key_ops do not include "verify" is not
+        // for verifying signatures or MACs.
+        if jwk.common.key_operations.as_ref().is_some_and(|ops| !ops.contains(&KeyOperations::Verify)) {
+            notes.push(JwksNote { not_for_verification: true, message: format!("{label}: skipped, not meant for verification (key_ops without verify)") });
             continue;
         }
         let Some(family) = jwk_family(jwk) else {
-            notes.push(format!("{label}: skipped, unsupported key type or curve"));
+            notes.push(warn(format!("{label}: skipped, unsupported key type or curve")));
             continue;
         };
         let own_alg = jwk.common.key_algorithm.map(|a| a.to_string());
@@ -312,7 +351,7 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
             .filter(|a| a.family() == family && own_alg.as_deref().is_none_or(|o| o == a.name()))
             .collect();
         if usable.is_empty() {
-            notes.push(format!("{label}: skipped, none of the configured algorithms fits it"));
+            notes.push(warn(format!("{label}: skipped, none of the configured algorithms fits it")));
             continue;
         }
         let dk = DecodingKey::from_jwk(jwk).map_err(|e| format!("{label}: {e}"))?;
@@ -339,7 +378,8 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
         }
     }
     if keys.is_empty() {
-        return Err(format!("no usable key in the set ({})", notes.join("; ")));
+        let why: Vec<&str> = notes.iter().map(|n| n.message.as_str()).collect();
+        return Err(format!("no usable key in the set ({})", why.join("; ")));
     }
     Ok((keys, notes))
 }
@@ -357,7 +397,7 @@ impl KeySet {
     /// Parse a JWKS document with the same rules as a JWKS file (keys bound
     /// to kids, algorithms from `algs` only). A kid naming two different
     /// keys is an error.
-    pub fn parse(json: &[u8], algs: &[Alg], source: &str) -> Result<(KeySet, Vec<String>), String> {
+    pub fn parse(json: &[u8], algs: &[Alg], source: &str) -> Result<(KeySet, Vec<JwksNote>), String> {
         let (keys, notes) = load_jwks(json, algs, source)?;
         let mut by_kid: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         for (i, k) in keys.iter().enumerate() {

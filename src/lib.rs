@@ -29,5 +29,5 @@ pub mod tna;
 pub mod token;
 
 pub use config::{Config, ConfigError};
-pub use context::{Context, Outcome};
+pub use context::{Context, Outcome, Request};
 pub use reason::Reason;

@@ -29,7 +29,9 @@ pub enum Reason {
     UnknownKey,
     /// Signature or MAC does not verify.
     BadSignature,
-    /// `exp` is past (beyond the leeway).
+    /// `exp` is past (beyond the leeway); or, for a registration or
+    /// refresh (not a de-registration), the token has less than
+    /// `min_registration_expires` left.
     Expired,
     /// `nbf` is in the future (beyond the leeway).
     NotYetValid,
@@ -83,6 +85,15 @@ pub enum Reason {
     /// The token's `jti` was already used from another binding (connection
     /// or source) within the token's lifetime.
     TokenReplayed,
+    // --- issue 15 (appended: the numbers above stay) ---
+    /// The REGISTER came over a WebSocket whose handshake `Origin` the
+    /// token's issuer does not list in its `origins` (or the Origin is
+    /// empty or not UTF-8).
+    OriginNotAllowed,
+    /// A bare token (no scheme) where `accept_bare_token` is false: the
+    /// client used an authentication method this proxy does not support
+    /// (RFC 6750 3.1: a challenge without an error code).
+    BareTokenNotAccepted,
 }
 
 /// The `error` attribute of a Bearer challenge (RFC 6750 section 3.1).
@@ -100,7 +111,7 @@ pub enum BearerError {
 
 impl Reason {
     /// Every reason, in a fixed order (used by the counters).
-    pub const ALL: [Reason; 35] = [
+    pub const ALL: [Reason; 37] = [
         Reason::Ok,
         Reason::MissingToken,
         Reason::MalformedRequest,
@@ -136,6 +147,8 @@ impl Reason {
         Reason::IntrospectionUnavailable,
         Reason::InactiveToken,
         Reason::TokenReplayed,
+        Reason::OriginNotAllowed,
+        Reason::BareTokenNotAccepted,
     ];
 
     /// Index of this reason in [`Reason::ALL`].
@@ -181,6 +194,8 @@ impl Reason {
             Reason::IntrospectionUnavailable => "introspection_unavailable",
             Reason::InactiveToken => "inactive_token",
             Reason::TokenReplayed => "token_replayed",
+            Reason::OriginNotAllowed => "origin_not_allowed",
+            Reason::BareTokenNotAccepted => "bare_token_not_accepted",
         }
     }
 
@@ -203,7 +218,7 @@ impl Reason {
     /// (a new token would not help, or the failure is internal).
     pub fn bearer_error(self) -> Option<BearerError> {
         match self {
-            Reason::MissingToken => Some(BearerError::None),
+            Reason::MissingToken | Reason::BareTokenNotAccepted => Some(BearerError::None),
             Reason::MalformedRequest | Reason::InvalidToUri => Some(BearerError::InvalidRequest),
             Reason::MalformedToken
             | Reason::TokenTooLarge
@@ -236,7 +251,8 @@ impl Reason {
             | Reason::UntrustedSource
             | Reason::EntityNotAllowed
             | Reason::KeysUnavailable
-            | Reason::IntrospectionUnavailable => None,
+            | Reason::IntrospectionUnavailable
+            | Reason::OriginNotAllowed => None,
         }
     }
 
@@ -279,6 +295,8 @@ impl Reason {
             Reason::IntrospectionUnavailable => "the authorization server cannot be reached",
             Reason::InactiveToken => "the token is not active",
             Reason::TokenReplayed => "the token was already used from another connection",
+            Reason::OriginNotAllowed => "the web origin is not allowed for the token's issuer",
+            Reason::BareTokenNotAccepted => "a token without the Bearer scheme is not accepted",
         }
     }
 }

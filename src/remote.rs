@@ -261,8 +261,10 @@ impl RemoteState {
             }
             200 => match KeySet::parse(&resp.body, &rj.algs, rj.url.path.as_str()) {
                 Ok((_, notes)) => {
+                    // Logged here, by the refresher, once per fetch (the
+                    // workers parse the published file without logging).
                     for n in notes {
-                        log::warn(&format!("wic-tna: issuer {}: key set: {n}", issuer.iss));
+                        log::log(n.level(), &format!("wic-tna: issuer {}: key set: {n}", issuer.iss));
                     }
                     if let Err(e) = write_atomic(&rj.cache_file, &resp.body) {
                         return fail(s, pass, format!("cannot write {}: {e}", rj.cache_file.display()));

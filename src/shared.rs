@@ -16,7 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x5749_4354_4e41_0004; // "WICTNA" v4 (v2: remote trust fields per slot; v3: reload_digest; v4: replay table)
+const MAGIC: u64 = 0x5749_4354_4e41_0005; // "WICTNA" v5 (v2: remote trust fields per slot; v3: reload_digest; v4: replay table; v5: two more reasons counted)
 /// Number of issuer slots (barring and counters).
 pub const SLOTS: usize = 2048;
 const NAME_MAX: usize = 256;

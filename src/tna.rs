@@ -4,28 +4,38 @@
 use crate::reason::Reason;
 use std::net::IpAddr;
 
-/// The TNA `Authorization` value (without the header name). `impi` and
-/// `entity` must already have passed the identity / configuration checks.
-pub fn build(impi: &str, home_realm: &str, entity: Option<&str>) -> String {
-    const PARTS: [&str; 5] = [
+/// The TNA `Authorization` value (without the header name), with `realm`
+/// and `uri` (`None`: `sip:<realm>`). `impi`, `realm`, `uri` and `entity`
+/// must already have passed the identity / configuration checks.
+pub fn build(impi: &str, realm: &str, uri: Option<&str>, entity: Option<&str>) -> String {
+    const PARTS: [&str; 6] = [
         "Digest username=\"",
         "\", realm=\"",
-        "\", uri=\"sip:",
+        "\", uri=\"",
+        "sip:",
         "\", nonce=\"\", response=\"\", integrity-protected=auth-done",
         ", authorization-entity=\"",
     ];
+    let uri_len = uri.map_or(PARTS[3].len() + realm.len(), str::len);
+    let fixed = PARTS[0].len() + PARTS[1].len() + PARTS[2].len() + PARTS[4].len();
     // (+ 1: room for the NUL the C ABI appends in place.)
-    let len = PARTS.iter().map(|p| p.len()).sum::<usize>() + impi.len() + 2 * home_realm.len() + entity.map_or(0, |e| e.len() + 1) + 1;
+    let len = fixed + impi.len() + realm.len() + uri_len + entity.map_or(0, |e| PARTS[5].len() + e.len() + 1) + 1;
     let mut v = String::with_capacity(len);
     v.push_str(PARTS[0]);
     v.push_str(impi);
     v.push_str(PARTS[1]);
-    v.push_str(home_realm);
+    v.push_str(realm);
     v.push_str(PARTS[2]);
-    v.push_str(home_realm);
-    v.push_str(PARTS[3]);
+    match uri {
+        Some(u) => v.push_str(u),
+        None => {
+            v.push_str(PARTS[3]);
+            v.push_str(realm);
+        }
+    }
+    v.push_str(PARTS[4]);
     if let Some(e) = entity {
-        v.push_str(PARTS[4]);
+        v.push_str(PARTS[5]);
         v.push_str(e);
         v.push('"');
     }
@@ -170,15 +180,24 @@ mod tests {
     #[test]
     fn build_exact() {
         assert_eq!(
-            build("alice@x.net", "ims.example.net", None),
+            build("alice@x.net", "ims.example.net", None, None),
             "Digest username=\"alice@x.net\", realm=\"ims.example.net\", uri=\"sip:ims.example.net\", nonce=\"\", response=\"\", integrity-protected=auth-done"
         );
-        assert!(build("a@x", "r", Some("https://iss")).ends_with(", authorization-entity=\"https://iss\""));
+        assert_eq!(
+            build("alice@x.net", "x.net", Some("sips:scscf.x.net"), None),
+            "Digest username=\"alice@x.net\", realm=\"x.net\", uri=\"sips:scscf.x.net\", nonce=\"\", response=\"\", integrity-protected=auth-done"
+        );
+        assert!(build("a@x", "r", None, Some("https://iss")).ends_with(", authorization-entity=\"https://iss\""));
+        // Room for the C ABI's NUL without a reallocation.
+        for (uri, entity) in [(None, None), (Some("sip:u.example"), None), (None, Some("https://i")), (Some("sip:u"), Some("https://i"))] {
+            let h = build("alice@x.net", "realm.example", uri, entity);
+            assert!(h.capacity() > h.len(), "{h}");
+        }
     }
 
     #[test]
     fn parse_quoted_and_token() {
-        let a = parse(build("alice@x.net", "r.net", Some("https://i")).as_bytes()).unwrap();
+        let a = parse(build("alice@x.net", "r.net", None, Some("https://i")).as_bytes()).unwrap();
         assert_eq!(a.integrity_protected.as_deref(), Some("auth-done"));
         assert_eq!(a.authorization_entity.as_deref(), Some("https://i"));
         let b = parse(b"Digest username=\"a@b\", integrity-protected=\"Auth-Done\"").unwrap();
@@ -191,7 +210,7 @@ mod tests {
     #[test]
     fn scscf_rules() {
         let t: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
-        let h = build("alice@x.net", "x.net", Some("https://a"));
+        let h = build("alice@x.net", "x.net", None, Some("https://a"));
         let nob = |_: &str| false;
         assert!(scscf_check(h.as_bytes(), "127.0.0.1", &t, &["https://a"], &nob).is_ok());
         assert_eq!(scscf_check(h.as_bytes(), "127.0.0.2", &t, &["https://a"], &nob).unwrap_err().0, Reason::UntrustedSource);

@@ -706,8 +706,9 @@ impl Verified {
         (0..self.impu_count()).filter_map(|i| self.impu(i))
     }
 
-    /// The IMPUs parsed, in the token's order (canonical: lower-cased,
-    /// without parameters; pool patterns are matched against this form).
+    /// The IMPUs parsed, in the token's order (canonical: scheme and host
+    /// lower-cased, SIP user parts normalized (RFC 3261 19.1.4), without
+    /// parameters; pool patterns are matched against this form).
     pub fn impu_uris(&self) -> impl Iterator<Item = UriView<'_>> + '_ {
         (0..self.impu_count()).filter_map(|i| self.impu_uri(i))
     }

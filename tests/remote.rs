@@ -691,7 +691,12 @@ fn introspection_unavailable_is_a_500_never_an_accept() {
 fn introspection_positive_cache_until_exp_and_negative_cache_briefly() {
     let t = now();
     let srv = Server::start(move |_| reply(200, &[], intro_answer(&format!(r#"{{"exp":{}}}"#, t + 100))));
-    let (_s, c) = intro_setup(&srv, "  negative_ttl = 10\n");
+    // (About the caches, up to exp + leeway: without the rule on the
+    // remaining lifetime of a registration.)
+    let s = setup(None, "", Some((&srv.url("/introspect"), "  negative_ttl = 10\n")));
+    let text = std::fs::read_to_string(&s.path).unwrap();
+    std::fs::write(&s.path, format!("min_registration_expires = 0\n{text}")).unwrap();
+    let c = Context::new(&s.path, None).unwrap();
     for dt in [0, 1, 50, 99, 105] {
         assert_eq!(verify(&c, REF, t + dt).reason, Reason::Ok);
     }

@@ -84,7 +84,17 @@ fn bare_token_only_when_configured() {
     let (_d, p) = temp_config(|t| t.replace("accept_bare_token = true", "accept_bare_token = false"));
     let off = Context::new(&p, None).unwrap();
     let o = off.verify(t.as_bytes(), None, None, now());
-    assert_eq!((o.reason, o.sip_status), (Reason::MissingToken, 401));
+    // Its own reason (not missing_token), answered like a request without
+    // credentials: 401 and a challenge without an error code (RFC 6750 3.1).
+    assert_eq!((o.reason, o.sip_status), (Reason::BareTokenNotAccepted, 401));
+    let www = o.www_authenticate.clone().unwrap();
+    assert_eq!(www, "Bearer realm=\"ims.example.net\", scope=\"webrtc-ims-client-access-to-ims\", authz_server=\"https://wwsf.socialnet.example/authorize\"");
+    assert!(!www.contains("error="), "{www}");
+    assert!(o.iss().is_none() && o.verified.is_none());
+    let s: serde_json::Value = serde_json::from_str(&off.stats_json()).unwrap();
+    assert_eq!(s["outcomes"]["-"]["bare_token_not_accepted"], 1, "{s}");
+    // Another scheme is still missing_token.
+    assert_eq!(off.verify(b"Basic YWxpY2U6c2VjcmV0", None, None, now()).reason, Reason::MissingToken);
     assert_eq!(ctx().verify(t.as_bytes(), None, None, now()).reason, Reason::Ok);
 }
 
@@ -111,9 +121,11 @@ fn leeway_boundaries() {
             r.exp = exp
         })
     };
-    // exp + leeway == now: still valid; one second later: expired.
-    assert_eq!(c.verify(format!("Bearer {}", at(t - 30)).as_bytes(), None, None, t).reason, Reason::Ok);
-    assert_eq!(c.verify(format!("Bearer {}", at(t - 31)).as_bytes(), None, None, t).reason, Reason::Expired);
+    // exp + leeway == now: still valid (for a de-registration: a
+    // registration needs min_registration_expires left); one second later:
+    // expired.
+    assert_eq!(c.verify(format!("Bearer {}", at(t - 30)).as_bytes(), None, Some(0), t).reason, Reason::Ok);
+    assert_eq!(c.verify(format!("Bearer {}", at(t - 31)).as_bytes(), None, Some(0), t).reason, Reason::Expired);
 }
 
 #[test]
@@ -721,14 +733,16 @@ fn c_views_of_a_verified_token_are_exact_and_nul_terminated() {
     }
 }
 
-/// IMPUs written with capitals, parameters or telephone separators are
-/// kept as written (for the C ABI and the `To` text match) and in their
-/// canonical form (for the pools and a parsed `To`).
+/// IMPUs written with capitals, parameters, escapes or telephone
+/// separators are kept as written (for the C ABI and the `To` text match)
+/// and in their canonical form (for the pools and a parsed `To`): scheme and
+/// host lower-cased, the user part case kept with its unreserved escapes
+/// decoded (RFC 3261 19.1.4).
 #[test]
 fn impus_kept_as_written_and_canonical() {
     let c = ctx();
-    let written = ["sip:Alice.Work@SocialNet.ims.example.net;transport=ws", "tel:+1-555-0001", "sip:alice@socialnet.ims.example.net"];
-    let canonical = ["sip:alice.work@socialnet.ims.example.net", "tel:+15550001", "sip:alice@socialnet.ims.example.net"];
+    let written = ["sip:Alice.Work@SocialNet.ims.example.net;transport=ws", "tel:+1-555-0001", "sip:alice@socialnet.ims.example.net", "SIP:%62ob@socialnet.ims.example.net"];
+    let canonical = ["sip:Alice.Work@socialnet.ims.example.net", "tel:+15550001", "sip:alice@socialnet.ims.example.net", "sip:bob@socialnet.ims.example.net"];
     let tok = token_a(|r| r.impus = written.iter().map(|s| s.to_string()).collect());
     let o = verify(&c, &tok);
     assert_eq!(o.reason, Reason::Ok);
@@ -736,22 +750,52 @@ fn impus_kept_as_written_and_canonical() {
     assert_eq!(v.impus().collect::<Vec<_>>(), written);
     assert_eq!(v.impu_uris().map(|u| u.canonical()).collect::<Vec<_>>(), canonical);
     let u = v.impu_uri(0).unwrap();
-    assert_eq!((u.user(), u.host(), u.port), ("alice.work", "socialnet.ims.example.net", None));
+    assert_eq!((u.user(), u.host(), u.port), ("Alice.Work", "socialnet.ims.example.net", None));
     let t = v.impu_uri(1).unwrap();
     assert_eq!((t.user(), t.host()), ("+15550001", ""));
-    assert!(v.impu_uri(3).is_none());
+    assert!(v.impu_uri(4).is_none());
     // To as written, in canonical form, or in another spelling of the same
-    // identity: all accepted; another identity is not.
-    for to in [written[0], canonical[0], "<SIP:ALICE.WORK@socialnet.ims.example.net>;tag=1", "tel:+15550001", "tel:+1.555.0001"] {
+    // identity (scheme and host in any case, escapes of unreserved
+    // characters, telephone separators): all accepted.
+    for to in [
+        written[0],
+        canonical[0],
+        "<SIP:Alice.Work@SOCIALNET.ims.example.net>;tag=1",
+        "sip:%41lice.Work@socialnet.ims.example.net",
+        "sip:Alice%2eWork@socialnet.ims.example.net",
+        "tel:+15550001",
+        "tel:+1.555.0001",
+        "sip:bob@socialnet.ims.example.net",
+        "sip:%62ob@SocialNet.ims.example.net",
+    ] {
         let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(to.as_bytes()), None, now());
         assert_eq!(o.reason, Reason::Ok, "{to}");
     }
-    for to in ["sip:bob@socialnet.ims.example.net", "tel:+15550002", "sips:alice.work@socialnet.ims.example.net"] {
+    // Another identity is not; nor is the user part in another case
+    // (case-sensitive), nor the escape of a reserved character.
+    for to in [
+        "sip:bob2@socialnet.ims.example.net",
+        "tel:+15550002",
+        "sips:Alice.Work@socialnet.ims.example.net",
+        "sip:alice.work@socialnet.ims.example.net",
+        "sip:ALICE.WORK@socialnet.ims.example.net",
+        "<SIP:ALICE.WORK@socialnet.ims.example.net>;tag=1",
+        "sip:Alice@socialnet.ims.example.net",
+        "sip:BOB@socialnet.ims.example.net",
+        "sip:%42ob@socialnet.ims.example.net",
+    ] {
         let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(to.as_bytes()), None, now());
         assert_eq!(o.reason, Reason::ToImpuNotInToken, "{to}");
     }
-    // The pools are matched against the canonical form: with a port it is
-    // outside "sip:*@socialnet.ims.example.net".
+    // A '%' without two hex digits is not a URI.
+    let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(b"sip:%4lice@socialnet.ims.example.net"), None, now());
+    assert_eq!((o.reason, o.sip_status), (Reason::InvalidToUri, 400));
+    // The pools stay case-insensitive, on the canonical form: with a port it
+    // is outside "sip:*@socialnet.ims.example.net".
+    let tok = token_a(|r| r.impus = vec!["sip:ALICE@SOCIALNET.IMS.EXAMPLE.NET".into()]);
+    assert_eq!(verify(&c, &tok).reason, Reason::ToImpuNotInToken, "the To is sip:alice@...");
+    let o = c.verify(format!("Bearer {tok}").as_bytes(), Some(b"sip:ALICE@socialnet.ims.example.net"), None, now());
+    assert_eq!(o.reason, Reason::Ok);
     let tok = token_a(|r| r.impus = vec!["sip:alice@socialnet.ims.example.net:5070".into()]);
     assert_eq!(verify(&c, &tok).reason, Reason::ImpuOutsidePool);
 }

@@ -15,6 +15,9 @@ contract (Debian's kamailio-python3-modules 5.6, embedded /usr/bin/python3):
                            $var(req_exp) (requested expiry, < 0: none)
                            $var(wic_binding) (replay binding: the
                            request's connection or source, e.g. $pr:$si:$sp)
+                           $var(wic_origin) (the WebSocket handshake's
+                           Origin kept for the connection; unset, 0 or
+                           empty: none, not checked)
                        out: $var(wic_status) $var(wic_reason)
                            $var(wic_challenge) $var(wic_tna) $var(wic_impi)
                            $var(wic_impus) $var(wic_issuer) $var(wic_subject)
@@ -62,6 +65,22 @@ class WicTnaError(Exception):
 
 class _Str(ctypes.Structure):
     _fields_ = [("ptr", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class Request(ctypes.Structure):
+    """struct wic_tna_request (include/wic_tna.h): NULL with length 0 is
+    an absent input; struct_size must be sizeof(struct wic_tna_request)."""
+    _fields_ = [("struct_size", ctypes.c_size_t),
+                ("authorization", ctypes.c_char_p),
+                ("authorization_len", ctypes.c_size_t),
+                ("to_uri", ctypes.c_char_p),
+                ("to_uri_len", ctypes.c_size_t),
+                ("requested_expires", ctypes.c_int64),
+                ("binding", ctypes.c_char_p),
+                ("binding_len", ctypes.c_size_t),
+                ("origin", ctypes.c_char_p),
+                ("origin_len", ctypes.c_size_t),
+                ("now_unix", ctypes.c_int64)]
 
 
 LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p,
@@ -116,6 +135,8 @@ class Library:
                                                 ctypes.c_int64, _CP, _SZ,
                                                 ctypes.c_int64,
                                                 ctypes.POINTER(_P)]),
+        "wic_tna_verify_request": (ctypes.c_int, [_P, ctypes.POINTER(Request),
+                                                  ctypes.POINTER(_P)]),
         "wic_tna_origin_allowed": (ctypes.c_int, [_P, _CP, _SZ,
                                                   ctypes.POINTER(ctypes.c_bool)]),
         "wic_tna_scscf_check": (ctypes.c_int, [_P, _CP, _SZ, _CP, _SZ, _CP, _SZ,
@@ -276,21 +297,34 @@ class Context:
             self.handle = None
 
     def verify(self, authorization, to_uri=None, requested_expires=-1,
-               binding=None):
+               binding=None, origin=None):
         """An empty or None authorization means: no Authorization header.
+        requested_expires: < 0 none, 0 a de-registration.
         binding names the request's connection or source for replay
         detection ([replay]); None or empty: none (then, with [replay]
-        enabled, the library fails closed)."""
+        enabled, the library fails closed).
+        origin is the WebSocket handshake's Origin of the connection the
+        request came over; None: none (not checked); any other value,
+        even "", must be listed in the token's issuer's origins (else 403
+        origin_not_allowed)."""
         # No value: no Authorization header; the library takes NULL with
         # length 0 as that (401 missing_token with a challenge).
         a = _bytes(authorization or "") or None
         t = _bytes(to_uri) if to_uri else None
         b = _bytes(binding) if binding else None
+        o = None if origin is None else _bytes(origin)
+        req = Request()
+        req.struct_size = ctypes.sizeof(Request)
+        req.authorization, req.authorization_len = a, len(a) if a else 0
+        req.to_uri, req.to_uri_len = t, len(t) if t else 0
+        req.requested_expires = int(requested_expires)
+        req.binding, req.binding_len = b, len(b) if b else 0
+        # (b"" is a non-NULL pointer to an empty string: present, empty.)
+        req.origin, req.origin_len = o, len(o) if o is not None else 0
+        req.now_unix = 0
         out = _P()
-        self.lib.check(self.lib.dll.wic_tna_verify_bound(
-            self.handle, a, len(a) if a else 0, t, len(t) if t else 0,
-            int(requested_expires), b, len(b) if b else 0, 0,
-            ctypes.byref(out)), "verify")
+        self.lib.check(self.lib.dll.wic_tna_verify_request(
+            self.handle, ctypes.byref(req), ctypes.byref(out)), "verify")
         return Result.take(self.lib, out)
 
     def origin_allowed(self, origin):
@@ -594,7 +628,12 @@ class WicTnaHandler:
             auth = self._get_str(KSR, "$var(wic_auth)")
             to_uri = self._get_str(KSR, "$tu") or None
             binding = self._get_str(KSR, "$var(wic_binding)") or None
-            result = self._context().verify(auth, to_uri, req, binding)
+            # An unset $var reads as the integer 0: no Origin.
+            origin = KSR.pv.get("$var(wic_origin)")
+            if not isinstance(origin, str) or origin == "":
+                origin = None
+            result = self._context().verify(auth, to_uri, req, binding,
+                                            origin)
         except Exception as e:
             _kamailio_log(1, "token verification failed: %s" % e)
             self._set_result(KSR, None)

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wic_tna::context::{now, Context};
+use wic_tna::context::{now, Context, Request};
 use wic_tna::keys::Alg;
 use wic_tna::mint::{mint, MintRequest};
 use wic_tna::Config;
@@ -15,6 +15,7 @@ wic-tna: WebRTC IMS Client token check (Trusted Node Authentication)
 usage:
   wic-tna check-config <config.toml>
   wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>] [--binding <b>]
+                 [--origin <url>]
   wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]
   wic-tna mint --key <file> --alg <alg> --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...]
                [--kid <kid>] [--aud <aud>] [--scope <scope>] [--sub <sub>] [--jti <jti>]
@@ -32,8 +33,8 @@ Exit status: 0 success (verify: accepted), 1 rejected or failed, 2 usage error.
 
 fn help_for(cmd: &str) -> &'static str {
     match cmd {
-        "check-config" => "wic-tna check-config <config.toml>\n  Load the configuration and every key; print a summary, or the error with file, line and field.\n",
-        "verify" => "wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>] [--binding <b>]\n  Verify an Authorization header value as the proxy would; print the decision, the identities,\n  the TNA header, or the SIP status, reason and WWW-Authenticate challenge. Exit 0 when accepted.\n  --binding: the request's replay binding (connection or source, e.g. udp:192.0.2.1:5060), needed\n  where [replay] is enabled; it is recorded in the shared replay table like a proxy's request.\n",
+        "check-config" => "wic-tna check-config <config.toml>\n  Load the configuration and every key; print a summary, or the error with file, line and field.\n  Warnings (standard error, exit status still 0): an issuer whose impi_patterns or impu_patterns is\n  empty, which no token can pass.\n",
+        "verify" => "wic-tna verify --config <file> --authorization <value> [--to <uri>] [--expires <s>] [--now <unix>] [--binding <b>]\n               [--origin <url>]\n  Verify an Authorization header value as the proxy would; print the decision, the identities,\n  the TNA header, or the SIP status, reason and WWW-Authenticate challenge. Exit 0 when accepted.\n  --to: the REGISTER's To (without it the To check is skipped, and a line on standard error says so).\n  --expires: the expiry asked for (0: a de-registration; none: a registration).\n  --binding: the request's replay binding (connection or source, e.g. udp:192.0.2.1:5060), needed\n  where [replay] is enabled; it is recorded in the shared replay table like a proxy's request.\n  --origin: the WebSocket handshake's Origin (the token's issuer must list it in its origins).\n",
         "scscf-check" => "wic-tna scscf-check --config <file> --authorization <value> --source <ip> [--allowed <a,b>]\n  The S-CSCF side check of a received TNA header.\n",
         "mint" => "wic-tna mint --key <private key PEM or HMAC secret file> --alg <HS256|RS256|PS256|ES256|ES384|EdDSA|...>\n  --iss <iss> --impi <impi> --impu <uri> [--impu <uri>...] [--kid <kid>] [--aud <aud, default ims.example.net>]\n  [--scope <scope, default webrtc-ims-client-access-to-ims>] [--sub <sub>] [--jti <jti>]\n  [--lifetime <s, default 3600>] [--iat <unix, default now>] [--iat-offset <s>] [--nbf-offset <s>] [--typ <typ, default at+jwt>]\n  Print a signed access token (for demos and tests).\n",
         "bar" | "unbar" => "wic-tna bar|unbar --config <file> <iss>\n  Bar or unbar one issuer at run time, through the configuration's state_file (needs state_file).\n",
@@ -114,6 +115,13 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             let path = a.positional.first().ok_or("give the configuration file")?;
             let cfg = Config::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
             println!("{path}: OK");
+            for (n, i) in cfg.issuers.iter().enumerate() {
+                for (field, empty) in [("impi_patterns", i.impi_pool.is_empty()), ("impu_patterns", i.impu_pool.is_empty())] {
+                    if empty {
+                        eprintln!("wic-tna check-config: warning: {path}: issuer[{n}] ({}): {field} is empty: no token of this issuer can be accepted", i.iss);
+                    }
+                }
+            }
             println!("  home realm {}, audience {}, scope {}", cfg.home_realm, cfg.audience, cfg.required_scope);
             for i in &cfg.issuers {
                 let algs: Vec<String> = i.keys.iter().map(|k| format!("{}:{}", k.kid.as_deref().unwrap_or("-"), k.alg)).collect();
@@ -158,15 +166,22 @@ fn run(cmd: &str, a: &Args) -> Result<bool, String> {
             Ok(true)
         }
         "verify" => {
-            a.check(&["config", "authorization", "to", "expires", "now", "binding"])?;
+            a.check(&["config", "authorization", "to", "expires", "now", "binding", "origin"])?;
             let c = context(a)?;
             let t = a.num("now", now())?;
             let exp = a.get("expires").map(|_| a.num("expires", 0)).transpose()?;
-            let o = c.verify_bound(
-                a.req("authorization")?.as_bytes(),
-                a.get("to").map(str::as_bytes),
-                exp,
-                a.get("binding").map(str::as_bytes),
+            let auth = a.req("authorization")?;
+            if a.get("to").is_none() {
+                eprintln!("wic-tna verify: no --to given: the To check (the To IMPU one of the token's) was skipped");
+            }
+            let o = c.verify_request(
+                &Request {
+                    authorization: Some(auth.as_bytes()),
+                    to: a.get("to").map(str::as_bytes),
+                    requested_expires: exp,
+                    binding: a.get("binding").map(str::as_bytes),
+                    origin: a.get("origin").map(str::as_bytes),
+                },
                 t,
             );
             if let Some(v) = &o.verified {

@@ -174,7 +174,10 @@ unsafe fn opt_bytes<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Op
 /// request has no `Authorization` header: the result is 401 `missing_token`
 /// with a challenge (an empty but present value is 400 `malformed_request`). `to_uri` is the REGISTER's `To` URI or whole
 /// `To` value; NULL skips the REQ 4 check. `requested_expires` is the
-/// expiry the client asked for, negative when none. On success `*out`
+/// expiry the client asked for, negative when none, 0 for a
+/// de-registration (a registration with less than the configured
+/// `min_registration_expires` left is 401 `expired`). No WebSocket `Origin`
+/// is checked: see `wic_tna_verify_request`. On success `*out`
 /// receives a result, accepted or rejected, to be freed with
 /// `wic_tna_result_free`. `ctx` and `out` must not be NULL, nor
 /// `authorization` with a non-zero length. Errors: `NULL_ARGUMENT`,
@@ -296,8 +299,138 @@ unsafe fn verify_common(
     })
 }
 
+/// One REGISTER to decide, for `wic_tna_verify_request`: every input the
+/// proxy has, in one extensible struct (later versions append fields and
+/// tell them apart by `struct_size`). Each string is a pointer + length
+/// pair, borrowed for the call only (nothing is kept): NULL with length 0
+/// means the input is absent; NULL with a non-zero length is an error
+/// (`NULL_ARGUMENT`). Zero-initialize it, then set `struct_size` and what
+/// the request has, e.g.
+/// `wic_tna_request req = { .struct_size = sizeof req, .requested_expires = -1 };`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct wic_tna_request {
+    /// `sizeof(struct wic_tna_request)` as the caller was compiled with
+    /// it. Any other value is refused (`INVALID_ARGUMENT`): a struct from a
+    /// newer header may hold a check this library would skip.
+    pub struct_size: usize,
+    /// The `Authorization` header value (any bytes: a bad value is a
+    /// rejection, not an error). Absent: the request has no
+    /// `Authorization` header, 401 `missing_token` with a challenge (an
+    /// empty but present value is 400 `malformed_request`).
+    pub authorization: *const c_char,
+    /// Length of `authorization` in bytes.
+    pub authorization_len: usize,
+    /// The REGISTER's `To` URI or whole `To` value. Absent: the `To` check
+    /// (REQ 4) is skipped.
+    pub to_uri: *const c_char,
+    /// Length of `to_uri` in bytes.
+    pub to_uri_len: usize,
+    /// The expiry the client asked for: negative when none, 0 for a
+    /// de-registration. A registration (anything but 0) is refused with
+    /// 401 `expired` when the token has less than the configured
+    /// `min_registration_expires` left; a de-registration is accepted while
+    /// the token is valid, granted 0.
+    pub requested_expires: i64,
+    /// The replay binding (the connection or source the request came
+    /// from, as for `wic_tna_verify_bound`). Absent or empty: none (with
+    /// `[replay]` enabled: 500 `internal_error`, fail closed).
+    pub binding: *const c_char,
+    /// Length of `binding` in bytes.
+    pub binding_len: usize,
+    /// The `Origin` of the WebSocket handshake of the connection the
+    /// REGISTER came over. Absent (UDP, TCP, TLS, non-browser clients): not
+    /// checked. Present: the token's issuer must list it in its `origins`
+    /// (trimmed, a trailing '/' ignored, ASCII case-insensitive), else 403
+    /// `origin_not_allowed` (no challenge); present but empty or not UTF-8
+    /// is never allowed, nor is any Origin for an issuer without `origins`.
+    pub origin: *const c_char,
+    /// Length of `origin` in bytes.
+    pub origin_len: usize,
+    /// Unix time to decide at, seconds; 0 means the current time.
+    pub now_unix: i64,
+}
+
+/// An optional input of a `wic_tna_request`: NULL with length 0 is absent.
+///
+/// # Safety
+/// As [`bytes`].
+unsafe fn field<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Option<&'a [u8]>, wic_tna_status> {
+    if ptr.is_null() {
+        if len != 0 {
+            return Err(fail(WIC_TNA_STATUS_NULL_ARGUMENT, format!("req->{what} is NULL with req->{what}_len {len}")));
+        }
+        return Ok(None);
+    }
+    // SAFETY: forwarded.
+    unsafe { bytes(&format!("req->{what}"), ptr, len) }.map(Some)
+}
+
+/// Decide on one REGISTER described by `*req` (see `wic_tna_request` for
+/// each field, what absent means, and the ownership of its strings). The
+/// checks, in order: the token (header form, signature or introspection,
+/// claims, identity pools, barring), the remaining lifetime of a
+/// registration, the `To` IMPU, the WebSocket `Origin`, then the replay
+/// step (a refused request binds nothing). On success `*out` receives a
+/// result, accepted or rejected, to be freed with `wic_tna_result_free`;
+/// `*out` is written only on success. `ctx`, `req` and `out` must not be
+/// NULL. Errors: `NULL_ARGUMENT` (also a NULL string with a non-zero
+/// length), `INVALID_ARGUMENT` (`struct_size` is not this library's
+/// `sizeof(struct wic_tna_request)`, or a length out of range).
+/// Thread-safe. Never touches the network, except for a reference token of
+/// an issuer with `[issuer.introspection]` (up to its `timeout_ms`, unless
+/// cached or the circuit breaker is open) and, with `[fleet]`, the first
+/// use of a token (up to the store's `timeout_ms`).
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_verify_request(ctx: *const wic_tna_ctx, req: *const wic_tna_request, out: *mut *mut wic_tna_result) -> wic_tna_status {
+    guard("wic_tna_verify_request", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        if req.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "req is NULL");
+        }
+        // Only the first field until its value says the rest is there.
+        // SAFETY: non-NULL; every version of the struct starts with it.
+        let size = unsafe { std::ptr::addr_of!((*req).struct_size).read_unaligned() };
+        let want = std::mem::size_of::<wic_tna_request>();
+        if size != want {
+            return fail(
+                WIC_TNA_STATUS_INVALID_ARGUMENT,
+                format!("req->struct_size is {size}, not this library's sizeof(struct wic_tna_request) {want} (set it to sizeof, and build against this library's header)"),
+            );
+        }
+        // SAFETY: the caller's struct is this one (struct_size checked).
+        let r = unsafe { req.read_unaligned() };
+        // SAFETY: caller's contract, for each field.
+        let auth = try_ffi!(unsafe { field("authorization", r.authorization, r.authorization_len) });
+        // SAFETY: as above.
+        let to = try_ffi!(unsafe { field("to_uri", r.to_uri, r.to_uri_len) });
+        // SAFETY: as above.
+        let binding = try_ffi!(unsafe { field("binding", r.binding, r.binding_len) });
+        // SAFETY: as above.
+        let origin = try_ffi!(unsafe { field("origin", r.origin, r.origin_len) });
+        if out.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
+        }
+        let t = if r.now_unix == 0 { now() } else { r.now_unix };
+        let request = crate::context::Request {
+            authorization: auth,
+            to,
+            requested_expires: (r.requested_expires >= 0).then_some(r.requested_expires),
+            binding,
+            origin,
+        };
+        let outcome = c.verify_request(&request, t);
+        // SAFETY: out checked non-NULL.
+        unsafe { *out = Box::into_raw(Box::new(wic_tna_result::from_outcome(outcome))) };
+        WIC_TNA_STATUS_OK
+    })
+}
+
 /// Is `origin` (the WebSocket handshake's `Origin`) allowed for any
-/// non-barred issuer? The answer goes to `*out_allowed`. `ctx`, `origin` and
+/// non-barred issuer (a first check at the handshake; each REGISTER over
+/// the connection is then held to its token's issuer's `origins` by
+/// `wic_tna_verify_request`)? The answer goes to `*out_allowed`. `ctx`, `origin` and
 /// `out_allowed` must not be NULL. Errors: `NULL_ARGUMENT`. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_origin_allowed(ctx: *const wic_tna_ctx, origin: *const c_char, origin_len: usize, out_allowed: *mut bool) -> wic_tna_status {

@@ -9,7 +9,9 @@
  * 2. The C API's edge cases: NULL arguments (out-parameters left
  *    untouched), configuration errors and wic_tna_last_error, hostile header
  *    bytes, barring, stats size negotiation, result getters, reload (broken
- *    file keeps the old configuration), origins, the S-CSCF check, shared
+ *    file keeps the old configuration), origins, wic_tna_verify_request
+ *    (the Origin per REGISTER, the remaining lifetime of a registration,
+ *    its struct and NULL rules), the S-CSCF check, shared
  *    state between contexts and across fork(), threads, the log callback.
  *
  * Every assertion goes through CHECK, which counts; the last line is
@@ -367,7 +369,8 @@ static const char *to_or_null(const struct tcase *c)
 /* The tokens' times are relative to when make_cases.py ran, and the slow
  * runs (valgrind) take a while: after the cases themselves, which use
  * wic_tna_verify (the current time), checks verify at the time the cases
- * started, so that e.g. accept_within_leeway keeps its outcome. */
+ * started, so that e.g. expired_within_leeway_registration keeps its
+ * outcome. */
 static int64_t g_t0;
 
 /* verify_at(g_t0) with NUL-terminated strings (to may be NULL); NULL on
@@ -576,8 +579,9 @@ static void run_case(const wic_tna_ctx *ctx, const struct tcase *c)
 static void test_cases(const wic_tna_ctx *ctx, const char *cases_path)
 {
     section("cases");
-    /* accept_within_leeway (exp 20 s ago, leeway 30 s) and expired depend
-     * on the file being fresh: say so when it is not. */
+    /* expired_within_leeway_registration (exp 20 s ago, leeway 30 s),
+     * expired_too_little_left_for_registration and expired depend on the
+     * file being fresh: say so when it is not. */
     struct stat sb;
     if (stat(cases_path, &sb) == 0 && time(NULL) - sb.st_mtime > 8)
         printf("       (note) %s is %lld s old: time-relative cases may fail; regenerate it\n", cases_path,
@@ -1217,6 +1221,187 @@ static void test_origin(const wic_tna_ctx *ctx)
     CHECK(st == WIC_TNA_STATUS_OK && a, "origin of unbarred issuer A: %d allowed=%d", (int)st, a);
 }
 
+/* wic_tna_verify_request: a request for case `c` (its Authorization and
+ * To), asking for 600 s, at the time the cases were made. */
+static wic_tna_request request_for(const struct tcase *c)
+{
+    wic_tna_request q = { .struct_size = sizeof q, .requested_expires = 600, .now_unix = g_t0 };
+    const char *to = to_or_null(c);
+    q.authorization = c->f[F_AUTH];
+    q.authorization_len = strlen(c->f[F_AUTH]);
+    q.to_uri = to;
+    q.to_uri_len = to ? strlen(to) : 0;
+    return q;
+}
+
+static void set_origin(wic_tna_request *q, const char *origin)
+{
+    q->origin = origin;
+    q->origin_len = origin ? strlen(origin) : 0;
+}
+
+/* Decide `q` and expect `status` / `reason`, a challenge or none, and (when
+ * granted >= 0) that granted expiry; frees the result. */
+static void expect_request(const wic_tna_ctx *ctx, const wic_tna_request *q, const char *what, unsigned status,
+                           const char *reason, bool challenge, int64_t granted)
+{
+    wic_tna_result *r = SENTINEL;
+    wic_tna_status st = wic_tna_verify_request(ctx, q, &r);
+    if (!CHECK(st == WIC_TNA_STATUS_OK && r != SENTINEL && r != NULL, "%s: verify_request gave %d (%s)", what, (int)st,
+               last_error()))
+        return;
+    wic_tna_str rs = wic_tna_result_reason(r), www = wic_tna_result_www_authenticate(r);
+    unsigned got = wic_tna_result_sip_status(r);
+    CHECK(got == status && str_eq(rs, reason), "%s: got %u %.*s, want %u %s", what, got, SV(rs), status, reason);
+    CHECK(str_empty(www) != challenge, "%s: WWW-Authenticate '%.*s'", what, SV(www));
+    if (status == 200) {
+        CHECK(wic_tna_result_accepted(r) && str_prefix(wic_tna_result_tna_header(r), "Digest "), "%s: not accepted", what);
+        if (granted >= 0)
+            CHECK(wic_tna_result_granted_expires(r) == granted, "%s: granted %lld, want %lld", what,
+                  (long long)wic_tna_result_granted_expires(r), (long long)granted);
+    } else {
+        check_rejected_shape(r, what);
+    }
+    wic_tna_result_free(r);
+}
+
+/* A call that fails with `want`, leaving *out untouched. */
+static void expect_request_error(const wic_tna_ctx *ctx, const wic_tna_request *q, const char *what, wic_tna_status want,
+                                 const char *in_msg)
+{
+    wic_tna_result *r = SENTINEL;
+    wic_tna_status st = wic_tna_verify_request(ctx, q, &r);
+    CHECK(st == want && r == SENTINEL, "%s: status %d, want %d", what, (int)st, (int)want);
+    CHECK(strstr(last_error(), in_msg) != NULL, "%s: last error '%s' lacks '%s'", what, last_error(), in_msg);
+}
+
+static void test_verify_request(const wic_tna_ctx *ctx)
+{
+    section("wic_tna_verify_request");
+    const char *origin_a = "https://webrtc.socialnet.example", *origin_b = "https://play.gamenet.example";
+    wic_tna_request q = request_for(g_good);
+
+    /* The Origin, per REGISTER, against the token's issuer's origins. */
+    expect_request(ctx, &q, "no Origin (not over WebSocket)", 200, "ok", false, -1);
+    set_origin(&q, origin_a);
+    expect_request(ctx, &q, "issuer A's Origin", 200, "ok", false, -1);
+    set_origin(&q, "HTTPS://WebRTC.socialnet.example/");
+    expect_request(ctx, &q, "issuer A's Origin, other case, trailing /", 200, "ok", false, -1);
+    set_origin(&q, origin_b);
+    expect_request(ctx, &q, "issuer B's Origin for A's token", 403, "origin_not_allowed", false, -1);
+    set_origin(&q, "https://evil.example");
+    expect_request(ctx, &q, "unknown Origin", 403, "origin_not_allowed", false, -1);
+    set_origin(&q, ""); /* non-NULL, length 0: present and empty */
+    expect_request(ctx, &q, "empty Origin", 403, "origin_not_allowed", false, -1);
+    q.origin = "\xff\xfe";
+    q.origin_len = 2;
+    expect_request(ctx, &q, "non-UTF-8 Origin", 403, "origin_not_allowed", false, -1);
+    wic_tna_request qb = request_for(g_barred); /* a token of issuer B (not barred now) */
+    expect_request(ctx, &qb, "B's token, no Origin", 200, "ok", false, -1);
+    set_origin(&qb, origin_b);
+    expect_request(ctx, &qb, "B's token, B's Origin", 200, "ok", false, -1);
+    set_origin(&qb, origin_a);
+    expect_request(ctx, &qb, "B's token, A's Origin", 403, "origin_not_allowed", false, -1);
+
+    /* An issuer without origins registers no WIC over a WebSocket. */
+    bool found = false;
+    char *text = replace_first(g_cfg_abs, "origins = [\"https://webrtc.socialnet.example\"]", "", &found);
+    char *path = tmp_path("no-origins.toml");
+    if (CHECK(found && write_file(path, text), "cannot write %s", path)) {
+        wic_tna_ctx *c2 = new_ctx(path, NULL);
+        if (c2) {
+            q = request_for(g_good);
+            expect_request(c2, &q, "issuer without origins, no Origin", 200, "ok", false, -1);
+            set_origin(&q, origin_a);
+            expect_request(c2, &q, "issuer without origins, its old Origin", 403, "origin_not_allowed", false, -1);
+            wic_tna_ctx_free(c2);
+        }
+    }
+    free(text);
+    free(path);
+
+    /* The remaining lifetime of a registration (min_registration_expires,
+     * default 60 s): times relative to the token's exp. */
+    q = request_for(g_good);
+    wic_tna_result *r = SENTINEL;
+    int64_t exp = 0;
+    if (CHECK(wic_tna_verify_request(ctx, &q, &r) == WIC_TNA_STATUS_OK && r != SENTINEL, "exp: %s", last_error())) {
+        exp = wic_tna_result_expires_at(r);
+        wic_tna_result_free(r);
+    }
+    if (CHECK(exp > g_t0, "exp %lld not after %lld", (long long)exp, (long long)g_t0)) {
+        q.now_unix = exp - 59;
+        expect_request(ctx, &q, "59 s left, Expires 600", 401, "expired", true, -1);
+        q.requested_expires = -1;
+        expect_request(ctx, &q, "59 s left, no Expires", 401, "expired", true, -1);
+        q.now_unix = exp - 61;
+        expect_request(ctx, &q, "61 s left, no Expires", 200, "ok", false, 61);
+        q.requested_expires = 600;
+        expect_request(ctx, &q, "61 s left, Expires 600", 200, "ok", false, 61);
+        q.now_unix = exp - 10;
+        q.requested_expires = 0;
+        expect_request(ctx, &q, "10 s left, Expires 0 (de-registration)", 200, "ok", false, 0);
+        q.now_unix = exp + 10; /* after exp, within the leeway (30 s) */
+        expect_request(ctx, &q, "de-registration 10 s after exp", 200, "ok", false, 0);
+        q.requested_expires = 600;
+        expect_request(ctx, &q, "refresh 10 s after exp", 401, "expired", true, -1);
+        r = SENTINEL;
+        if (wic_tna_verify_request(ctx, &q, &r) == WIC_TNA_STATUS_OK && r != SENTINEL) {
+            wic_tna_str www = wic_tna_result_www_authenticate(r);
+            CHECK(str_contains(www, "error=\"invalid_token\""), "refresh after exp: challenge '%.*s'", SV(www));
+            wic_tna_result_free(r);
+        }
+    }
+
+    /* No Authorization header: NULL with length 0. */
+    q = request_for(g_good);
+    q.authorization = NULL;
+    q.authorization_len = 0;
+    expect_request(ctx, &q, "no Authorization", 401, "missing_token", true, -1);
+
+    /* Errors: out untouched, a message naming what is wrong. */
+    q = request_for(g_good);
+    wic_tna_result *out = SENTINEL;
+    wic_tna_status st = wic_tna_verify_request(NULL, &q, &out);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && out == SENTINEL, "verify_request(ctx NULL): %d", (int)st);
+    st = wic_tna_verify_request(ctx, NULL, &out);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && out == SENTINEL, "verify_request(req NULL): %d", (int)st);
+    CHECK(strstr(last_error(), "req") != NULL, "last error after req NULL: '%s'", last_error());
+    st = wic_tna_verify_request(ctx, &q, NULL);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT, "verify_request(out NULL): %d", (int)st);
+    wic_tna_request e = q;
+    e.struct_size = 0;
+    expect_request_error(ctx, &e, "struct_size 0", WIC_TNA_STATUS_INVALID_ARGUMENT, "struct_size");
+    e.struct_size = sizeof e - sizeof e.now_unix;
+    expect_request_error(ctx, &e, "struct_size too small", WIC_TNA_STATUS_INVALID_ARGUMENT, "struct_size");
+    struct {
+        wic_tna_request q;
+        char newer[16];
+    } big;
+    memset(&big, 0, sizeof big);
+    big.q = q;
+    big.q.struct_size = sizeof big;
+    expect_request_error(ctx, &big.q, "struct_size of a newer header", WIC_TNA_STATUS_INVALID_ARGUMENT, "struct_size");
+    e = q;
+    e.authorization = NULL;
+    expect_request_error(ctx, &e, "authorization NULL with a length", WIC_TNA_STATUS_NULL_ARGUMENT, "authorization");
+    e = q;
+    e.to_uri = NULL;
+    e.to_uri_len = 5;
+    expect_request_error(ctx, &e, "to_uri NULL with a length", WIC_TNA_STATUS_NULL_ARGUMENT, "to_uri");
+    e = q;
+    e.binding = NULL;
+    e.binding_len = 3;
+    expect_request_error(ctx, &e, "binding NULL with a length", WIC_TNA_STATUS_NULL_ARGUMENT, "binding");
+    e = q;
+    e.origin = NULL;
+    e.origin_len = 7;
+    expect_request_error(ctx, &e, "origin NULL with a length", WIC_TNA_STATUS_NULL_ARGUMENT, "origin");
+    e = q;
+    e.authorization_len = SIZE_MAX;
+    expect_request_error(ctx, &e, "authorization length SIZE_MAX", WIC_TNA_STATUS_INVALID_ARGUMENT, "authorization");
+}
+
 static wic_tna_result *scscf(const wic_tna_ctx *ctx, const char *auth, size_t auth_len, const char *src,
                              const char *allowed)
 {
@@ -1267,7 +1452,9 @@ static void test_scscf(const wic_tna_ctx *ctx)
         CHECK(str_eq(wic_tna_result_issuer(r), g_iss_a), "S-CSCF entity '%.*s'", SV(wic_tna_result_issuer(r)));
         wic_tna_result_free(r);
     }
-    expect_scscf(ctx, "from ::1", tna, "::1", NULL, "ok");
+    /* (config/wic-tna.toml trusts 127.0.0.1; its IPv4-mapped IPv6 form is
+     * the same node.) */
+    expect_scscf(ctx, "from ::ffff:127.0.0.1", tna, "::ffff:127.0.0.1", NULL, "ok");
     expect_scscf(ctx, "from 10.0.0.9", tna, "10.0.0.9", NULL, "untrusted_source");
     expect_scscf(ctx, "from a non-address", tna, "not-an-ip", NULL, "untrusted_source");
     bool found = false;
@@ -1836,6 +2023,7 @@ int main(int argc, char **argv)
         test_result_getters(ctx);
         test_free_null();
         test_origin(ctx);
+        test_verify_request(ctx);
         test_scscf(ctx);
         test_reload();
         test_shared_two_contexts();

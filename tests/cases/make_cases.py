@@ -97,9 +97,12 @@ t = tok("ES256", "issuer-a-p256.key", "a-es256", claims(impu=[IMPU_A, "tel:+1555
 ok("accept_two_impus_to_second", "Bearer " + t, to="tel:+1-555-0100")
 ok("accept_access_token_param", 'Bearer access_token="%s"' % tok("RS256", "issuer-a-rsa.key", "a-rsa", claims()))
 ok("accept_bare_token", tok("EdDSA", "issuer-a-ed25519.key", "a-ed", claims()))
+# RFC 3261 19.1.4: scheme and host in any case, the user part
+# case-sensitive with its unreserved escapes decoded.
 ok("accept_to_name_addr", "Bearer " + tok("HS256", "issuer-a-hmac.secret", "a-hs256", claims(), True),
-   to='"Alice" <sip:ALICE@socialnet.ims.example.net>;tag=1')
-ok("accept_within_leeway", "Bearer " + tok("ES256", "issuer-a-p256.key", "a-es256", claims(exp=NOW - 20, iat=NOW - 100)))
+   to='"Alice" <SIP:alice@SocialNet.IMS.example.net>;tag=1')
+ok("accept_to_user_escaped", "Bearer " + tok("HS256", "issuer-a-hmac.secret", "a-hs256", claims(), True),
+   to="sip:%61lic%65@socialnet.ims.example.net")
 ok("accept_typ_jwt", "Bearer " + tok("ES256", "issuer-a-p256.key", "a-es256", claims(), typ="JWT"))
 
 good = tok("ES256", "issuer-a-p256.key", "a-es256", claims())
@@ -116,6 +119,15 @@ case("bad_signature_other_key_same_kid", 401, "bad_signature", CH_INVALID_TOKEN,
      "Bearer " + tok("ES256", "issuer-b-p256.key", "a-es256", claims()))
 case("expired", 401, "expired", CH_INVALID_TOKEN,
      "Bearer " + tok("ES256", "issuer-a-p256.key", "a-es256", claims(iat=NOW - 200, exp=NOW - 31)))
+# A registration (the cases ask for 600 s) with the token past exp but
+# within the leeway, or with less than min_registration_expires (60 s)
+# left: expired, not a registration of 0 s (a de-registration).
+case("expired_within_leeway_registration", 401, "expired", CH_INVALID_TOKEN,
+     "Bearer " + tok("ES256", "issuer-a-p256.key", "a-es256", claims(exp=NOW - 20, iat=NOW - 100)))
+case("expired_too_little_left_for_registration", 401, "expired", CH_INVALID_TOKEN,
+     "Bearer " + tok("ES256", "issuer-a-p256.key", "a-es256", claims(exp=NOW + 30)))
+case("to_user_other_case", 403, "to_impu_not_in_token", "-",
+     "Bearer " + good, to="sip:Alice@socialnet.ims.example.net")
 case("not_yet_valid", 401, "not_yet_valid", CH_INVALID_TOKEN,
      "Bearer " + tok("ES256", "issuer-a-p256.key", "a-es256", claims(nbf=NOW + 100)))
 case("issued_in_future", 401, "issued_in_future", CH_INVALID_TOKEN,

@@ -53,6 +53,8 @@ static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto);
 static int w_wic_tna_verify_expires(
 		sip_msg_t *msg, char *pauth, char *pto, char *pexpires);
 static int w_wic_tna_verify_register(sip_msg_t *msg, char *pauth, char *pto);
+static int w_wic_tna_verify_register_origin(
+		sip_msg_t *msg, char *pauth, char *pto, char *porigin);
 static int w_wic_tna_cap_expires(sip_msg_t *msg, char *p1, char *p2);
 static int w_wic_tna_origin(sip_msg_t *msg, char *porigin, char *p2);
 static int w_wic_tna_scscf_check(
@@ -95,6 +97,8 @@ static cmd_export_t cmds[] = {
 		fixup_spve_spve_igp, fixup_free_spve_spve_igp, ANY_ROUTE},
 	{"wic_tna_verify_register", (cmd_function)w_wic_tna_verify_register, 2,
 		fixup_spve_spve, fixup_free_spve_spve, REQUEST_ROUTE},
+	{"wic_tna_verify_register", (cmd_function)w_wic_tna_verify_register_origin,
+		3, fixup_spve_all, fixup_free_spve_all, REQUEST_ROUTE},
 	{"wic_tna_cap_expires", (cmd_function)w_wic_tna_cap_expires, 0,
 		0, 0, REQUEST_ROUTE},
 	{"wic_tna_origin", (cmd_function)w_wic_tna_origin, 1,
@@ -431,14 +435,26 @@ static int wic_tna_result_ret(const char *what, wic_tna_status rc,
  * expires < 0: no expiry requested. An empty to_uri skips the To check.
  * Returns 1 accepted, -1 rejected, -2 internal error.
  */
+static int wic_tna_check(
+		sip_msg_t *msg, str *auth, str *to, int expires, str *origin);
+
 static int ki_wic_tna_verify_expires(
 		sip_msg_t *msg, str *auth, str *to, int expires)
+{
+	return wic_tna_check(msg, auth, to, expires, NULL);
+}
+
+/* origin: the WebSocket handshake's Origin of the request's connection;
+ * NULL or empty: none (not a WebSocket request), not checked */
+static int wic_tna_check(
+		sip_msg_t *msg, str *auth, str *to, int expires, str *origin)
 {
 	wic_tna_ctx *ctx;
 	wic_tna_result *res = NULL;
 	wic_tna_status rc;
 	int has_to;
 	str binding;
+	wic_tna_request req;
 
 	wic_tna_last_reset();
 	ctx = wic_tna_mod_ctx();
@@ -460,14 +476,20 @@ static int ki_wic_tna_verify_expires(
 		binding.s = NULL;
 		binding.len = 0;
 	}
-	rc = wic_tna_verify_bound(ctx,
-			WIC_TNA_LEN(auth) == 0 ? NULL : WIC_TNA_PTR(auth),
-			WIC_TNA_LEN(auth),
-			has_to ? to->s : NULL, has_to ? (size_t)to->len : 0,
-			(int64_t)expires,
-			(binding.s != NULL && binding.len > 0) ? binding.s : NULL,
-			(binding.s != NULL && binding.len > 0) ? (size_t)binding.len : 0,
-			0, &res);
+	memset(&req, 0, sizeof(req));
+	req.struct_size = sizeof(req);
+	req.authorization = WIC_TNA_LEN(auth) == 0 ? NULL : WIC_TNA_PTR(auth);
+	req.authorization_len = WIC_TNA_LEN(auth);
+	req.to_uri = has_to ? to->s : NULL;
+	req.to_uri_len = has_to ? (size_t)to->len : 0;
+	req.requested_expires = (int64_t)expires;
+	req.binding = (binding.s != NULL && binding.len > 0) ? binding.s : NULL;
+	req.binding_len =
+			(binding.s != NULL && binding.len > 0) ? (size_t)binding.len : 0;
+	req.origin = WIC_TNA_LEN(origin) > 0 ? origin->s : NULL;
+	req.origin_len = WIC_TNA_LEN(origin);
+	req.now_unix = 0;
+	rc = wic_tna_verify_request(ctx, &req, &res);
 	return wic_tna_result_ret("token verification", rc, res);
 }
 
@@ -484,7 +506,8 @@ static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
  * $wic_tna(requested) gives the expiry asked for (-1 none, 0 a
  * de-registration). Returns 1 accepted, -1 rejected, -2 internal error.
  */
-static int ki_wic_tna_verify_register(sip_msg_t *msg, str *auth, str *to)
+static int ki_wic_tna_verify_register_origin(
+		sip_msg_t *msg, str *auth, str *to, str *origin)
 {
 	int requested = -1;
 	int rc;
@@ -494,9 +517,14 @@ static int ki_wic_tna_verify_register(sip_msg_t *msg, str *auth, str *to)
 		_wic_tna_last.malformed = 1;
 		return -1;
 	}
-	rc = ki_wic_tna_verify_expires(msg, auth, to, requested);
+	rc = wic_tna_check(msg, auth, to, requested, origin);
 	_wic_tna_last.requested = requested;
 	return rc;
+}
+
+static int ki_wic_tna_verify_register(sip_msg_t *msg, str *auth, str *to)
+{
+	return ki_wic_tna_verify_register_origin(msg, auth, to, NULL);
 }
 
 /**
@@ -621,6 +649,29 @@ static int w_wic_tna_verify_register(sip_msg_t *msg, char *pauth, char *pto)
 		return -2;
 	}
 	return ki_wic_tna_verify_register(msg, &auth, &to);
+}
+
+static int w_wic_tna_verify_register_origin(
+		sip_msg_t *msg, char *pauth, char *pto, char *porigin)
+{
+	str auth = STR_NULL;
+	str to = STR_NULL;
+	str origin = STR_NULL;
+
+	wic_tna_last_reset();
+	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
+		LM_ERR("cannot get the authorization value\n");
+		return -2;
+	}
+	if(fixup_get_svalue(msg, (gparam_t *)pto, &to) < 0) {
+		LM_ERR("cannot get the To URI\n");
+		return -2;
+	}
+	if(fixup_get_svalue(msg, (gparam_t *)porigin, &origin) < 0) {
+		LM_ERR("cannot get the Origin\n");
+		return -2;
+	}
+	return ki_wic_tna_verify_register_origin(msg, &auth, &to, &origin);
 }
 
 static int w_wic_tna_cap_expires(sip_msg_t *msg, char *p1, char *p2)
@@ -931,6 +982,11 @@ static sr_kemi_t sr_kemi_wic_tna_exports[] = {
 	{ str_init("wic_tna"), str_init("wic_tna_verify_register"),
 		SR_KEMIP_INT, ki_wic_tna_verify_register,
 		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("wic_tna"), str_init("wic_tna_verify_register_origin"),
+		SR_KEMIP_INT, ki_wic_tna_verify_register_origin,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},
 	{ str_init("wic_tna"), str_init("wic_tna_cap_expires"),

@@ -76,6 +76,31 @@ if WIC_TNA_MODULE=$libdir/kamailio/modules/wic_tna.so WIC_TNA_E2E_NO_BUILD=1 \
 else
   bad "e2e flow with the installed module"; tail -n 30 "$tmp/e2e.log"
 fi
+# Installing over a running proxy: the .so files are replaced by rename (a
+# new inode), never written in place (which crashes a process that maps
+# them), and a process holding the old library keeps using it.
+stage=$tmp/stage
+make -s install CARGO_SKIP=1 PREFIX=/usr DESTDIR="$stage" >/dev/null
+stlib=$(ls "$stage"/usr/lib*/*/libwic_tna.so.$version "$stage"/usr/lib/libwic_tna.so.$version 2>/dev/null | head -n1)
+stmod=$(ls "$stage"/usr/lib*/*/kamailio/modules/wic_tna.so "$stage"/usr/lib/kamailio/modules/wic_tna.so 2>/dev/null | head -n1)
+/usr/bin/python3 -c 'import ctypes, sys, time
+lib = ctypes.CDLL(sys.argv[1]); lib.wic_tna_version.restype = ctypes.c_char_p
+sys.stdout.write("up\n"); sys.stdout.flush(); time.sleep(3)
+print(lib.wic_tna_version().decode())' "$stlib" > "$tmp/holder.out" &
+holder=$!
+sleep 0.5
+lib_ino=$(stat -c %i "$stlib"); mod_ino=$(stat -c %i "$stmod" 2>/dev/null || echo none)
+make -s install CARGO_SKIP=1 PREFIX=/usr DESTDIR="$stage" >/dev/null
+check "make install replaces the library by rename (new inode)" test "$(stat -c %i "$stlib")" != "$lib_ino"
+if [ "$mod_ino" != none ]; then
+  check "make install replaces the Kamailio module by rename (new inode)" test "$(stat -c %i "$stmod")" != "$mod_ino"
+fi
+wait "$holder" && check "a process holding the old library keeps working" grep -qx "$version" "$tmp/holder.out" \
+  || bad "a process holding the old library keeps working: $(cat "$tmp/holder.out")"
+mod_ino=$(stat -c %i build/wic_tna/wic_tna.so)
+WIC_TNA_SKIP_APT=1 bash kamailio-example/module/build.sh >/dev/null 2>&1
+check "module/build.sh replaces wic_tna.so by rename (new inode)" test "$(stat -c %i build/wic_tna/wic_tna.so)" != "$mod_ino"
+
 rm -rf "$tmp"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -138,6 +138,13 @@ if e2e.get("measured") and "plain.ep_cpu_ns" in e2e:
                 ok(ep <= target and (rm is None or rm <= 1.3)))
         else:
             row("4", what, measured, "(report)", "")
+    if e2e.get("bare.ep_cpu_ns") is not None and e2e.get("native.over_bare") is not None:
+        bare = e2e["bare.ep_cpu_ns"]
+        row("4", "whole eP-CSCF (routing, policing, cap, full ES256 check, cache off) against bare forwarding (%s: Max-Forwards, header swap, relay)" % us(bare),
+            "**%.2f×** bare: P-CSCF routing/policing +%s, token check +%s" % (
+                e2e["native.over_bare"], us(e2e.get("pcscf_minus_bare_ns", 0.0)),
+                us(e2e.get("check_minus_plain_ns", 0.0))),
+            "≤ 1.6× bare", "met" if e2e.get("native_over_bare_target_met") else "MISSED")
     if e2e.get("insitu.native.awslc_ns") is not None:
         # Where the native target's margin goes: the bare signature check's
         # own code inside Kamailio against its hot-loop floor, and the rest.

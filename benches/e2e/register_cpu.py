@@ -212,12 +212,50 @@ def plain_cfg(native_cfg, tna, impi, impu, issuer):
              "\t$var(wic_requested) = -1;\n}\n"
              % (tna, impi, impu, issuer))
     text = text.replace(verify.group(0), const)
-    text = text.replace(cap.group(0), "route[CAP_EXPIRES] {\n}\n")
+    text = text.replace(cap.group(0), "route[CAP_EXPIRES] {\n\treturn;\n}\n")
     text = text.replace(origin.group(0), "route[WIC_ORIGIN] {\n\t$var(origin_rc) = 1;\n}\n")
     text = text.replace(load, "#!else\n#!endif")
     for p in params:
         text = text.replace(p, "")
     return text
+
+
+BARE_CFG = """#!KAMAILIO
+# Bare forwarding (benches only): what any proxy in front of the S-CSCF
+# does with a REGISTER and nothing more: Max-Forwards, the constant TNA
+# header in place of the client's Authorization, relay from the core
+# socket. No token check, no policing, no Path, no bindings.
+#!ifndef MODULES_DIR
+#!define MODULES_DIR "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+#!endif
+debug=2
+children=2
+auto_aliases=no
+disable_tcp=yes
+listen=udp:127.0.0.1:EP_SIP_PORT
+listen=udp:127.0.0.1:EP_CORE_PORT
+mpath=MODULES_DIR
+loadmodule "kex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "ctl.so"
+modparam("ctl", "binrpc", CTL_SOCKET)
+modparam("tm", "fr_timer", 5000)
+request_route {
+\tif (!mf_process_maxfwd_header("10")) {
+\t\tsl_send_reply("483", "Too Many Hops");
+\t\texit;
+\t}
+\tremove_hf("Authorization");
+\t$var(tna) = '@TNA@';\n\tappend_hf("Authorization: $var(tna)\\r\\n");
+\t$du = "sip:127.0.0.1:" + SCSCF_PORT + ";transport=udp";
+\tforce_send_socket(udp:127.0.0.1:EP_CORE_PORT);
+\tt_relay();
+}
+"""
 
 
 def perf_group(dso, sym):
@@ -340,7 +378,7 @@ def main():
             except ValueError:
                 pass
 
-    scenarios = ("plain", "native", "python", "hit")
+    scenarios = ("bare", "plain", "native", "python", "hit")
     results = {}
 
     with tempfile.TemporaryDirectory(prefix="wic-tna-bench-e2e-") as tmp:
@@ -352,6 +390,8 @@ def main():
             not_measured(args.out, "kamailio-example/epcscf.cfg changed: cannot derive the plain-forwarding cfg")
         plain = tmp / "epcscf-plain.cfg"
         plain.write_text(text)
+        bare = tmp / "epcscf-bare.cfg"
+        bare.write_text(BARE_CFG.replace("@TNA@", tna))
 
         deps = {}
         ports = {}
@@ -388,16 +428,17 @@ def main():
                 dep = harness.Deployment(tmp / k, mode="python" if k == "python" else "native")
                 if k in ("native", "python"):
                     dep.config.write_text("verified_cache_size = 0\n" + dep.config.read_text())
-                if k == "plain":
-                    # The harness's native deployment with the plain cfg.
+                if k in ("plain", "bare"):
+                    # The harness's native deployment with the plain (or
+                    # bare) cfg.
                     orig = harness.EXAMPLE
                     try:
-                        fake = tmp / "example"
+                        fake = tmp / ("example-" + k)
                         fake.mkdir()
                         for f in orig.iterdir():
                             (fake / f.name).symlink_to(f)
                         (fake / "epcscf.cfg").unlink()
-                        (fake / "epcscf.cfg").symlink_to(plain)
+                        (fake / "epcscf.cfg").symlink_to(plain if k == "plain" else bare)
                         harness.EXAMPLE = fake
                         deps[k] = dep
                         dep.start()
@@ -482,6 +523,15 @@ def main():
                   ("%s.over_plain" % k, ep / plain_ep), ("%s.minus_plain_ns" % k, ep - plain_ep)]
         if floor:
             lines.append(("%s.minus_plain_over_floor" % k, (ep - plain_ep) / floor))
+    # The whole eP-CSCF (routing, policing, cap, full ES256 check, cache
+    # off) against bare forwarding: target at most 1.6x; split into the
+    # P-CSCF's own work (plain over bare) and the check (native over plain).
+    bare_ep = results["bare"][0]
+    lines += [("native.over_bare", results["native"][0] / bare_ep),
+              ("plain.over_bare", plain_ep / bare_ep),
+              ("pcscf_minus_bare_ns", plain_ep - bare_ep),
+              ("check_minus_plain_ns", results["native"][0] - plain_ep),
+              ("native_over_bare_target_met", int(results["native"][0] <= 1.6 * bare_ep))]
     if floor:
         target = plain_ep + 1.3 * floor
         lines += [("floor_ns", floor), ("target_ep_cpu_ns", target),
@@ -543,6 +593,11 @@ def main():
         print("e2e: %-6s %.1f µs per REGISTER = %.2fx plain forwarding (%.1f µs); +%.1f µs%s" % (
             k, ep / 1e3, ep / plain_ep, plain_ep / 1e3, (ep - plain_ep) / 1e3,
             (" = %.2fx the ES256 floor (%.1f µs)" % ((ep - plain_ep) / floor, floor / 1e3)) if floor else ""))
+    print("e2e: whole eP-CSCF (native, cache off) %.2fx bare forwarding (%.1f µs): P-CSCF routing/policing "
+          "+%.1f µs, token check +%.1f µs; target <= 1.6x: %s" % (
+              results["native"][0] / bare_ep, bare_ep / 1e3, (plain_ep - bare_ep) / 1e3,
+              (results["native"][0] - plain_ep) / 1e3,
+              "met" if results["native"][0] <= 1.6 * bare_ep else "MISSED"))
     for k in ("native", "python", "hit"):
         r = dict(lines).get("%s.round_minus_plain_over_floor_median" % k)
         if r is not None:

@@ -74,7 +74,8 @@ def test_valid_token_websocket_cli(dep):
     with dep.ws(ORIGIN_A) as c:
         r = c.register(identity("a", "carol")[1], [bearer(token)],
                        expires=3600)
-    assert_registered(dep, r, user="carol")
+        # (inside: closing the connection ends the registration)
+        assert_registered(dep, r, user="carol")
 
 
 def test_expiry_below_token_lifetime_kept(dep):

@@ -727,9 +727,13 @@ class Run:
 
         def half():
             # a writer stopped half way: the file ends inside a quoted value
-            cut = good.index('"', len(good) // 2) + 1
+            # (of an assignment, not of a comment, which would leave valid
+            # TOML: the first `key = "` past the middle)
+            m = re.compile(r'(?m)^\s*[A-Za-z_]+\s*=\s*"[^"\n]{4}').search(
+                good, len(good) // 2)
+            assert m, "no quoted value in the second half of the config"
             with open(cfg, "w") as f:
-                f.write(good[:cut + 3])
+                f.write(good[:m.end() - 2])
 
         def delete():
             cfg.unlink()

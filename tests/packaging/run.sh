@@ -81,15 +81,17 @@ fi
 # them), and a process holding the old library keeps using it.
 stage=$tmp/stage
 make -s install CARGO_SKIP=1 PREFIX=/usr DESTDIR="$stage" >/dev/null
-stlib=$(ls "$stage"/usr/lib*/*/libwic_tna.so.$version "$stage"/usr/lib/libwic_tna.so.$version 2>/dev/null | head -n1)
-stmod=$(ls "$stage"/usr/lib*/*/kamailio/modules/wic_tna.so "$stage"/usr/lib/kamailio/modules/wic_tna.so 2>/dev/null | head -n1)
+stlib=$(find "$stage" -name "libwic_tna.so.$version" -type f | head -n1)
+stmod=$(find "$stage" -path '*/kamailio/modules/wic_tna.so' -type f | head -n1)
+[ -n "$stlib" ] || bad "make install put no libwic_tna.so.$version under $stage"
 /usr/bin/python3 -c 'import ctypes, sys, time
 lib = ctypes.CDLL(sys.argv[1]); lib.wic_tna_version.restype = ctypes.c_char_p
 sys.stdout.write("up\n"); sys.stdout.flush(); time.sleep(3)
 print(lib.wic_tna_version().decode())' "$stlib" > "$tmp/holder.out" &
 holder=$!
 sleep 0.5
-lib_ino=$(stat -c %i "$stlib"); mod_ino=$(stat -c %i "$stmod" 2>/dev/null || echo none)
+lib_ino=$(stat -c %i "$stlib"); mod_ino=none
+[ -z "$stmod" ] || mod_ino=$(stat -c %i "$stmod")
 make -s install CARGO_SKIP=1 PREFIX=/usr DESTDIR="$stage" >/dev/null
 check "make install replaces the library by rename (new inode)" test "$(stat -c %i "$stlib")" != "$lib_ino"
 if [ "$mod_ino" != none ]; then

@@ -351,6 +351,35 @@ def test_closed_connection_ends_its_registration(dep, transport):
     _wait_gone(dep, "alice")
 
 
+def test_hostile_contact_cannot_forge_the_proxys_deregistration(dep):
+    """What the proxy keeps of a registration for its own de-REGISTER
+    (contact, R-URI) comes from the client: a contact written to look like
+    a field separator and a TNA header for another user must not become
+    the Authorization the proxy sends when the connection closes."""
+    forged = ('Digest username="bob@socialnet.ims.example.net", '
+              'integrity-protected=auth-done')
+    contact = '<sip:x|%s|y@{host};transport=ws>' % forged.replace('"', "%22")
+    contact = contact.replace(" ", "%20").replace(",", "%2C")
+    with dep.ws(ORIGIN_A) as c:
+        r = c.register(identity()[1], [bearer(mint())], expires=600,
+                       contacts=[contact.replace("{host}", c.host)])
+        if r.status != 200:
+            # refused outright (the proxy cannot read the contact's URI):
+            # nothing forwarded, nothing kept
+            assert r.status == 400, r.raw
+            assert forwarded(dep, r.header("Call-ID")) == []
+            return
+    _wait_gone(dep, "alice")
+    auths = []
+    for line in dep.scscf.log().splitlines():
+        if "SCSCF-RX REGISTER" in line:
+            m = re.search(r"auth=\[(.*)\]", line)
+            auths.append(m.group(1) if m else "")
+    assert len(auths) >= 2, dep.logs()  # the REGISTER and the proxy's own
+    for a in auths:
+        assert a.startswith('Digest username="alice@socialnet.ims.example.net"'), auths
+
+
 # -- operations --------------------------------------------------------------
 
 def test_burst_of_1000_registers_all_answered(dep):

@@ -98,8 +98,9 @@ class _Client:
                 continue
             self.pending.append(raw)
 
-    def answer(self, raw_request, status=200, reason="OK"):
-        """Answer a received request (Via, From, To, Call-ID, CSeq copied)."""
+    def answer(self, raw_request, status=200, reason="OK", contact_user=None):
+        """Answer a received request (Via, From, To, Call-ID, CSeq and
+        Record-Route copied; a Contact of this client for contact_user)."""
         head = raw_request.split("\r\n\r\n", 1)[0].split("\r\n")
         keep = []
         for line in head[1:]:
@@ -109,6 +110,8 @@ class _Client:
                 if name in ("to", "t") and ";tag=" not in line:
                     line += ";tag=" + _rand(6)
                 keep.append(line)
+        if contact_user:
+            keep.append("Contact: <%s>" % self.contact_uri(contact_user))
         text = "SIP/2.0 %d %s\r\n%s\r\nContent-Length: 0\r\n\r\n" % (
             status, reason, "\r\n".join(keep))
         self.send_raw(text)

@@ -253,6 +253,63 @@ def test_message_reaches_the_wic_on_its_own_connection(dep, transport):
     assert "Route: <sip:orig@" in m, m
 
 
+def _wait_response(c, call_id, method, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = c.recv_raw(0.5)
+        if raw and raw.startswith("SIP/2.0 ") and call_id in raw \
+                and (" %s\r\n" % method) in raw.split("CSeq:", 1)[1].split("\r\n", 1)[0] + "\r\n":
+            from sipclient import Response
+            r = Response(raw)
+            if r.status >= 200:
+                return r
+        elif raw and not raw.startswith("SIP/2.0 "):
+            c.pending.append(raw)
+    return None
+
+
+def test_dialog_reaches_the_wic_on_its_own_connection(dep):
+    """bob (UDP) calls alice (WebSocket): the INVITE goes along alice's
+    Path, her 200 OK's contact (a .invalid host) gets her connection's
+    alias, and bob's in-dialog BYE follows the Record-Route set through
+    the S-CSCF back to alice's WebSocket."""
+    alice = identity("a", "alice")[1]
+    bob = identity("a", "bob")[1]
+    with dep.ws(ORIGIN_A) as a, dep.udp() as b:
+        assert a.register(alice, [bearer(mint(user="alice"))], expires=600).status == 200
+        assert b.register(bob, [bearer(mint(user="bob"))], expires=600).status == 200
+        call_id = "call-" + b.call_id
+        via = "Via: SIP/2.0/UDP %s;branch=z9hG4bK-%s;rport"
+        base = ["Max-Forwards: 70", "From: <%s>;tag=bobtag" % bob,
+                "Call-ID: %s" % call_id]
+        b.send_raw("\r\n".join(
+            ["INVITE %s SIP/2.0" % alice, via % (b.via_sent_by(), "inv1")] + base
+            + ["To: <%s>" % alice, "CSeq: 1 INVITE",
+               "Contact: <%s>" % b.contact_uri("bob"), "Content-Length: 0", "", ""]))
+        inv = a.wait_request("INVITE", timeout=5)
+        assert inv is not None, dep.logs()
+        assert "P-Asserted-Identity: <%s>" % bob in inv, inv
+        a.answer(inv, 200, contact_user="alice")
+        ok = _wait_response(b, call_id, "INVITE")
+        assert ok is not None and ok.status == 200, dep.logs()
+        to = ok.header("To")
+        target = re.search(r"<([^>]+)>", ok.header("Contact")).group(1)
+        assert "alias=" in target, ok.raw  # alice's connection, for the core
+        rr = [v.strip() for h in ok.header_all("Record-Route") for v in h.split(",")]
+        routes = ["Route: %s" % r for r in reversed(rr)]
+        b.send_raw("\r\n".join(
+            ["ACK %s SIP/2.0" % target, via % (b.via_sent_by(), "ack1")] + routes + base
+            + ["To: %s" % to, "CSeq: 1 ACK", "Content-Length: 0", "", ""]))
+        b.send_raw("\r\n".join(
+            ["BYE %s SIP/2.0" % target, via % (b.via_sent_by(), "bye1")] + routes + base
+            + ["To: %s" % to, "CSeq: 2 BYE", "Content-Length: 0", "", ""]))
+        bye = a.wait_request("BYE", timeout=5)
+        assert bye is not None, dep.logs()
+        a.answer(bye, 200)
+        done = _wait_response(b, call_id, "BYE")
+        assert done is not None and done.status == 200, dep.logs()
+
+
 # -- WebSocket: WSS, Origin, closing -----------------------------------------
 
 def test_wss_handshake_and_register(dep):

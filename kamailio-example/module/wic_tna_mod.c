@@ -634,23 +634,7 @@ static int w_wic_tna_verify_expires(
 	return ki_wic_tna_verify_expires(msg, &auth, &to, expires);
 }
 
-static int w_wic_tna_verify_register(sip_msg_t *msg, char *pauth, char *pto)
-{
-	str auth = STR_NULL;
-	str to = STR_NULL;
-
-	wic_tna_last_reset();
-	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
-		LM_ERR("cannot get the authorization value\n");
-		return -2;
-	}
-	if(fixup_get_svalue(msg, (gparam_t *)pto, &to) < 0) {
-		LM_ERR("cannot get the To URI\n");
-		return -2;
-	}
-	return ki_wic_tna_verify_register(msg, &auth, &to);
-}
-
+/* porigin NULL: the two-parameter form (no Origin) */
 static int w_wic_tna_verify_register_origin(
 		sip_msg_t *msg, char *pauth, char *pto, char *porigin)
 {
@@ -667,11 +651,17 @@ static int w_wic_tna_verify_register_origin(
 		LM_ERR("cannot get the To URI\n");
 		return -2;
 	}
-	if(fixup_get_svalue(msg, (gparam_t *)porigin, &origin) < 0) {
+	if(porigin != NULL
+			&& fixup_get_svalue(msg, (gparam_t *)porigin, &origin) < 0) {
 		LM_ERR("cannot get the Origin\n");
 		return -2;
 	}
 	return ki_wic_tna_verify_register_origin(msg, &auth, &to, &origin);
+}
+
+static int w_wic_tna_verify_register(sip_msg_t *msg, char *pauth, char *pto)
+{
+	return w_wic_tna_verify_register_origin(msg, pauth, pto, NULL);
 }
 
 static int w_wic_tna_cap_expires(sip_msg_t *msg, char *p1, char *p2)

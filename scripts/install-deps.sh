@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules kamailio-tls-modules sip-tester
+# kamailio-ims-modules + kamailio-presence-modules: the IMS S-CSCF of the
+# tests and the demo (kamailio-example/ims/); chromium: the browser WICs
+APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules kamailio-tls-modules
+          kamailio-ims-modules kamailio-presence-modules sip-tester
           valgrind gcc make pkg-config python3 openssl dpkg-dev libc6-dev
-          redis-server)
+          redis-server chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,11 +29,24 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 
 fi
 
 # Python packages for the tests (independent token implementations, a
-# WebSocket client, pytest), into the python3 first on PATH.
+# WebSocket client, pytest, the Diameter stack of the HSS fixture), into
+# the python3 first on PATH.
 PY=python3
-if ! $PY -c 'import jwt, jwcrypto, websockets, pytest, cryptography' 2>/dev/null; then
-  echo "==> pip install PyJWT jwcrypto websockets pytest"
-  $PY -m pip install -q --disable-pip-version-check 'PyJWT[crypto]>=2.8' 'jwcrypto>=1.5' 'websockets>=12' 'pytest>=7'
+if ! $PY -c 'import jwt, jwcrypto, websockets, pytest, cryptography, diameter' 2>/dev/null; then
+  echo "==> pip install PyJWT jwcrypto websockets pytest python-diameter"
+  $PY -m pip install -q --disable-pip-version-check 'PyJWT[crypto]>=2.8' 'jwcrypto>=1.5' \
+      'websockets>=12' 'pytest>=7' 'python-diameter==0.9.0'
+fi
+
+# The browser WICs' JavaScript (JsSIP, SIP.js, playwright-core driving
+# Debian's chromium), pinned by tests/browser/package-lock.json.
+# Needs Node.js 20 or later (playwright-core 1.65); bookworm's nodejs is 18,
+# NodeSource's 20 is what this project's machines have.
+if [ -f tests/browser/package-lock.json ] \
+   && ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.wic-tna-lock; then
+  echo "==> npm ci (tests/browser)"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+  cp tests/browser/package-lock.json tests/browser/node_modules/.wic-tna-lock
 fi
 
 echo "==> cargo build --release"

@@ -46,4 +46,4 @@ python=${PYTHON:-python3}
 
 # stray Kamailio processes of an interrupted run are not ours to kill: the
 # harness kills each of its own process groups on teardown
-exec "$python" -m pytest -q -p no:cacheprovider "$here" "$@"
+exec "$python" -m pytest -q -rs -p no:cacheprovider "$here" "$@"

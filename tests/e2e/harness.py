@@ -2,6 +2,7 @@
 loopback ports, each in its own temp dir, with its log captured.
 
     dep = Deployment(tmp_path, mode="native")   # or "python"
+    # core="ims": the IMS S-CSCF + test HSS of tests/e2e/ims.py instead
     dep.start()
     with dep.udp() as c: c.register(...)
     dep.scscf_rx(call_id)       # what reached the S-CSCF
@@ -302,13 +303,20 @@ class Deployment:
 
     def __init__(self, workdir, mode="native", shm_mb=128, pkg_mb=8,
                  config_transform=None, extra_config="", scscf_of=None,
-                 name="epcscf"):
+                 name="epcscf", core="plain"):
         """shm_mb, pkg_mb: Kamailio's -m and -M for both proxies;
         config_transform(text) -> text edits the eP-CSCF's configuration;
         extra_config: TOML appended to it; scscf_of: another Deployment
         whose S-CSCF this one forwards to (it is then neither started nor
-        stopped here); name: of the eP-CSCF's process and log."""
+        stopped here); name: of the eP-CSCF's process and log;
+        core: "plain" (kamailio-example/scscf.cfg) or "ims" (the IMS
+        S-CSCF and test HSS of ims.py, as self.ims; the eP-CSCF's TNA
+        realm is then the IMPU's domain, tna_realm_from_impu, as that
+        S-CSCF requires)."""
         assert mode in ("native", "python")
+        assert core in ("plain", "ims")
+        self.core = core
+        self.ims = None
         self.name = name
         self.scscf_of = scscf_of
         self.mode = mode
@@ -327,6 +335,7 @@ class Deployment:
         self.config = write_config(
             self.workdir / "wic-tna.toml",
             state_file=self.state_file if mode == "python" else None,
+            extra_top="tna_realm_from_impu = true\n" if core == "ims" else "",
             transform=_compose(config_transform, extra_config))
         # the S-CSCF has its own copy (the eP-CSCF's may be broken by tests)
         self.scscf_config = write_config(self.workdir / "scscf-wic-tna.toml")
@@ -338,7 +347,11 @@ class Deployment:
                            (LIBRARY, "library (cargo build --release)")):
             if not path.exists():
                 raise RuntimeError("missing %s: %s" % (what, path))
-        if self.scscf_of is None:
+        if self.scscf_of is None and self.core == "ims":
+            from ims import ImsCore
+            self.ims = ImsCore(self.workdir / "ims", scscf_port=self.scscf_port)
+            self.scscf = self.ims.scscf
+        elif self.scscf_of is None:
             self.scscf = KamailioProcess(
                 "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
                     "SCSCF_PORT": self.scscf_port,
@@ -374,7 +387,9 @@ class Deployment:
             valgrind=VALGRIND and self.mode == "native",
             shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
         try:
-            if self.scscf_of is None:
+            if self.ims is not None:
+                self.ims.start()
+            elif self.scscf_of is None:
                 self.scscf.start()
             self.ep.start()
         except Exception:
@@ -386,6 +401,8 @@ class Deployment:
         for p in (self.ep, None if self.scscf_of else self.scscf):
             if p is not None:
                 p.stop()
+        if self.ims is not None:
+            self.ims.hss.stop()
 
     # -- clients --
     def udp(self, **kw):
@@ -460,7 +477,9 @@ class Deployment:
                 if marker in line and "ci=%s " % call_id in line]
 
     def ul_dump(self):
-        r = self.scscf.rpc("ul.dump")
+        """The S-CSCF's registrations (plain: ul.dump; ims:
+        ulscscf.status)."""
+        r = self.scscf.rpc("ulscscf.status" if self.ims else "ul.dump")
         assert r.returncode == 0, r.stderr
         return r.stdout
 
@@ -470,4 +489,7 @@ class Deployment:
             if p is not None:
                 out.append("==== %s (%s) ====\n%s" % (p.name, p.logfile,
                                                      p.log_tail(80)))
+        if self.ims is not None:
+            out.append("==== hss ====\n%s" % "\n".join(
+                str(r) for r in self.ims.hss_requests()[-30:]))
         return "\n".join(out)

@@ -464,7 +464,7 @@ static int wic_tna_check(
 	has_to = (to != NULL && to->s != NULL && to->len > 0);
 	/* No value: the request has no Authorization header. The library
 	 * answers NULL with length 0 as such (401 missing_token, challenge
-	 * without error code, as PROTOCOL.md wants). */
+	 * without error code: doc/protocol.md, "Failure responses"). */
 	/* The replay binding (modparam replay_binding), evaluated for this
 	 * request; none when unset or when it evaluates to nothing (the
 	 * library then fails closed if [replay] is enabled). */

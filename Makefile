@@ -8,8 +8,8 @@
 #
 # Installed (FHS): $(LIBDIR)/libwic_tna.so.<abi> (+ .so link), $(INCLUDEDIR)/wic_tna.h,
 # $(LIBDIR)/pkgconfig/wic-tna.pc, $(BINDIR)/wic-tna, $(KAMMODDIR)/wic_tna.so (if built),
-# $(SYSCONFDIR)/wic-tna/wic-tna.toml.example, $(DOCDIR)/ (README, Kamailio and OpenSIPS
-# examples), $(DATADIR)/ (Python glue for app_python3 and OpenSIPS's python module),
+# $(SYSCONFDIR)/wic-tna/wic-tna.toml.example, $(DOCDIR)/ (README, SECURITY, doc/protocol.md, doc/ims.md,
+# Kamailio and OpenSIPS examples), $(DATADIR)/ (Python glue for app_python3 and OpenSIPS's python module),
 # $(MANDIR)/man1/wic-tna.1.
 
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -55,6 +55,8 @@ install: $(if $(CARGO_SKIP),,build)
 	mv -f $(DESTDIR)$(BINDIR)/.wic-tna.new $(DESTDIR)$(BINDIR)/wic-tna
 	install -m 0644 config/wic-tna.toml $(DESTDIR)$(SYSCONFDIR)/wic-tna/wic-tna.toml.example
 	install -m 0644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/doc
+	install -m 0644 doc/protocol.md doc/ims.md $(DESTDIR)$(DOCDIR)/doc/
 	cp -r kamailio-example opensips-example $(DESTDIR)$(DOCDIR)/
 	find $(DESTDIR)$(DOCDIR) -name __pycache__ -prune -exec rm -rf {} +
 	install -d $(DESTDIR)$(DATADIR)

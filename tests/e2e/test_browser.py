@@ -60,6 +60,7 @@ def deployment(request, workdir):
     started = []
 
     def start(**kw):
+        kw.setdefault("core", "ims")
         dep = Deployment(workdir / ("dep%d" % len(started)), **kw)
         started.append(dep)
         dep.start()

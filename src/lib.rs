@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod header;
 pub mod http;
 pub mod identity;
+pub mod json;
 pub mod keys;
 pub mod log;
 pub mod mint;

@@ -3,11 +3,13 @@
 //! generation, counters) and the checks of PROTOCOL.md put together.
 
 use crate::config::{Config, ConfigError, Issuer};
+use crate::fleet::{self, Store};
 use crate::header;
 use crate::identity;
 use crate::log;
 use crate::reason::{self, Reason};
 use crate::remote::RemoteState;
+use crate::replay;
 use crate::shared::{Remote, Shared, NO_ISSUER};
 use crate::tna;
 use crate::token::{self, Verified};
@@ -170,7 +172,7 @@ pub struct Context {
     cache_hits: AtomicU64,
     remote: RemoteState,
     /// This process's connection to the fleet store (src/fleet.rs).
-    pub(crate) store: Mutex<crate::fleet::Store>,
+    store: Mutex<Store>,
 }
 
 /// Errors creating a context.
@@ -229,7 +231,7 @@ impl Context {
             config_gen: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             remote: RemoteState::default(),
-            store: Mutex::new(crate::fleet::Store::new()),
+            store: Mutex::new(Store::new()),
         })
     }
 
@@ -352,7 +354,10 @@ impl Context {
         self.shared.set_barring(iss, Some(barred)).map_err(|e| e.to_string())?;
         log::info(&format!("wic-tna: issuer {iss} {}", if barred { "barred" } else { "unbarred" }));
         self.sync();
-        self.fleet_write_barring(&cfg, iss, barred)
+        match &cfg.fleet {
+            Some(f) => fleet::publish_barring(&self.store, f, iss, barred),
+            None => Ok(()),
+        }
     }
 
     fn count(&self, iss: Option<&str>, reason: Reason) {
@@ -560,6 +565,29 @@ impl Context {
         }
     }
 
+    /// The replay rule (src/replay.rs) for an otherwise accepted token,
+    /// with the fleet store's word on a first use.
+    fn replay_step(&self, cfg: &Config, v: &Verified, binding: Option<&[u8]>, now: i64) -> Result<(), Reason> {
+        let table = self.shared.replay_table();
+        let node = cfg.fleet.as_ref().map(|f| f.node_id.as_str()).unwrap_or("");
+        let Some(first) = replay::decide(&cfg.replay, table, node, v, cfg.leeway, binding, now)? else { return Ok(()) };
+        let Some(f) = &cfg.fleet else { return Ok(()) };
+        let answer = fleet::claim_first_use(&self.store, f, &first, now, cfg.replay.store_unavailable);
+        replay::after_fleet(&cfg.replay, table, &first, answer, now)
+    }
+
+    /// The refresher's fleet part: the fleet's barring taken up here.
+    fn fleet_tick(&self, now: i64, report: &mut TickReport) {
+        let cfg = self.config();
+        let Some(f) = &cfg.fleet else { return };
+        let poll = fleet::poll_barring(&self.store, f, &self.shared, now);
+        report.failed |= poll.failed;
+        if poll.changed {
+            report.published = true;
+            self.sync();
+        }
+    }
+
     /// The issuer whose introspection endpoint a token goes to, if it is a
     /// reference token (see [`Config::introspection_issuer`]).
     fn reference_issuer<'a>(&self, cfg: &'a Config, token: &str) -> Option<&'a Issuer> {
@@ -741,8 +769,8 @@ impl Context {
                 "verified_cache_entries": self.cache.lock().map(|c| c.map.len()).unwrap_or(0),
                 "verified_cache_hits": self.cache_hits.load(Ordering::Relaxed),
             },
-            "replay": self.replay_stats(&cfg),
-            "fleet": self.fleet_stats(&cfg),
+            "replay": replay::stats(&cfg.replay, self.shared.replay_table(), now()),
+            "fleet": fleet::stats(cfg.fleet.as_ref(), &self.shared),
         })
         .to_string()
     }

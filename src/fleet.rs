@@ -269,14 +269,16 @@ impl Store {
 }
 
 // ---------------------------------------------------------------------------
-// The context's side: replay check per request, barring poll per tick.
+// What the workers and the refresher do with the store.
 
-use crate::config::Config;
-use crate::context::{Context, TickReport};
 use crate::log;
-use crate::reason::Reason;
-use crate::replay::{self, hash128, hex, Hash128, Local, MissingJti, StoreUnavailable};
-use crate::token::Verified;
+use crate::replay::{hex, FirstUse, FleetAnswer, Hash128, StoreUnavailable};
+use crate::shared::Shared;
+use std::sync::{Mutex, MutexGuard};
+
+fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn unhex(s: &str) -> Option<Hash128> {
     if s.len() != 32 || !s.is_ascii() {
@@ -288,172 +290,122 @@ fn unhex(s: &str) -> Option<Hash128> {
 const STATE_UP: u32 = 1;
 const STATE_DOWN: u32 = 2;
 
-impl Context {
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The replay rule (src/replay.rs) for an otherwise accepted token.
-    pub(crate) fn replay_step(&self, cfg: &Config, v: &Verified, binding: Option<&[u8]>, now: i64) -> Result<(), Reason> {
-        if !cfg.replay.enabled {
-            return Ok(());
+/// Claim a first use (src/replay.rs) in the store, for the token's
+/// remaining lifetime. Changes of the store's reachability are logged;
+/// `policy` is what the replay rule then does with first uses (for the log).
+pub fn claim_first_use(store: &Mutex<Store>, f: &FleetConfig, first: &FirstUse, now: i64, policy: StoreUnavailable) -> FleetAnswer {
+    let ttl_ms = ((first.until - now).max(1) as u64).saturating_mul(1000);
+    let mut store = lock(store);
+    let was_up = store.up;
+    let r = store.claim(f, &hex(&first.key), &hex(&first.bind), ttl_ms);
+    drop(store);
+    match r {
+        Ok(Claim::Ours) => {
+            if was_up == Some(false) {
+                log::info("wic-tna: fleet store reachable again (replay checks)");
+            }
+            FleetAnswer::Ours
         }
-        let Some(jti) = v.jti() else {
-            return match cfg.replay.missing_jti {
-                MissingJti::Allow => Ok(()),
-                MissingJti::Reject => Err(Reason::MissingClaim),
-            };
-        };
-        let binding = match binding {
-            Some(b) if !b.is_empty() => b,
-            _ => {
-                log::error("wic-tna: replay detection is on but the proxy passed no binding (Kamailio: modparam replay_binding): rejected");
-                return Err(Reason::InternalError);
+        Ok(Claim::Theirs(owner)) => FleetAnswer::Theirs(unhex(&owner).unwrap_or([0, 0])),
+        Err(e) => {
+            if was_up != Some(false) {
+                log::warn(&format!("wic-tna: fleet store unreachable for replay checks ({e}); first uses are {}", match policy {
+                    StoreUnavailable::Reject => "rejected until it is back",
+                    StoreUnavailable::Local => "checked on this node only until it is back",
+                }));
             }
-        };
-        let node = cfg.fleet.as_ref().map(|f| f.node_id.as_str()).unwrap_or("");
-        let key = hash128(&[v.iss.as_bytes(), jti.as_bytes()]);
-        let bind = hash128(&[node.as_bytes(), binding]);
-        let until = v.exp.saturating_add(cfg.leeway as i64);
-        let table = self.shared().replay_table();
-        match replay::check(table, &key, &bind, until, now) {
-            Local::Same => Ok(()),
-            Local::Other => Err(Reason::TokenReplayed),
-            Local::Full => {
-                log::error("wic-tna: the replay table has no free slot for this token: rejected (fail closed)");
-                Err(Reason::InternalError)
+            FleetAnswer::Unreachable
+        }
+    }
+}
+
+/// What one barring poll did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Poll {
+    /// Some issuer's barring changed in the shared state.
+    pub changed: bool,
+    /// The store could not be read, or a change not applied (logged).
+    pub failed: bool,
+}
+
+/// The refresher's part: poll the fleet's barring (one `GET` of the
+/// version when nothing changed) and apply changes to the shared state.
+pub fn poll_barring(store: &Mutex<Store>, f: &FleetConfig, sh: &Shared, now: i64) -> Poll {
+    let mut poll = Poll::default();
+    let (prev, _) = sh.fleet_state();
+    let known = sh.fleet_bar_version();
+    let r = {
+        let mut store = lock(store);
+        if prev != STATE_UP {
+            // Start, or back after an outage: read everything.
+            store.barring(f).map(Some)
+        } else {
+            match store.barring_version(f) {
+                Ok(v) if v == known => Ok(None),
+                Ok(_) => store.barring(f).map(Some),
+                Err(e) => Err(e),
             }
-            Local::First => {
-                let Some(f) = &cfg.fleet else { return Ok(()) };
-                let ttl_ms = ((until - now).max(1) as u64).saturating_mul(1000);
-                let mut store = self.store();
-                let was_up = store.up;
-                let r = store.claim(f, &hex(&key), &hex(&bind), ttl_ms);
-                drop(store);
-                match r {
-                    Ok(Claim::Ours) => {
-                        if was_up == Some(false) {
-                            log::info("wic-tna: fleet store reachable again (replay checks)");
-                        }
-                        Ok(())
-                    }
-                    Ok(Claim::Theirs(owner)) => {
-                        replay::rebind(table, &key, &unhex(&owner).unwrap_or([0, 0]), until, now);
-                        Err(Reason::TokenReplayed)
-                    }
-                    Err(e) => {
-                        if was_up != Some(false) {
-                            log::warn(&format!("wic-tna: fleet store unreachable for replay checks ({e}); first uses are {}", match cfg.replay.store_unavailable {
-                                StoreUnavailable::Reject => "rejected until it is back",
-                                StoreUnavailable::Local => "checked on this node only until it is back",
-                            }));
-                        }
-                        match cfg.replay.store_unavailable {
-                            StoreUnavailable::Local => Ok(()),
-                            StoreUnavailable::Reject => {
-                                replay::forget(table, &key, now);
-                                Err(Reason::InternalError)
+        }
+    };
+    match r {
+        Ok(read) => {
+            sh.set_fleet_state(STATE_UP, now.max(0) as u64);
+            if prev == STATE_DOWN {
+                log::info("wic-tna: fleet store reachable again; barring resynchronised");
+            }
+            if let Some((ver, map)) = read {
+                let cur = sh.barring_overrides();
+                let mut names: Vec<_> = map.into_iter().collect();
+                names.sort();
+                for (iss, barred) in names {
+                    if cur.get(&iss) != Some(&barred) {
+                        match sh.set_barring(&iss, Some(barred)) {
+                            Ok(()) => {
+                                poll.changed = true;
+                                log::info(&format!("wic-tna: issuer {iss} {} (from the fleet)", if barred { "barred" } else { "unbarred" }));
+                            }
+                            Err(e) => {
+                                poll.failed = true;
+                                log::error(&format!("wic-tna: fleet barring of {iss} not applied: {e}"));
                             }
                         }
                     }
                 }
+                sh.set_fleet_bar_version(ver);
+            }
+        }
+        Err(e) => {
+            poll.failed = true;
+            if prev != STATE_DOWN {
+                sh.set_fleet_state(STATE_DOWN, now.max(0) as u64);
+                log::warn(&format!("wic-tna: fleet store unreachable, keeping the last known barring: {e}"));
             }
         }
     }
+    poll
+}
 
-    /// The refresher's part: poll the fleet's barring (one `GET` of the
-    /// version when nothing changed) and apply changes to the shared state.
-    pub(crate) fn fleet_tick(&self, now: i64, report: &mut TickReport) {
-        let cfg = self.config();
-        let Some(f) = &cfg.fleet else { return };
-        let sh = self.shared().clone();
-        let (prev, _) = sh.fleet_state();
-        let known = sh.fleet_bar_version();
-        let r = {
-            let mut store = self.store();
-            if prev != STATE_UP {
-                // Start, or back after an outage: read everything.
-                store.barring(f).map(Some)
-            } else {
-                match store.barring_version(f) {
-                    Ok(v) if v == known => Ok(None),
-                    Ok(_) => store.barring(f).map(Some),
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match r {
-            Ok(read) => {
-                sh.set_fleet_state(STATE_UP, now.max(0) as u64);
-                if prev == STATE_DOWN {
-                    log::info("wic-tna: fleet store reachable again; barring resynchronised");
-                }
-                if let Some((ver, map)) = read {
-                    let cur = sh.barring_overrides();
-                    let mut changed = false;
-                    let mut names: Vec<_> = map.into_iter().collect();
-                    names.sort();
-                    for (iss, barred) in names {
-                        if cur.get(&iss) != Some(&barred) {
-                            match sh.set_barring(&iss, Some(barred)) {
-                                Ok(()) => {
-                                    changed = true;
-                                    log::info(&format!("wic-tna: issuer {iss} {} (from the fleet)", if barred { "barred" } else { "unbarred" }));
-                                }
-                                Err(e) => {
-                                    report.failed = true;
-                                    log::error(&format!("wic-tna: fleet barring of {iss} not applied: {e}"));
-                                }
-                            }
-                        }
-                    }
-                    sh.set_fleet_bar_version(ver);
-                    if changed {
-                        report.published = true;
-                        self.sync();
-                    }
-                }
-            }
-            Err(e) => {
-                report.failed = true;
-                if prev != STATE_DOWN {
-                    sh.set_fleet_state(STATE_DOWN, now.max(0) as u64);
-                    log::warn(&format!("wic-tna: fleet store unreachable, keeping the last known barring: {e}"));
-                }
-            }
+/// Publish a barring change to the fleet (after it is in force here).
+pub fn publish_barring(store: &Mutex<Store>, f: &FleetConfig, iss: &str, barred: bool) -> Result<(), String> {
+    let what = if barred { "barred" } else { "unbarred" };
+    match lock(store).write_barring(f, iss, barred) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            log::error(&format!("wic-tna: issuer {iss} {what} on this node only: the fleet store could not be written: {e}"));
+            Err(format!("issuer {iss} {what} on this node only: the fleet store could not be written: {e}"))
         }
     }
+}
 
-    /// Publish a barring change to the fleet (after it is in force here).
-    pub(crate) fn fleet_write_barring(&self, cfg: &Config, iss: &str, barred: bool) -> Result<(), String> {
-        let Some(f) = &cfg.fleet else { return Ok(()) };
-        let what = if barred { "barred" } else { "unbarred" };
-        match self.store().write_barring(f, iss, barred) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                log::error(&format!("wic-tna: issuer {iss} {what} on this node only: the fleet store could not be written: {e}"));
-                Err(format!("issuer {iss} {what} on this node only: the fleet store could not be written: {e}"))
-            }
-        }
-    }
-
-    pub(crate) fn replay_stats(&self, cfg: &Config) -> serde_json::Value {
-        serde_json::json!({
-            "enabled": cfg.replay.enabled,
-            "entries": replay::live_entries(self.shared().replay_table(), crate::context::now()),
-            "capacity": replay::REPLAY_SLOTS,
-        })
-    }
-
-    pub(crate) fn fleet_stats(&self, cfg: &Config) -> serde_json::Value {
-        let Some(f) = &cfg.fleet else { return serde_json::json!({ "configured": false }) };
-        let (state, since) = self.shared().fleet_state();
-        serde_json::json!({
-            "configured": true,
-            "node_id": f.node_id,
-            "store": match state { STATE_UP => "up", STATE_DOWN => "down", _ => "unknown" },
-            "store_since": since,
-            "barring_version": self.shared().fleet_bar_version(),
-        })
-    }
+/// The `fleet` part of the stats JSON.
+pub fn stats(f: Option<&FleetConfig>, sh: &Shared) -> serde_json::Value {
+    let Some(f) = f else { return serde_json::json!({ "configured": false }) };
+    let (state, since) = sh.fleet_state();
+    serde_json::json!({
+        "configured": true,
+        "node_id": f.node_id,
+        "store": match state { STATE_UP => "up", STATE_DOWN => "down", _ => "unknown" },
+        "store_since": since,
+        "barring_version": sh.fleet_bar_version(),
+    })
 }

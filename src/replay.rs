@@ -16,6 +16,9 @@
 //! an expired slot is "full" and the request fails closed (500
 //! `internal_error`, logged).
 
+use crate::log;
+use crate::reason::Reason;
+use crate::token::Verified;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -263,4 +266,99 @@ pub struct ReplayConfig {
     pub missing_jti: MissingJti,
     /// First uses while the fleet store is unreachable.
     pub store_unavailable: StoreUnavailable,
+}
+
+/// A first use on this node, to be claimed in the fleet store (when there
+/// is one) before it is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstUse {
+    /// Hash of `(iss, jti)`.
+    pub key: Hash128,
+    /// Hash of `(node id, binding)`.
+    pub bind: Hash128,
+    /// Unix time after which the entry is void (`exp` + leeway).
+    pub until: i64,
+}
+
+/// The fleet store's answer to a [`FirstUse`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FleetAnswer {
+    /// Ours (first use in the fleet, or already ours).
+    Ours,
+    /// Bound to this other binding (hash) on some node.
+    Theirs(Hash128),
+    /// The store could not be asked.
+    Unreachable,
+}
+
+/// The replay rule for an otherwise accepted token `v`, on this node's
+/// `table`: `Ok(None)` accepted; `Ok(Some(first))` accepted here as a first
+/// use, which the fleet store (if any) confirms through [`after_fleet`];
+/// `Err` refused. `node` is this node's id in the fleet (empty without one).
+pub fn decide(
+    cfg: &ReplayConfig,
+    table: &[ReplaySlot],
+    node: &str,
+    v: &Verified,
+    leeway: u64,
+    binding: Option<&[u8]>,
+    now: i64,
+) -> Result<Option<FirstUse>, Reason> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let Some(jti) = v.jti() else {
+        return match cfg.missing_jti {
+            MissingJti::Allow => Ok(None),
+            MissingJti::Reject => Err(Reason::MissingClaim),
+        };
+    };
+    let binding = match binding {
+        Some(b) if !b.is_empty() => b,
+        _ => {
+            log::error("wic-tna: replay detection is on but the proxy passed no binding (Kamailio: modparam replay_binding): rejected");
+            return Err(Reason::InternalError);
+        }
+    };
+    let key = hash128(&[v.iss.as_bytes(), jti.as_bytes()]);
+    let bind = hash128(&[node.as_bytes(), binding]);
+    let until = v.exp.saturating_add(leeway as i64);
+    match check(table, &key, &bind, until, now) {
+        Local::Same => Ok(None),
+        Local::Other => Err(Reason::TokenReplayed),
+        Local::Full => {
+            log::error("wic-tna: the replay table has no free slot for this token: rejected (fail closed)");
+            Err(Reason::InternalError)
+        }
+        Local::First => Ok(Some(FirstUse { key, bind, until })),
+    }
+}
+
+/// The rule's last step for a [`FirstUse`], given the fleet store's
+/// answer: another binding's is a replay (this node's table learns the
+/// owner); an unreachable store is handled as `store_unavailable` says.
+pub fn after_fleet(cfg: &ReplayConfig, table: &[ReplaySlot], first: &FirstUse, answer: FleetAnswer, now: i64) -> Result<(), Reason> {
+    match answer {
+        FleetAnswer::Ours => Ok(()),
+        FleetAnswer::Theirs(owner) => {
+            rebind(table, &first.key, &owner, first.until, now);
+            Err(Reason::TokenReplayed)
+        }
+        FleetAnswer::Unreachable => match cfg.store_unavailable {
+            StoreUnavailable::Local => Ok(()),
+            StoreUnavailable::Reject => {
+                forget(table, &first.key, now);
+                Err(Reason::InternalError)
+            }
+        },
+    }
+}
+
+/// The `replay` part of the stats JSON.
+pub fn stats(cfg: &ReplayConfig, table: &[ReplaySlot], now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "enabled": cfg.enabled,
+        "entries": live_entries(table, now),
+        "capacity": REPLAY_SLOTS,
+    })
 }

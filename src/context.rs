@@ -2,17 +2,17 @@
 //! configuration (reloadable atomically), the shared state (barring, reload
 //! generation, counters) and the checks of PROTOCOL.md put together.
 
-use crate::config::{Config, ConfigError, Issuer};
-use crate::fleet::{self, Store};
-use crate::header;
-use crate::identity;
+use crate::core::config::{Config, ConfigError, Issuer};
+use crate::edge::fleet::{self, Store};
+use crate::core::header;
+use crate::core::identity;
 use crate::log;
-use crate::reason::{self, Reason};
-use crate::remote::RemoteState;
-use crate::replay;
-use crate::shared::{Remote, Shared, NO_ISSUER};
-use crate::tna;
-use crate::token::{self, Verified};
+use crate::core::reason::{self, Reason};
+use crate::edge::remote::RemoteState;
+use crate::core::replay;
+use crate::edge::shared::{Remote, Shared, NO_ISSUER};
+use crate::core::tna;
+use crate::core::token::{self, Verified};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -81,7 +81,7 @@ pub struct Request<'a> {
     /// `expires`): `None` or negative when none, 0 for a de-registration.
     pub requested_expires: Option<i64>,
     /// The replay binding: what names the connection or source the request
-    /// came from (see src/replay.rs); `None` or empty: none.
+    /// came from (see src/core/replay.rs); `None` or empty: none.
     pub binding: Option<&'a [u8]>,
     /// The `Origin` of the WebSocket handshake of the connection the
     /// request came over; `None` when there is none (UDP, TCP, TLS,
@@ -146,7 +146,7 @@ struct Barring {
 }
 
 /// A verification context. Safe to share between threads. Starts no thread
-/// itself (host name lookups for remote trust run on [`crate::dns`]'s
+/// itself (host name lookups for remote trust run on [`crate::edge::dns`]'s
 /// helper threads, at most 4 per process, started by lookups that need
 /// them).
 pub struct Context {
@@ -171,7 +171,7 @@ pub struct Context {
     config_gen: AtomicU64,
     cache_hits: AtomicU64,
     remote: RemoteState,
-    /// This process's connection to the fleet store (src/fleet.rs).
+    /// This process's connection to the fleet store (src/edge/fleet.rs).
     store: Mutex<Store>,
 }
 
@@ -424,7 +424,7 @@ impl Context {
     }
 
     /// As [`Context::verify`], with the request's replay binding (the
-    /// connection or source the proxy names; see src/replay.rs). Where
+    /// connection or source the proxy names; see src/core/replay.rs). Where
     /// `[replay]` is enabled, a request with no binding fails closed.
     pub fn verify_bound(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, binding: Option<&[u8]>, now: i64) -> Outcome {
         self.decide(authorization, &Request { authorization: Some(authorization), to, requested_expires, binding, origin: None }, now)
@@ -565,12 +565,13 @@ impl Context {
         }
     }
 
-    /// The replay rule (src/replay.rs) for an otherwise accepted token,
+    /// The replay rule (src/core/replay.rs) for an otherwise accepted token,
     /// with the fleet store's word on a first use.
     fn replay_step(&self, cfg: &Config, v: &Verified, binding: Option<&[u8]>, now: i64) -> Result<(), Reason> {
         let table = self.shared.replay_table();
         let node = cfg.fleet.as_ref().map(|f| f.node_id.as_str()).unwrap_or("");
-        let Some(first) = replay::decide(&cfg.replay, table, node, v, cfg.leeway, binding, now)? else { return Ok(()) };
+        let until = v.exp.saturating_add(cfg.leeway as i64);
+        let Some(first) = replay::decide(&cfg.replay, table, node, &v.iss, v.jti(), until, binding, now)? else { return Ok(()) };
         let Some(f) = &cfg.fleet else { return Ok(()) };
         let answer = fleet::claim_first_use(&self.store, f, &first, now, cfg.replay.store_unavailable);
         replay::after_fleet(&cfg.replay, table, &first, answer, now)

@@ -10,24 +10,17 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod config;
-pub mod context;
-pub mod dns;
-pub mod ffi;
-pub mod fleet;
-pub mod header;
-pub mod http;
-pub mod identity;
-pub mod json;
-pub mod keys;
+// Layers, bottom up (doc/architecture.md): `log`; the pure core; the edge
+// (I/O); the context that composes them; the C ABI.
 pub mod log;
-pub mod mint;
-pub mod remote;
-pub mod reason;
-pub mod replay;
-pub mod shared;
-pub mod tna;
-pub mod token;
+pub mod core;
+pub mod edge;
+pub mod context;
+pub mod ffi;
+
+// The module paths of earlier versions (`wic_tna::keys::Alg`, ...).
+pub use self::core::{config, header, identity, json, keys, mint, reason, replay, tna, token, url};
+pub use self::edge::{dns, fleet, http, remote, shared};
 
 pub use config::{Config, ConfigError};
 pub use context::{Context, Outcome, Request};

@@ -1,5 +1,5 @@
-//! Replay detection (src/replay.rs) and fleet state through Redis
-//! (src/fleet.rs). The Redis tests start their own `redis-server` on a free
+//! Replay detection (src/core/replay.rs) and fleet state through Redis
+//! (src/edge/fleet.rs). The Redis tests start their own `redis-server` on a free
 //! loopback port and kill it afterwards; they are skipped, saying so, only
 //! when `redis-server` is not installed (scripts/install-deps.sh installs it).
 

@@ -363,7 +363,7 @@ def main():
          "--iss", harness.ISSUER_A, "--impi", impi, "--impu", aor, "--sub", "user-1",
          "--scope", "openid webrtc-ims-client-access-to-ims", "--lifetime", "3000"],
         capture_output=True, text=True, check=True).stdout.strip()
-    # What the native module puts in the TNA header for this token (src/tna.rs).
+    # What the native module puts in the TNA header for this token (src/core/tna.rs).
     realm = "ims.example.net"
     tna = ('Digest username="%s", realm="%s", uri="sip:%s", nonce="", response="", '
            'integrity-protected=auth-done, authorization-entity="%s"' % (impi, realm, realm, harness.ISSUER_A))

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::context::Outcome;
-use crate::token::Verified;
+use crate::core::token::Verified;
 use crate::Reason;
 use std::sync::Arc;
 

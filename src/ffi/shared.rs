@@ -1,7 +1,7 @@
 //! C ABI: the state shared between the processes of a proxy.
 
 use super::*;
-use crate::shared::Shared;
+use crate::edge::shared::Shared;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 

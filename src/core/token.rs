@@ -2,11 +2,11 @@
 //! against the configuration: JOSE header, issuer and key selection,
 //! signature, lifetime, audience, scope and the identities.
 
-use crate::config::{ClaimNames, Config, Issuer};
-use crate::identity::{self, Scheme, UriView};
-use crate::json::{for_each_str, short_key, StrictObject, Val};
-use crate::keys::{Alg, Key, KeySet};
-use crate::reason::Reason;
+use crate::core::config::{Config, Issuer};
+use crate::core::identity::{self, Scheme, UriView};
+use crate::core::json::{for_each_str, StrictObject, Val};
+use crate::core::keys::{Alg, Key, KeySet};
+use crate::core::reason::Reason;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -18,42 +18,6 @@ use std::sync::Arc;
 pub const MAX_KEYS_WITHOUT_KID: usize = 4;
 /// Most IMPUs in one token.
 pub const MAX_IMPUS: usize = 32;
-
-/// The lookup keys (see `json::short_key`) of the configured claim names
-/// ([`ClaimNames`]), made once with the configuration, so that a claim
-/// lookup does not compute its name's key again on every request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimKeys {
-    iss: u64,
-    aud: u64,
-    exp: u64,
-    nbf: u64,
-    iat: u64,
-    scope: u64,
-    impi: u64,
-    impu: u64,
-    sub: u64,
-    jti: u64,
-}
-
-impl ClaimKeys {
-    /// The keys of `names`.
-    pub fn of(names: &ClaimNames) -> ClaimKeys {
-        let k = |n: &String| short_key(n.as_bytes());
-        ClaimKeys {
-            iss: k(&names.iss),
-            aud: k(&names.aud),
-            exp: k(&names.exp),
-            nbf: k(&names.nbf),
-            iat: k(&names.iat),
-            scope: k(&names.scope),
-            impi: k(&names.impi),
-            impu: k(&names.impu),
-            sub: k(&names.sub),
-            jti: k(&names.jti),
-        }
-    }
-}
 
 /// What a valid token says, after every check.
 #[derive(Clone, Debug)]

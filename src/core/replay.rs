@@ -17,8 +17,7 @@
 //! `internal_error`, logged).
 
 use crate::log;
-use crate::reason::Reason;
-use crate::token::Verified;
+use crate::core::reason::Reason;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -291,23 +290,26 @@ pub enum FleetAnswer {
     Unreachable,
 }
 
-/// The replay rule for an otherwise accepted token `v`, on this node's
+/// The replay rule for an otherwise accepted token (its `iss`, `jti` and
+/// the time `until` which it is accepted: `exp` + leeway), on this node's
 /// `table`: `Ok(None)` accepted; `Ok(Some(first))` accepted here as a first
 /// use, which the fleet store (if any) confirms through [`after_fleet`];
 /// `Err` refused. `node` is this node's id in the fleet (empty without one).
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     cfg: &ReplayConfig,
     table: &[ReplaySlot],
     node: &str,
-    v: &Verified,
-    leeway: u64,
+    iss: &str,
+    jti: Option<&str>,
+    until: i64,
     binding: Option<&[u8]>,
     now: i64,
 ) -> Result<Option<FirstUse>, Reason> {
     if !cfg.enabled {
         return Ok(None);
     }
-    let Some(jti) = v.jti() else {
+    let Some(jti) = jti else {
         return match cfg.missing_jti {
             MissingJti::Allow => Ok(None),
             MissingJti::Reject => Err(Reason::MissingClaim),
@@ -320,9 +322,8 @@ pub fn decide(
             return Err(Reason::InternalError);
         }
     };
-    let key = hash128(&[v.iss.as_bytes(), jti.as_bytes()]);
+    let key = hash128(&[iss.as_bytes(), jti.as_bytes()]);
     let bind = hash128(&[node.as_bytes(), binding]);
-    let until = v.exp.saturating_add(leeway as i64);
     match check(table, &key, &bind, until, now) {
         Local::Same => Ok(None),
         Local::Other => Err(Reason::TokenReplayed),

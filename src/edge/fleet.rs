@@ -9,112 +9,21 @@
 //!   lifetime, so it expires with the token.
 //!
 //! Connections are synchronous with connect, read and write timeouts (a
-//! host name is resolved within the connect timeout by [`crate::dns`]); no
+//! host name is resolved within the connect timeout by [`crate::edge::dns`]); no
 //! thread of their own, no async runtime. Each process makes its own connection lazily,
 //! on first use (after the proxy's fork), and drops it on any error; after
 //! an error it does not try again for [`RETRY_AFTER`], so an unreachable
 //! store costs a worker at most one timeout per second.
 
-use serde::Deserialize;
+use crate::core::config::FleetConfig;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Pause after a failure before the next connection attempt.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// `[fleet]` as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFleet {
-    /// `redis://host:port/db`.
-    pub redis_url: String,
-    /// Prefix of every key.
-    #[serde(default = "default_prefix")]
-    pub key_prefix: String,
-    /// This node's name in the fleet (bindings are per node). Default: the
-    /// host name.
-    pub node_id: Option<String>,
-    /// Connect timeout, ms.
-    #[serde(default = "default_connect_ms")]
-    pub connect_timeout_ms: u64,
-    /// Read/write timeout of a worker's request (replay check), ms.
-    #[serde(default = "default_io_ms")]
-    pub timeout_ms: u64,
-    /// Read/write timeout of the refresher's poll, ms.
-    #[serde(default = "default_poll_ms")]
-    pub refresher_timeout_ms: u64,
-}
-
-fn default_prefix() -> String {
-    "wic-tna:".into()
-}
-fn default_connect_ms() -> u64 {
-    200
-}
-fn default_io_ms() -> u64 {
-    50
-}
-fn default_poll_ms() -> u64 {
-    500
-}
-
-/// `[fleet]`, checked.
-#[derive(Clone, Debug)]
-pub struct FleetConfig {
-    /// Parsed URL.
-    pub url: String,
-    /// Key prefix.
-    pub key_prefix: String,
-    /// This node's id.
-    pub node_id: String,
-    /// Timeouts.
-    pub connect_timeout: Duration,
-    /// Worker I/O timeout.
-    pub timeout: Duration,
-    /// Refresher I/O timeout.
-    pub refresher_timeout: Duration,
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is writable for its length.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-impl RawFleet {
-    /// Check it; the error names the field.
-    pub fn check(self) -> Result<FleetConfig, (&'static str, String)> {
-        redis::Client::open(self.redis_url.as_str()).map_err(|e| ("redis_url", format!("not a Redis URL: {e}")))?;
-        if self.key_prefix.is_empty() || self.key_prefix.len() > 128 || self.key_prefix.bytes().any(|c| !c.is_ascii_graphic()) {
-            return Err(("key_prefix", "must be 1 to 128 printable characters".into()));
-        }
-        let node_id = self.node_id.unwrap_or_else(hostname);
-        if node_id.is_empty() || node_id.len() > 128 || node_id.bytes().any(|c| !c.is_ascii_graphic()) {
-            return Err(("node_id", "must be 1 to 128 printable characters".into()));
-        }
-        for (name, v) in [("connect_timeout_ms", self.connect_timeout_ms), ("timeout_ms", self.timeout_ms), ("refresher_timeout_ms", self.refresher_timeout_ms)] {
-            if v == 0 || v > 10_000 {
-                return Err((name, "must be 1 to 10000".into()));
-            }
-        }
-        Ok(FleetConfig {
-            url: self.redis_url,
-            key_prefix: self.key_prefix,
-            node_id,
-            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
-            timeout: Duration::from_millis(self.timeout_ms),
-            refresher_timeout: Duration::from_millis(self.refresher_timeout_ms),
-        })
-    }
-}
-
 /// A connection to the store within `connect_timeout`, name resolution
-/// included: a host name is looked up through [`crate::dns`] (bounded by
+/// included: a host name is looked up through [`crate::edge::dns`] (bounded by
 /// the same timeout, cached), then its addresses (at most 4) are tried in
 /// turn with what is left of it. The redis crate would call getaddrinfo
 /// itself, which no timeout bounds, in a SIP worker.
@@ -130,7 +39,7 @@ fn connect(cfg: &FleetConfig) -> Result<redis::Connection, String> {
             return client.get_connection_with_timeout(cfg.connect_timeout).map_err(|e| e.to_string());
         }
     };
-    let addrs = crate::dns::lookup(&host, deadline)?;
+    let addrs = crate::edge::dns::lookup(&host, deadline)?;
     let mut last = format!("no address for {host}");
     for ip in addrs.iter().take(4) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -272,8 +181,8 @@ impl Store {
 // What the workers and the refresher do with the store.
 
 use crate::log;
-use crate::replay::{hex, FirstUse, FleetAnswer, Hash128, StoreUnavailable};
-use crate::shared::Shared;
+use crate::core::replay::{hex, FirstUse, FleetAnswer, Hash128, StoreUnavailable};
+use crate::edge::shared::Shared;
 use std::sync::{Mutex, MutexGuard};
 
 fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
@@ -290,7 +199,7 @@ fn unhex(s: &str) -> Option<Hash128> {
 const STATE_UP: u32 = 1;
 const STATE_DOWN: u32 = 2;
 
-/// Claim a first use (src/replay.rs) in the store, for the token's
+/// Claim a first use (src/core/replay.rs) in the store, for the token's
 /// remaining lifetime. Changes of the store's reachability are logged;
 /// `policy` is what the replay rule then does with first uses (for the log).
 pub fn claim_first_use(store: &Mutex<Store>, f: &FleetConfig, first: &FirstUse, now: i64, policy: StoreUnavailable) -> FleetAnswer {

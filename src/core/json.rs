@@ -4,7 +4,7 @@
 //!
 //! Hand-written (one pass, no copies for plain strings and integers); its
 //! tests hold it to what serde_json accepts. Nothing here knows what a
-//! claim means: the token rules (src/token.rs) read claims through it.
+//! claim means: the token rules (src/core/token.rs) read claims through it.
 
 use serde_json::Value;
 use std::borrow::Cow;

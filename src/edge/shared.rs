@@ -9,7 +9,7 @@
 //! the others. Names are written once into a slot claimed by compare-and-swap
 //! and never change afterwards.
 
-use crate::reason::Reason;
+use crate::core::reason::Reason;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::os::unix::io::AsRawFd;
@@ -91,7 +91,7 @@ struct Region {
     /// Config::digest of the configuration the last reload checked.
     reload_digest: AtomicU64,
     slots: [Slot; SLOTS],
-    // --- appended for replay detection and the fleet store (src/replay.rs, src/fleet.rs) ---
+    // --- appended for replay detection and the fleet store (src/core/replay.rs, src/edge/fleet.rs) ---
     /// Fleet store status, written by the refresher: 0 not configured or
     /// not yet tried, 1 reachable, 2 unreachable.
     fleet_state: AtomicU32,
@@ -101,7 +101,7 @@ struct Region {
     /// Barring version last applied from the fleet store.
     fleet_bar_version: AtomicU64,
     /// Replay table: (iss, jti) key -> binding, bounded, entries expire.
-    replay: [crate::replay::ReplaySlot; crate::replay::REPLAY_SLOTS],
+    replay: [crate::core::replay::ReplaySlot; crate::core::replay::REPLAY_SLOTS],
 }
 
 /// A mapping of the shared region.
@@ -373,8 +373,8 @@ impl Shared {
 }
 
 impl Shared {
-    /// The replay table of this region (src/replay.rs).
-    pub fn replay_table(&self) -> &[crate::replay::ReplaySlot] {
+    /// The replay table of this region (src/core/replay.rs).
+    pub fn replay_table(&self) -> &[crate::core::replay::ReplaySlot] {
         &self.region().replay
     }
 

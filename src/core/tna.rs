@@ -1,7 +1,7 @@
 //! The Trusted Node Authentication header (TS 24.229 7.2A.2, TS 33.203
 //! Annex U): built by the eP-CSCF, parsed and checked by the S-CSCF side.
 
-use crate::reason::Reason;
+use crate::core::reason::Reason;
 use std::net::IpAddr;
 
 /// The TNA `Authorization` value (without the header name), with `realm`
@@ -152,7 +152,7 @@ pub fn scscf_check(
     if p.integrity_protected.as_deref() != Some("auth-done") {
         return Err((Reason::NotAuthDone, Some(p)));
     }
-    if crate::identity::check_impi(&p.username).is_err() {
+    if crate::core::identity::check_impi(&p.username).is_err() {
         return Err((Reason::InvalidImpi, Some(p)));
     }
     if let Some(e) = &p.authorization_entity {

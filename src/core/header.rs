@@ -3,7 +3,7 @@
 //! `Bearer <b64token>` (RFC 6750 2.1), `Bearer access_token="<token>"`
 //! (TS 24.371 A.3.2) and, where configured, a bare JWT with no scheme.
 
-use crate::reason::Reason;
+use crate::core::reason::Reason;
 
 /// Largest header value looked at, in bytes (a bigger one is refused
 /// before any parsing).

@@ -1,7 +1,7 @@
 //! A small blocking HTTP/1.1 client for the remote trust features (JWKS by
 //! URL, RFC 7662 introspection). It uses no async runtime and starts no
 //! thread itself (the proxy forks after loading the library); host names
-//! are resolved by [`crate::dns`], whose helper threads (at most 4 per
+//! are resolved by [`crate::edge::dns`], whose helper threads (at most 4 per
 //! process) are started by lookups of names (never at load, so never before
 //! the fork). One TCP connection per request (`Connection: close`), TLS by
 //! rustls with the aws-lc-rs provider the crate already links, and every
@@ -12,100 +12,15 @@
 //! Plain `http://` is only ever used towards loopback addresses (checked at
 //! configuration load, see [`Url::parse`]).
 
+pub use crate::core::url::Url;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest response header block read, bytes.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// A parsed `http(s)://host[:port]/path` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
-    /// `https` or `http`.
-    pub tls: bool,
-    /// Host name or IP literal (without brackets).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-impl Url {
-    /// Parse `s`. `http://` is accepted only when the host is a loopback
-    /// address literal (`127.0.0.0/8`, `::1`) or `localhost`: plain HTTP is
-    /// for tests. No user info, no fragment.
-    pub fn parse(s: &str) -> Result<Url, String> {
-        if s.bytes().any(|c| !c.is_ascii_graphic()) {
-            return Err("the URL has spaces or non-ASCII characters".into());
-        }
-        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err("must start with https:// (http:// only to a loopback address)".into());
-        };
-        if s.contains('#') {
-            return Err("a URL with a fragment is not accepted".into());
-        }
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_owned()),
-        };
-        if authority.contains('@') {
-            return Err("user info in the URL is not accepted (use the credentials settings)".into());
-        }
-        let (host, port) = if let Some(r) = authority.strip_prefix('[') {
-            let end = r.find(']').ok_or("unclosed [ in the host")?;
-            let host = &r[..end];
-            let port = match &r[end + 1..] {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or("bad port")?),
-            };
-            (host.to_owned(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), Some(p)),
-                None => (authority.to_owned(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err("the URL has no host".into());
-        }
-        let port = match port {
-            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or("bad port")?,
-            None if tls => 443,
-            None => 80,
-        };
-        let url = Url { tls, host, port, path };
-        if !tls && !url.is_loopback() {
-            return Err("plain http:// is only allowed to a loopback address (127.0.0.0/8, ::1, localhost); use https://".into());
-        }
-        Ok(url)
-    }
-
-    /// Is the host a loopback address (or `localhost`)?
-    pub fn is_loopback(&self) -> bool {
-        match self.host.parse::<IpAddr>() {
-            Ok(ip) => ip.is_loopback(),
-            Err(_) => self.host.eq_ignore_ascii_case("localhost"),
-        }
-    }
-
-    fn host_header(&self) -> String {
-        let h = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        if (self.tls && self.port == 443) || (!self.tls && self.port == 80) {
-            h
-        } else {
-            format!("{h}:{}", self.port)
-        }
-    }
-}
 
 /// The TLS settings of one issuer: the public roots plus, optionally, the
 /// certificates of a `ca_file`.
@@ -265,11 +180,11 @@ impl<S: Read + Write> Write for Bounded<S> {
 /// Do `req`. Blocking, bounded by `req.timeout` overall.
 pub fn send(req: &Request<'_>) -> Result<Response, Error> {
     let deadline = Deadline(Instant::now() + req.timeout);
-    // Name resolution by crate::dns: an IP literal as it is; a name from
+    // Name resolution by crate::edge::dns: an IP literal as it is; a name from
     // the per-process cache, or looked up by a helper thread while this
     // request waits at most until its deadline (getaddrinfo itself cannot
     // be bounded).
-    let addrs: Vec<SocketAddr> = crate::dns::lookup(&req.url.host, deadline.0)
+    let addrs: Vec<SocketAddr> = crate::edge::dns::lookup(&req.url.host, deadline.0)
         .map_err(Error::Io)?
         .iter()
         .map(|&ip| SocketAddr::new(ip, req.url.port))

@@ -4,10 +4,18 @@
 //!
 //! Loading is all-or-nothing: any problem is a [`ConfigError`] naming the
 //! file, the line and the field, and nothing of the new file is used.
+//!
+//! Building a configuration does no I/O of its own: the files it names and
+//! the TLS settings come through [`Sources`]. [`Config::load`] and
+//! [`Config::parse`] (src/edge/files.rs) build it from the disk.
 
-use crate::http::{self, Url};
-use crate::identity::Pattern;
-use crate::keys::{self, Alg, Key, KeySource};
+mod fleet;
+
+use crate::core::identity::Pattern;
+use crate::core::json;
+use crate::core::keys::{self, Alg, Key, KeySource};
+use crate::core::url::Url;
+pub use fleet::{FleetConfig, RawFleet};
 use serde::Deserialize;
 use rustc_hash::FxHashMap;
 use std::fmt;
@@ -51,6 +59,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// What building a configuration needs from outside its text: the files it
+/// names (key files, the introspection secret, CA certificates), TLS
+/// settings and the host name. src/edge/files.rs gives the real ones.
+pub trait Sources {
+    /// The bytes of the regular file `path`, at most `limit` of them; else
+    /// a message naming the file.
+    fn read(&self, path: &Path, limit: u64) -> Result<Vec<u8>, String>;
+    /// TLS settings: the public roots plus the certificates of `ca_pem`.
+    fn tls(&self, ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String>;
+    /// This machine's host name (the default fleet `node_id`).
+    fn hostname(&self) -> String;
+}
+
 /// Names of the claims read from the token (all configurable).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +101,42 @@ impl Default for ClaimNames {
             impu: "impu".into(),
             sub: "sub".into(),
             jti: "jti".into(),
+        }
+    }
+}
+
+/// The lookup keys (see `json::short_key`) of the configured claim names
+/// ([`ClaimNames`]), made once with the configuration, so that a claim
+/// lookup does not compute its name's key again on every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimKeys {
+    pub(crate) iss: u64,
+    pub(crate) aud: u64,
+    pub(crate) exp: u64,
+    pub(crate) nbf: u64,
+    pub(crate) iat: u64,
+    pub(crate) scope: u64,
+    pub(crate) impi: u64,
+    pub(crate) impu: u64,
+    pub(crate) sub: u64,
+    pub(crate) jti: u64,
+}
+
+impl ClaimKeys {
+    /// The keys of `names`.
+    pub fn of(names: &ClaimNames) -> ClaimKeys {
+        let k = |n: &String| json::short_key(n.as_bytes());
+        ClaimKeys {
+            iss: k(&names.iss),
+            aud: k(&names.aud),
+            exp: k(&names.exp),
+            nbf: k(&names.nbf),
+            iat: k(&names.iat),
+            scope: k(&names.scope),
+            impi: k(&names.impi),
+            impu: k(&names.impu),
+            sub: k(&names.sub),
+            jti: k(&names.jti),
         }
     }
 }
@@ -241,7 +298,7 @@ pub struct Config {
     /// Claim names.
     pub claims: ClaimNames,
     /// Their lookup keys (made from `claims`).
-    pub claim_keys: crate::token::ClaimKeys,
+    pub claim_keys: ClaimKeys,
     /// Authorization entities.
     pub issuers: Vec<Issuer>,
     /// Index of `issuers` by `iss`.
@@ -252,10 +309,10 @@ pub struct Config {
     pub scscf: ScscfConfig,
     /// Some issuer has `[issuer.introspection]`.
     pub any_introspection: bool,
-    /// Replay detection (`[replay]`, src/replay.rs).
-    pub replay: crate::replay::ReplayConfig,
-    /// The fleet's shared store (`[fleet]`, src/fleet.rs), if any.
-    pub fleet: Option<crate::fleet::FleetConfig>,
+    /// Replay detection (`[replay]`, src/core/replay.rs).
+    pub replay: crate::core::replay::ReplayConfig,
+    /// The fleet's shared store (`[fleet]`, src/edge/fleet.rs), if any.
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Deserialize)]
@@ -290,8 +347,8 @@ struct RawConfig {
     #[serde(default)]
     issuer: Vec<Spanned<RawIssuer>>,
     #[serde(default)]
-    replay: crate::replay::ReplayConfig,
-    fleet: Option<Spanned<crate::fleet::RawFleet>>,
+    replay: crate::core::replay::ReplayConfig,
+    fleet: Option<Spanned<RawFleet>>,
 }
 
 #[derive(Deserialize)]
@@ -502,36 +559,11 @@ impl Ctx<'_> {
     }
 }
 
-fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if meta.len() > limit {
-        return Err(format!("{} is larger than {limit} bytes", path.display()));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
 impl Config {
-    /// Load and check a configuration file, with its keys.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let bytes = read_limited(path, MAX_CONFIG_SIZE)
-            .map_err(|m| ConfigError { file: file.clone(), line: None, field: None, message: m })?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: None,
-            field: None,
-            message: format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
-        })?;
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        Config::parse(&text, &file, &dir, path)
-    }
-
-    /// Parse configuration text. `file` names it in errors, relative key
-    /// paths are resolved against `dir`.
-    pub fn parse(text: &str, file: &str, dir: &Path, path: &Path) -> Result<Config, ConfigError> {
+    /// Build a configuration from its text. `file` names it in errors,
+    /// relative key paths are resolved against `dir`, `path` is where it is
+    /// (re)loaded from; the files it names are read through `src`.
+    pub fn build(text: &str, file: &str, dir: &Path, path: &Path, src: &dyn Sources) -> Result<Config, ConfigError> {
         let cx = Ctx {
             file: file.to_owned(),
             text,
@@ -683,12 +715,12 @@ impl Config {
                 return Err(cx.err(span.clone(), fname("key"), "an issuer needs at least one [[issuer.key]] or an [issuer.introspection]"));
             }
             let ca_pem = match &ri.ca_file {
-                Some(f) => Some(read_limited(&cx.resolve(f), MAX_KEY_FILE_SIZE).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?),
+                Some(f) => Some(src.read(&cx.resolve(f), MAX_KEY_FILE_SIZE).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?),
                 None => None,
             };
             let needs_tls = ri.introspection.is_some() || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
             let tls = if needs_tls || ca_pem.is_some() {
-                Some(http::tls_config(ca_pem.as_deref()).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?)
+                Some(src.tls(ca_pem.as_deref()).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?)
             } else {
                 None
             };
@@ -702,7 +734,7 @@ impl Config {
                     if !header_safe(&r.client_id) || r.client_id.contains(':') {
                         return Err(cx.err(ispan, iname("client_id"), "must be non-empty, without spaces, quotes or ':'"));
                     }
-                    let secret = read_limited(&cx.resolve(&r.client_secret_file), 64 * 1024)
+                    let secret = src.read(&cx.resolve(&r.client_secret_file), 64 * 1024)
                         .map_err(|m| cx.err(ispan.clone(), iname("client_secret_file"), m))?;
                     let secret = String::from_utf8(trim_end(&secret).to_vec())
                         .ok()
@@ -857,7 +889,7 @@ impl Config {
                     return Err(cx.err(kspan, fname(&format!("key[{k}]")), "no key source"));
                 };
                 let path = cx.resolve(rel);
-                let data = read_limited(&path, MAX_KEY_FILE_SIZE).map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
+                let data = src.read(&path, MAX_KEY_FILE_SIZE).map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
                 cx.absorb(&data);
                 let src_name = path.display().to_string();
                 let loaded = match field {
@@ -924,7 +956,7 @@ impl Config {
             None => None,
             Some(f) => {
                 let span = f.span();
-                Some(f.into_inner().check().map_err(|(field, m)| cx.err(Some(span), format!("fleet.{field}"), m))?)
+                Some(f.into_inner().check(|| src.hostname()).map_err(|(field, m)| cx.err(Some(span), format!("fleet.{field}"), m))?)
             }
         };
         Ok(Config {
@@ -945,7 +977,7 @@ impl Config {
             authz_server,
             state_file,
             cache_dir,
-            claim_keys: crate::token::ClaimKeys::of(&raw.claims),
+            claim_keys: ClaimKeys::of(&raw.claims),
             claims: raw.claims,
             any_introspection: issuers.iter().any(|i| i.introspection.is_some()),
             issuers,

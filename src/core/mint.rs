@@ -1,7 +1,7 @@
 //! Minting tokens from a private key, for demos and tests (the CLI's
 //! `mint`). A real deployment's tokens come from the WWSF.
 
-use crate::keys::{Alg, Family};
+use crate::core::keys::{Alg, Family};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Map, Value};
 

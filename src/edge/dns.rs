@@ -1,5 +1,5 @@
 //! Bounded, cached host name resolution for the remote trust requests
-//! ([`crate::http::send`]: RFC 7662 introspection in the SIP workers, key
+//! ([`crate::edge::http::send`]: RFC 7662 introspection in the SIP workers, key
 //! set fetches in the refresher).
 //!
 //! The system resolver (`getaddrinfo`) cannot be given a timeout: during a

@@ -81,7 +81,7 @@ pub enum Reason {
     IntrospectionUnavailable,
     /// The introspection endpoint answered `active: false`.
     InactiveToken,
-    // --- replay (src/replay.rs) ---
+    // --- replay (src/core/replay.rs) ---
     /// The token's `jti` was already used from another binding (connection
     /// or source) within the token's lifetime.
     TokenReplayed,

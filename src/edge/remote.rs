@@ -29,14 +29,14 @@
 //! workers see it open at once. Positive answers are cached per process
 //! until `exp`, negative ones for `negative_ttl` seconds.
 
-use crate::config::{Config, Introspection, Issuer, RemoteJwks};
-use crate::http::{self, Request};
-use crate::keys::KeySet;
+use crate::core::config::{Config, Introspection, Issuer, RemoteJwks};
+use crate::edge::http::{self, Request};
+use crate::core::keys::KeySet;
 use crate::log;
-use crate::reason::Reason;
-use crate::shared::{Remote, Shared};
-use crate::json::StrictObject;
-use crate::token::{self, Failure, RemoteKeys, Verified};
+use crate::core::reason::Reason;
+use crate::edge::shared::{Remote, Shared};
+use crate::core::json::StrictObject;
+use crate::core::token::{self, Failure, RemoteKeys, Verified};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;

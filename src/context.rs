@@ -12,7 +12,7 @@ use crate::edge::remote::RemoteState;
 use crate::core::replay;
 use crate::edge::shared::{Remote, Shared, NO_ISSUER};
 use crate::core::tna;
-use crate::core::token::{self, Verified};
+use crate::core::token::{self, Failure, Verified};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -116,6 +116,38 @@ fn registering_host(v: &Verified, has_to: bool, to_impu: Option<usize>) -> Optio
         return to_impu.and_then(|i| v.impu_uri(i)).filter(sip).map(|u| u.host());
     }
     v.impu_uris().find(sip).map(|u| u.host())
+}
+
+/// Which of the token's IMPUs the `To` names (REQ 4): written exactly as
+/// one of them, which parsed, is the same identity
+/// (identity::tests::same_text_same_identity); otherwise parsed and
+/// compared (RFC 3261 19.1.4).
+fn to_impu(v: &Verified, to: &[u8]) -> Result<usize, Reason> {
+    let text = match std::str::from_utf8(to).ok().map(identity::to_uri_text) {
+        Some(Ok(t)) => t,
+        _ => return Err(Reason::InvalidToUri),
+    };
+    let n = v.impu_count();
+    if let Some(i) = (0..n).find(|&i| v.impu(i) == Some(text)) {
+        return Ok(i);
+    }
+    let to_uri = identity::parse_impu_ref(text).map_err(|_| Reason::InvalidToUri)?;
+    (0..n).find(|&i| v.impu_uri(i).is_some_and(|u| to_uri.same_as_view(u))).ok_or(Reason::ToImpuNotInToken)
+}
+
+/// The TNA header for an accepted token: realm and URI of its issuer
+/// (the registering IMPU's host with `tna_realm_from_impu`), the home realm
+/// when the issuer is no longer configured.
+fn tna_header(cfg: &Config, issuer: Option<&Issuer>, v: &Verified, has_to: bool, to_impu: Option<usize>) -> String {
+    let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
+    let (realm, uri) = match issuer {
+        Some(i) => {
+            let from_impu = if i.tna_realm_from_impu { registering_host(v, has_to, to_impu) } else { None };
+            (from_impu.unwrap_or(&i.tna_realm), i.tna_uri.as_deref())
+        }
+        None => (cfg.home_realm.as_str(), None),
+    };
+    tna::build(v.impi(), realm, uri, issuer_entity.then_some(&*v.iss))
 }
 
 /// How often the refresher should call [`Context::tick`], milliseconds.
@@ -453,38 +485,50 @@ impl Context {
             Ok(t) => t,
             Err(r) => return self.reject(&cfg, r, None),
         };
-        let v = match self.cache_get(&cfg, token, now) {
-            Some(v) => v,
-            None => match self.reference_issuer(&cfg, token) {
-                // A reference token: RFC 7662 introspection (own caches).
-                Some(issuer) => {
-                    let slot = self.slot(&issuer.iss);
-                    match self.remote.introspect(&cfg, issuer, token, &self.shared, slot, now, &|i| self.is_barred(i)) {
-                        Ok(v) => v,
-                        Err(f) => return self.reject(&cfg, f.reason, f.iss),
+        match self.verify_token(&cfg, token, now) {
+            Ok(v) => self.authorise(&cfg, v, req, now),
+            Err(f) => self.reject(&cfg, f.reason, f.iss),
+        }
+    }
+
+    /// Verify the token itself: a cached verification of it, else RFC 7662
+    /// introspection (a reference token), else its signature and claims. A
+    /// key set by URL that lacks the token's `kid` is asked to be fetched
+    /// again.
+    fn verify_token(&self, cfg: &Config, token: &str, now: i64) -> Result<Arc<Verified>, Failure> {
+        if let Some(v) = self.cache_get(cfg, token, now) {
+            return Ok(v);
+        }
+        if let Some(issuer) = self.reference_issuer(cfg, token) {
+            // A reference token: RFC 7662 introspection (own caches).
+            let slot = self.slot(&issuer.iss);
+            return self.remote.introspect(cfg, issuer, token, &self.shared, slot, now, &|i| self.is_barred(i));
+        }
+        match token::verify_with(cfg, token, now, &|i| self.is_barred(i), &|i| {
+            self.remote.keys_for(i, &self.shared, self.slot(&i.iss), now)
+        }) {
+            Ok(v) => {
+                let v = Arc::new(v);
+                self.cache_put(cfg, token, &v, now);
+                Ok(v)
+            }
+            Err(f) => {
+                if f.reason == Reason::UnknownKey {
+                    if let Some(i) = f.iss.as_deref().and_then(|i| cfg.issuer(i)) {
+                        if i.remote_jwks.is_some() {
+                            self.remote.request_refetch(&self.shared, self.slot(&i.iss), now);
+                        }
                     }
                 }
-                None => match token::verify_with(&cfg, token, now, &|i| self.is_barred(i), &|i| {
-                    self.remote.keys_for(i, &self.shared, self.slot(&i.iss), now)
-                }) {
-                    Ok(v) => {
-                        let v = Arc::new(v);
-                        self.cache_put(&cfg, token, &v, now);
-                        v
-                    }
-                    Err(f) => {
-                        if f.reason == Reason::UnknownKey {
-                            if let Some(i) = f.iss.as_deref().and_then(|i| cfg.issuer(i)) {
-                                if i.remote_jwks.is_some() {
-                                    self.remote.request_refetch(&self.shared, self.slot(&i.iss), now);
-                                }
-                            }
-                        }
-                        return self.reject(&cfg, f.reason, f.iss);
-                    }
-                },
-            },
-        };
+                Err(f)
+            }
+        }
+    }
+
+    /// Authorise this request with a verified token: the remaining lifetime
+    /// of a registration, the `To` IMPU, the WebSocket `Origin`, then the
+    /// replay step; the TNA header and the expiry granted.
+    fn authorise(&self, cfg: &Config, v: Arc<Verified>, req: &Request<'_>, now: i64) -> Outcome {
         // A registration or refresh (anything but Expires: 0) needs the
         // token to outlive min_registration_expires: otherwise it would be
         // granted a few seconds, or 0 (a token past exp within the leeway),
@@ -494,58 +538,30 @@ impl Context {
         let seconds_left = (v.exp - now).max(0);
         let deregistration = req.requested_expires == Some(0);
         if !deregistration && seconds_left < i64::try_from(cfg.min_registration_expires).unwrap_or(i64::MAX) {
-            return self.reject(&cfg, Reason::Expired, Some(v.iss.clone()));
+            return self.reject(cfg, Reason::Expired, Some(v.iss.clone()));
         }
         // The registering IMPU: the one the To names.
-        let mut to_impu = None;
-        if let Some(to) = req.to {
-            let text = match std::str::from_utf8(to).ok().map(identity::to_uri_text) {
-                Some(Ok(t)) => t,
-                _ => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
-            };
-            // Written exactly as one of the token's IMPUs, which parsed: the
-            // same identity (identity::tests::same_text_same_identity).
-            // Otherwise parsed and compared (RFC 3261 19.1.4).
-            let n = v.impu_count();
-            let found = match (0..n).find(|&i| v.impu(i) == Some(text)) {
-                Some(i) => Some(i),
-                None => {
-                    let to_uri = match identity::parse_impu_ref(text) {
-                        Ok(u) => u,
-                        Err(_) => return self.reject(&cfg, Reason::InvalidToUri, Some(v.iss.clone())),
-                    };
-                    (0..n).find(|&i| v.impu_uri(i).is_some_and(|u| to_uri.same_as_view(u)))
-                }
-            };
-            match found {
-                Some(i) => to_impu = Some(i),
-                None => return self.reject(&cfg, Reason::ToImpuNotInToken, Some(v.iss.clone())),
-            }
-        }
-        let issuer = issuer_of(&cfg, &v);
+        let to_impu = match req.to.map(|to| to_impu(&v, to)) {
+            None => None,
+            Some(Ok(i)) => Some(i),
+            Some(Err(r)) => return self.reject(cfg, r, Some(v.iss.clone())),
+        };
+        let issuer = issuer_of(cfg, &v);
         // Over a WebSocket: the handshake's Origin must be one of the
         // token's issuer's (fail closed: an issuer without origins has none).
         if let Some(origin) = req.origin {
             if !issuer.is_some_and(|i| origin_listed(&i.origins, origin)) {
-                return self.reject(&cfg, Reason::OriginNotAllowed, Some(v.iss.clone()));
+                return self.reject(cfg, Reason::OriginNotAllowed, Some(v.iss.clone()));
             }
         }
-        let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
-        let (realm, uri) = match issuer {
-            Some(i) => {
-                let from_impu = if i.tna_realm_from_impu { registering_host(&v, req.to.is_some(), to_impu) } else { None };
-                (from_impu.unwrap_or(&i.tna_realm), i.tna_uri.as_deref())
-            }
-            None => (cfg.home_realm.as_str(), None),
-        };
-        let tna = tna::build(v.impi(), realm, uri, issuer_entity.then_some(&*v.iss));
+        let tna = tna_header(cfg, issuer, &v, req.to.is_some(), to_impu);
         let max = cfg.max_registration_expires as i64;
         let granted = match req.requested_expires {
             Some(r) if r >= 0 => r.min(seconds_left).min(max),
             _ => seconds_left.min(max),
         };
-        if let Err(r) = self.replay_step(&cfg, &v, req.binding, now) {
-            return self.reject(&cfg, r, Some(v.iss.clone()));
+        if let Err(r) = self.replay_step(cfg, &v, req.binding, now) {
+            return self.reject(cfg, r, Some(v.iss.clone()));
         }
         match issuer {
             Some(i) => self.count_issuer(i, Reason::Ok),
@@ -774,5 +790,138 @@ impl Context {
             "fleet": fleet::stats(cfg.fleet.as_ref(), &self.shared),
         })
         .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Building a context from a file, and the two halves of a request's
+    //! decision: the token verified, then the request authorised.
+    use super::*;
+    use crate::core::keys::Alg;
+    use crate::core::mint::{mint, MintRequest};
+
+    const SECRET: &[u8] = b"context-test-secret-of-thirty-two-bytes!";
+
+    /// A private directory with `wic-tna.toml` (`cfg`) and the HMAC secret.
+    fn setup(tag: &str, cfg: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wic-tna-context-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hmac.secret"), SECRET).unwrap();
+        let path = dir.join("wic-tna.toml");
+        std::fs::write(&path, cfg).unwrap();
+        path
+    }
+
+    fn config() -> String {
+        r#"home_realm = "ims.example.net"
+
+[[issuer]]
+iss = "https://a.example"
+impi_patterns = ["*@a.example"]
+impu_patterns = ["sip:*@a.example"]
+origins = ["https://app.a.example"]
+tna_realm = "tna.a.example"
+  [[issuer.key]]
+  kid = "k1"
+  algorithms = ["HS256"]
+  secret_file = "hmac.secret"
+"#
+        .to_owned()
+    }
+
+    fn token(now: i64, impus: &[&str], key: &[u8]) -> String {
+        let req = MintRequest {
+            alg: Alg::HS256,
+            kid: Some("k1".into()),
+            typ: "at+jwt".into(),
+            iss: "https://a.example".into(),
+            aud: "ims.example.net".into(),
+            scope: "webrtc-ims-client-access-to-ims".into(),
+            impi: "alice@a.example".into(),
+            impus: impus.iter().map(|s| s.to_string()).collect(),
+            sub: None,
+            jti: None,
+            iat: now,
+            nbf: None,
+            exp: now + 600,
+        };
+        mint(&req, key).unwrap()
+    }
+
+    #[test]
+    fn builds_from_a_file_and_names_the_line_of_a_broken_one() {
+        let path = setup("build", &config());
+        let ctx = Context::new(&path, None).unwrap();
+        let cfg = ctx.config();
+        assert_eq!(cfg.issuers.len(), 1);
+        assert_eq!(&*cfg.issuers[0].iss, "https://a.example");
+        assert_eq!(cfg.issuers[0].keys.len(), 1, "the secret file was read");
+
+        std::fs::write(&path, config().replace("tna_realm = \"tna.a.example\"", "tna_realm = \"not a realm\"")).unwrap();
+        match Context::new(&path, None) {
+            Err(ContextError::Config(e)) => {
+                assert_eq!(e.field.as_deref(), Some("issuer[0].tna_realm"));
+                assert_eq!(e.line, Some(8), "{e}");
+            }
+            Err(e) => panic!("not a configuration error: {e}"),
+            Ok(_) => panic!("a bad tna_realm was accepted"),
+        }
+        // A failed reload keeps the configuration in force.
+        assert!(ctx.reload().is_err());
+        assert_eq!(ctx.config().issuers[0].tna_realm, "tna.a.example");
+    }
+
+    #[test]
+    fn verify_the_token_then_authorise_the_request() {
+        let now = now();
+        let path = setup("decide", &config());
+        let ctx = Context::new(&path, None).unwrap();
+        let auth = format!("Bearer {}", token(now, &["sip:alice@a.example"], SECRET));
+        let req = |to: Option<&'static str>, origin: Option<&'static str>| Request {
+            authorization: Some(auth.as_bytes()),
+            to: to.map(str::as_bytes),
+            origin: origin.map(str::as_bytes),
+            ..Default::default()
+        };
+        // Both halves pass: the TNA header names the issuer's realm.
+        let ok = ctx.verify_request(&req(Some("<sip:alice@a.example>"), Some("https://APP.a.example/")), now);
+        assert_eq!(ok.reason, Reason::Ok);
+        assert!(ok.tna_header.as_deref().is_some_and(|t| t.contains("tna.a.example")), "{:?}", ok.tna_header);
+        // The token passes, the request does not: To and Origin.
+        assert_eq!(ctx.verify_request(&req(Some("sip:bob@a.example"), None), now).reason, Reason::ToImpuNotInToken);
+        assert_eq!(ctx.verify_request(&req(Some("not a uri"), None), now).reason, Reason::InvalidToUri);
+        assert_eq!(ctx.verify_request(&req(None, Some("https://evil.example")), now).reason, Reason::OriginNotAllowed);
+        // The token does not pass: signature.
+        let forged = format!("Bearer {}", token(now, &["sip:alice@a.example"], b"another-secret-of-thirty-two-bytes!!"));
+        let bad = ctx.verify_request(&Request { authorization: Some(forged.as_bytes()), ..Default::default() }, now);
+        assert_eq!(bad.reason, Reason::BadSignature);
+        assert_eq!(bad.iss(), Some("https://a.example"));
+    }
+
+    #[test]
+    fn the_to_names_one_of_the_token_impus() {
+        let now = now();
+        let path = setup("to", &config());
+        let ctx = Context::new(&path, None).unwrap();
+        let t = token(now, &["sip:alice@a.example", "sip:+15551234@a.example;user=phone"], SECRET);
+        let v = token::verify(&ctx.config(), &t, now, &|_| false).unwrap();
+        assert_eq!(to_impu(&v, b"sip:alice@a.example"), Ok(0));
+        assert_eq!(to_impu(&v, b"<sip:ALICE@A.EXAMPLE>;tag=x"), Err(Reason::ToImpuNotInToken));
+        assert_eq!(to_impu(&v, b"sip:alice@A.example"), Ok(0), "host compared case-insensitively");
+        assert_eq!(to_impu(&v, b"sip:+15551234@a.example;user=phone"), Ok(1));
+        assert_eq!(to_impu(&v, b"\xff"), Err(Reason::InvalidToUri));
+    }
+
+    #[test]
+    fn origins_compare_without_case_or_trailing_slash() {
+        let list = vec!["https://app.example/".to_owned()];
+        assert!(origin_listed(&list, b"https://APP.example"));
+        assert!(origin_listed(&list, b" https://app.example/ "));
+        assert!(!origin_listed(&list, b"https://app.example.evil"));
+        assert!(!origin_listed(&list, b""));
+        assert!(!origin_listed(&list, b"/"));
+        assert!(!origin_listed(&list, b"\xff"));
     }
 }

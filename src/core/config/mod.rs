@@ -1023,3 +1023,92 @@ fn trim_end(b: &[u8]) -> &[u8] {
     }
     &b[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    //! Configuration rules through a [`Sources`] of fixed files: errors
+    //! name the field and its line; keys are trusted per issuer.
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Files(HashMap<PathBuf, Vec<u8>>);
+
+    impl Sources for Files {
+        fn read(&self, path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+            match self.0.get(path) {
+                Some(b) if b.len() as u64 <= limit => Ok(b.clone()),
+                Some(_) => Err(format!("{} is larger than {limit} bytes", path.display())),
+                None => Err(format!("cannot read {}", path.display())),
+            }
+        }
+        fn tls(&self, _: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+            Err("no TLS in these tests".into())
+        }
+        fn hostname(&self) -> String {
+            "node-a".into()
+        }
+    }
+
+    fn build(text: &str) -> Result<Config, ConfigError> {
+        let files = Files(HashMap::from([
+            (PathBuf::from("/cfg/a.secret"), b"secret-of-issuer-a-thirty-two-bytes".to_vec()),
+            (PathBuf::from("/cfg/b.secret"), b"secret-of-issuer-b-thirty-two-bytes".to_vec()),
+        ]));
+        Config::build(text, "t.toml", Path::new("/cfg"), Path::new("/cfg/t.toml"), &files)
+    }
+
+    const TWO: &str = r#"home_realm = "ims.example.net"
+
+[[issuer]]
+iss = "https://a.example"
+  [[issuer.key]]
+  kid = "k"
+  algorithms = ["HS256"]
+  secret_file = "a.secret"
+
+[[issuer]]
+iss = "https://b.example"
+  [[issuer.key]]
+  kid = "k"
+  algorithms = ["HS256"]
+  secret_file = "b.secret"
+"#;
+
+    #[test]
+    fn keys_are_trusted_per_issuer() {
+        let cfg = build(TWO).unwrap();
+        let (a, b) = (cfg.issuer("https://a.example").unwrap(), cfg.issuer("https://b.example").unwrap());
+        // The same kid names each issuer's own key, not the other's.
+        assert_eq!(a.keys_by_kid["k"], vec![0]);
+        assert_eq!(b.keys_by_kid["k"], vec![0]);
+        assert_ne!(a.keys[0].source, b.keys[0].source);
+        assert!(cfg.issuer("https://c.example").is_none());
+        assert_eq!(cfg.issuer_index["https://b.example"], 1);
+    }
+
+    #[test]
+    fn section_errors_name_the_key_and_its_line() {
+        let cases: &[(&str, &str, &str, usize)] = &[
+            // (replace, by, field, line)
+            ("home_realm = \"ims.example.net\"", "home_realm = \"a b\"", "home_realm", 1),
+            ("iss = \"https://b.example\"", "iss = \"https://a.example\"", "issuer[1].iss", 11),
+            ("  algorithms = [\"HS256\"]\n  secret_file = \"b.secret\"", "  algorithms = [\"XX1\"]\n  secret_file = \"b.secret\"", "issuer[1].key[0].algorithms", 14),
+            ("secret_file = \"b.secret\"", "secret_file = \"missing\"", "issuer[1].key[0].secret_file", 15),
+            ("home_realm = \"ims.example.net\"\n", "home_realm = \"ims.example.net\"\n[scscf]\ntrusted_nodes = [\"x\"]\n", "scscf.trusted_nodes[0]", 3),
+            ("home_realm = \"ims.example.net\"\n", "home_realm = \"ims.example.net\"\n[fleet]\nredis_url = \"redis://127.0.0.1/\"\nkey_prefix = \"\"\n", "fleet.key_prefix", 4),
+        ];
+        for (from, to, field, line) in cases {
+            let text = TWO.replacen(from, to, 1);
+            assert_ne!(text, TWO, "{from}");
+            let e = build(&text).err().unwrap_or_else(|| panic!("accepted: {to}"));
+            assert_eq!((e.field.as_deref(), e.line), (Some(*field), Some(*line)), "{e}");
+            assert_eq!(e.file, "t.toml");
+        }
+    }
+
+    #[test]
+    fn fleet_node_id_defaults_to_the_host_name() {
+        let text = TWO.replacen("home_realm = \"ims.example.net\"\n", "home_realm = \"ims.example.net\"\n[fleet]\nredis_url = \"redis://127.0.0.1/\"\n", 1);
+        assert_eq!(build(&text).unwrap().fleet.unwrap().node_id, "node-a");
+    }
+}

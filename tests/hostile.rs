@@ -29,6 +29,9 @@ enum Sig {
     Junk,
 }
 
+/// `leeway` of config/wic-tna.toml, the configuration these cases run on.
+const LEEWAY: i64 = 30;
+
 fn claims(over: &str) -> String {
     let t = now();
     let base = format!(
@@ -68,6 +71,7 @@ const HS: &str = r#"{"alg":"HS256","kid":"a-hs256","typ":"at+jwt"}"#;
 #[test]
 fn hostile_corpus() {
     let ctx = Context::new(&config_path(), None).unwrap();
+    assert_eq!(ctx.config().leeway, LEEWAY as u64, "LEEWAY must be the configuration's");
     let rsa_pem = key("issuer-a-rsa.pub.pem");
     let ec_pem = key("issuer-a-p256.pub.pem");
     // (name, Authorization value, To URI, SIP status, reason)
@@ -122,8 +126,12 @@ fn hostile_corpus() {
     );
     let t = now();
     add("expired_leeway_plus_1", bearer(token(HS, &claims(&format!(r#""iat":{},"exp":{}"#, t - 100, t - 31)), Sig::Hmac)), None, 401, Reason::Expired);
-    add("nbf_future", bearer(token(HS, &claims(&format!(r#""nbf":{}"#, t + 31)), Sig::Hmac)), None, 401, Reason::NotYetValid);
-    add("iat_future", bearer(token(HS, &claims(&format!(r#""iat":{}"#, t + 31)), Sig::Hmac)), None, 401, Reason::IssuedInFuture);
+    // nbf/iat in the future beyond the leeway by a margin that a clock
+    // second ticking between minting and checking cannot close (at t+31 a
+    // tick made it t+30 against `now`: within the leeway, accepted).
+    let future = t + LEEWAY + 30;
+    add("nbf_future", bearer(token(HS, &claims(&format!(r#""nbf":{}"#, future)), Sig::Hmac)), None, 401, Reason::NotYetValid);
+    add("iat_future", bearer(token(HS, &claims(&format!(r#""iat":{}"#, future)), Sig::Hmac)), None, 401, Reason::IssuedInFuture);
     add("lifetime_too_long", bearer(token(HS, &claims(&format!(r#""exp":{}"#, t + 3601)), Sig::Hmac)), None, 401, Reason::LifetimeTooLong);
     add("exp_missing", bearer(token(HS, &claims(r#""exp":null"#), Sig::Hmac)), None, 401, Reason::MissingClaim);
     add("exp_string", bearer(token(HS, &claims(r#""exp":"9999999999""#), Sig::Hmac)), None, 401, Reason::InvalidClaim);

@@ -559,35 +559,64 @@ impl Ctx<'_> {
     }
 }
 
-impl Config {
-    /// Build a configuration from its text. `file` names it in errors,
-    /// relative key paths are resolved against `dir`, `path` is where it is
-    /// (re)loaded from; the files it names are read through `src`.
-    pub fn build(text: &str, file: &str, dir: &Path, path: &Path, src: &dyn Sources) -> Result<Config, ConfigError> {
-        let cx = Ctx {
-            file: file.to_owned(),
-            text,
-            dir: dir.to_path_buf(),
-            digest: std::cell::RefCell::new(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256)),
-        };
-        cx.absorb(text.as_bytes());
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-            file: file.to_owned(),
-            line: e.span().map(|s| line_of(text, s.start)),
-            field: e.span().and_then(|s| key_at(text, s.start)),
-            message: one_line(e.message()),
-        })?;
+/// Where a table is in the file (for the line of an error), if known.
+type Span = Option<std::ops::Range<usize>>;
 
+/// The top-level settings that are checked or derived; the others are
+/// taken from [`RawConfig`] as written.
+struct TopLevel {
+    home_realm: String,
+    min_registration_expires: u64,
+    audience: String,
+    required_scope: String,
+    authz_server: Option<String>,
+    state_file: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// What an `[[issuer]]` table is checked against: the tables before it.
+#[derive(Default)]
+struct Seen {
+    /// Index of the issuers so far, by `iss`.
+    index: FxHashMap<String, usize>,
+    /// The `token_prefix` of each introspection so far, with its issuer.
+    prefixes: Vec<(String, usize)>,
+    /// Introspections so far without a `token_prefix`.
+    unprefixed: usize,
+}
+
+/// One `[[issuer.key]]`, checked: a key set fetched by URL, or keys read
+/// from a file now.
+enum KeyEntry {
+    Remote(RemoteJwks),
+    Local(Vec<Key>),
+}
+
+/// The rules of each section, in the order `Config::build` applies them
+/// (the first broken rule is the error reported).
+impl Ctx<'_> {
+    /// The text as TOML, every field of the right type.
+    fn parse(&self) -> Result<RawConfig, ConfigError> {
+        toml::from_str(self.text).map_err(|e| ConfigError {
+            file: self.file.clone(),
+            line: e.span().map(|s| line_of(self.text, s.start)),
+            field: e.span().and_then(|s| key_at(self.text, s.start)),
+            message: one_line(e.message()),
+        })
+    }
+
+    /// The settings at the top of the file.
+    fn top_level(&self, raw: &RawConfig) -> Result<TopLevel, ConfigError> {
         let home_realm = raw.home_realm.get_ref().clone();
         if !is_realm(&home_realm) {
-            return Err(cx.err(Some(raw.home_realm.span()), "home_realm", "must be a domain name"));
+            return Err(self.err(Some(raw.home_realm.span()), "home_realm", "must be a domain name"));
         }
         let min_registration_expires = match &raw.min_registration_expires {
             None => DEFAULT_MIN_REGISTRATION_EXPIRES.min(raw.max_registration_expires),
             Some(m) => match u64::try_from(*m.get_ref()) {
                 Ok(v) if v <= raw.max_registration_expires => v,
                 _ => {
-                    return Err(cx.err(
+                    return Err(self.err(
                         Some(m.span()),
                         "min_registration_expires",
                         format!(
@@ -600,69 +629,33 @@ impl Config {
             },
         };
         let audience = match &raw.audience {
-            Some(a) if a.get_ref().is_empty() => return Err(cx.err(Some(a.span()), "audience", "must not be empty")),
+            Some(a) if a.get_ref().is_empty() => return Err(self.err(Some(a.span()), "audience", "must not be empty")),
             Some(a) => a.get_ref().clone(),
             None => home_realm.clone(),
         };
         let required_scope = match &raw.required_scope {
             Some(s) if !header_safe(s.get_ref()) => {
-                return Err(cx.err(Some(s.span()), "required_scope", "must be one scope token (no space or quote)"))
+                return Err(self.err(Some(s.span()), "required_scope", "must be one scope token (no space or quote)"))
             }
             Some(s) => s.get_ref().clone(),
             None => "webrtc-ims-client-access-to-ims".to_owned(),
         };
         let authz_server = match &raw.authz_server {
             Some(s) if !header_safe(s.get_ref()) => {
-                return Err(cx.err(Some(s.span()), "authz_server", "must be a URL without spaces or quotes"))
+                return Err(self.err(Some(s.span()), "authz_server", "must be a URL without spaces or quotes"))
             }
             Some(s) => Some(s.get_ref().clone()),
             None => None,
         };
         if raw.verified_cache_size > 10_000_000 {
-            return Err(cx.err(None, "verified_cache_size", "at most 10000000"));
+            return Err(self.err(None, "verified_cache_size", "at most 10000000"));
         }
         if raw.max_token_size < 64 || raw.max_token_size > 1024 * 1024 {
-            return Err(cx.err(None, "max_token_size", "must be between 64 and 1048576"));
+            return Err(self.err(None, "max_token_size", "must be between 64 and 1048576"));
         }
-        for (name, v) in [
-            ("iss", &raw.claims.iss),
-            ("aud", &raw.claims.aud),
-            ("exp", &raw.claims.exp),
-            ("nbf", &raw.claims.nbf),
-            ("iat", &raw.claims.iat),
-            ("scope", &raw.claims.scope),
-            ("impi", &raw.claims.impi),
-            ("impu", &raw.claims.impu),
-            ("sub", &raw.claims.sub),
-            ("jti", &raw.claims.jti),
-        ] {
-            if v.is_empty() {
-                return Err(cx.err(None, format!("claims.{name}"), "claim name must not be empty"));
-            }
-        }
-
-        let scscf = match &raw.scscf {
-            None => ScscfConfig::default(),
-            Some(s) => {
-                let line = Some(s.span());
-                let mut nodes = Vec::new();
-                for (i, n) in s.get_ref().trusted_nodes.iter().enumerate() {
-                    nodes.push(n.parse::<IpAddr>().map_err(|_| {
-                        cx.err(line.clone(), format!("scscf.trusted_nodes[{i}]"), format!("{n:?} is not an IP address"))
-                    })?);
-                }
-                for (i, e) in s.get_ref().allowed_entities.iter().enumerate() {
-                    if !header_safe(e) {
-                        return Err(cx.err(line.clone(), format!("scscf.allowed_entities[{i}]"), "empty or has spaces or quotes"));
-                    }
-                }
-                ScscfConfig { trusted_nodes: nodes, allowed_entities: s.get_ref().allowed_entities.clone() }
-            }
-        };
-
-        let state_file = raw.state_file.as_deref().map(|p| cx.resolve(p));
+        let state_file = raw.state_file.as_deref().map(|p| self.resolve(p));
         let cache_dir = match (&raw.cache_dir, &state_file) {
-            (Some(d), _) => Some(cx.resolve(d)),
+            (Some(d), _) => Some(self.resolve(d)),
             (None, Some(f)) => {
                 let mut name = f.file_name().map(|n| n.to_os_string()).unwrap_or_default();
                 name.push(".jwks");
@@ -670,318 +663,451 @@ impl Config {
             }
             (None, None) => None,
         };
-        let mut prefixes: Vec<(String, usize)> = Vec::new();
-        let mut unprefixed_introspection = 0usize;
-        let mut issuers = Vec::with_capacity(raw.issuer.len());
-        let mut issuer_index = FxHashMap::with_capacity_and_hasher(raw.issuer.len(), Default::default());
-        for (i, si) in raw.issuer.iter().enumerate() {
-            let span = Some(si.span());
-            let ri = si.get_ref();
-            let fname = |f: &str| format!("issuer[{i}].{f}");
-            if !header_safe(&ri.iss) {
-                return Err(cx.err(span, fname("iss"), "must be non-empty, without spaces, quotes or backslashes"));
-            }
-            if issuer_index.insert(ri.iss.clone(), i).is_some() {
-                return Err(cx.err(span, fname("iss"), format!("issuer {:?} is configured twice", ri.iss)));
-            }
-            if ri.max_token_lifetime == 0 {
-                return Err(cx.err(span, fname("max_token_lifetime"), "must be positive"));
-            }
-            let compile = |list: &[String], what: &str| -> Result<Vec<Pattern>, ConfigError> {
-                list.iter()
-                    .enumerate()
-                    .map(|(j, p)| Pattern::new(p).map_err(|m| cx.err(span.clone(), fname(&format!("{what}[{j}]")), m)))
-                    .collect()
-            };
-            let impi_pool = compile(&ri.impi_patterns, "impi_patterns")?;
-            let impu_pool = compile(&ri.impu_patterns, "impu_patterns")?;
-            for (j, o) in ri.origins.iter().enumerate() {
-                if !header_safe(o) || !(o.starts_with("https://") || o.starts_with("http://")) {
-                    return Err(cx.err(span.clone(), fname(&format!("origins[{j}]")), "must be an http(s) origin such as https://app.example.com"));
-                }
-            }
-            let tna_realm = match &ri.tna_realm {
-                Some(r) if !is_realm(r) => return Err(cx.err(span.clone(), fname("tna_realm"), "must be a domain name")),
-                Some(r) => r.clone(),
-                None => home_realm.clone(),
-            };
-            if let Some(u) = &ri.tna_uri {
-                let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or("");
-                if !header_safe(u) || !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) || u.len() <= scheme.len() + 1 {
-                    return Err(cx.err(span.clone(), fname("tna_uri"), "must be a sip: or sips: URI without spaces, quotes or backslashes, such as sip:ims.example.net"));
-                }
-            }
-            if ri.key.is_empty() && ri.introspection.is_none() {
-                return Err(cx.err(span.clone(), fname("key"), "an issuer needs at least one [[issuer.key]] or an [issuer.introspection]"));
-            }
-            let ca_pem = match &ri.ca_file {
-                Some(f) => Some(src.read(&cx.resolve(f), MAX_KEY_FILE_SIZE).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?),
-                None => None,
-            };
-            let needs_tls = ri.introspection.is_some() || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
-            let tls = if needs_tls || ca_pem.is_some() {
-                Some(src.tls(ca_pem.as_deref()).map_err(|m| cx.err(span.clone(), fname("ca_file"), m))?)
-            } else {
-                None
-            };
-            let introspection = match &ri.introspection {
-                None => None,
-                Some(sp) => {
-                    let ispan = Some(sp.span());
-                    let r = sp.get_ref();
-                    let iname = |f: &str| fname(&format!("introspection.{f}"));
-                    let url = Url::parse(&r.endpoint).map_err(|m| cx.err(ispan.clone(), iname("endpoint"), m))?;
-                    if !header_safe(&r.client_id) || r.client_id.contains(':') {
-                        return Err(cx.err(ispan, iname("client_id"), "must be non-empty, without spaces, quotes or ':'"));
-                    }
-                    let secret = src.read(&cx.resolve(&r.client_secret_file), 64 * 1024)
-                        .map_err(|m| cx.err(ispan.clone(), iname("client_secret_file"), m))?;
-                    let secret = String::from_utf8(trim_end(&secret).to_vec())
-                        .ok()
-                        .filter(|s| !s.is_empty() && !s.contains(['\r', '\n']))
-                        .ok_or_else(|| cx.err(ispan.clone(), iname("client_secret_file"), "must hold one non-empty UTF-8 line"))?;
-                    if r.timeout_ms == 0 || r.timeout_ms > MAX_INTROSPECTION_TIMEOUT_MS {
-                        return Err(cx.err(ispan, iname("timeout_ms"), format!("must be between 1 and {MAX_INTROSPECTION_TIMEOUT_MS}")));
-                    }
-                    if r.cache_size > 1_000_000 {
-                        return Err(cx.err(ispan, iname("cache_size"), "at most 1000000"));
-                    }
-                    if r.negative_ttl > 300 {
-                        return Err(cx.err(ispan, iname("negative_ttl"), "at most 300 seconds"));
-                    }
-                    if r.breaker_failures == 0 || r.breaker_failures > 1000 {
-                        return Err(cx.err(ispan, iname("breaker_failures"), "must be between 1 and 1000"));
-                    }
-                    if r.breaker_cooldown == 0 || r.breaker_cooldown > 3600 {
-                        return Err(cx.err(ispan, iname("breaker_cooldown"), "must be between 1 and 3600 seconds"));
-                    }
-                    if r.max_size < 256 || r.max_size > 1024 * 1024 {
-                        return Err(cx.err(ispan, iname("max_size"), "must be between 256 and 1048576"));
-                    }
-                    match &r.token_prefix {
-                        Some(p) => {
-                            if p.is_empty() || !p.bytes().all(|c| c.is_ascii_graphic()) {
-                                return Err(cx.err(ispan, iname("token_prefix"), "must be non-empty printable ASCII"));
-                            }
-                            if let Some((q, j)) = prefixes.iter().find(|(q, _)| q.starts_with(p.as_str()) || p.starts_with(q.as_str())) {
-                                return Err(cx.err(ispan, iname("token_prefix"), format!("overlaps the prefix {q:?} of issuer[{j}]: a token must name one issuer")));
-                            }
-                            prefixes.push((p.clone(), i));
-                        }
-                        None => {
-                            unprefixed_introspection += 1;
-                            if unprefixed_introspection == 2 {
-                                crate::log::warn(&format!(
-                                    "{file}: {}: two issuers have introspection without token_prefix: an unprefixed opaque token is refused (it cannot be attributed)",
-                                    iname("token_prefix")
-                                ));
-                            }
-                        }
-                    }
-                    Some(Introspection {
-                        url,
-                        client_id: r.client_id.clone(),
-                        client_secret: secret,
-                        timeout: Duration::from_millis(r.timeout_ms),
-                        token_prefix: r.token_prefix.clone(),
-                        cache_size: r.cache_size,
-                        negative_ttl: r.negative_ttl,
-                        breaker_failures: r.breaker_failures,
-                        breaker_cooldown: r.breaker_cooldown,
-                        max_size: r.max_size,
-                    })
-                }
-            };
-            let mut remote_jwks: Option<RemoteJwks> = None;
-            let mut keys: Vec<Key> = Vec::new();
-            for (k, sk) in ri.key.iter().enumerate() {
-                let kspan = Some(sk.span());
-                let rk = sk.get_ref();
-                let kname = |f: &str| fname(&format!("key[{k}].{f}"));
-                if rk.algorithms.is_empty() {
-                    return Err(cx.err(kspan, kname("algorithms"), "list at least one algorithm"));
-                }
-                let mut algs = Vec::new();
-                for a in &rk.algorithms {
-                    match Alg::from_name(a) {
-                        Some(alg) => algs.push(alg),
-                        None => {
-                            return Err(cx.err(kspan, kname("algorithms"), format!(
-                                "{a:?} is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"
-                            )))
-                        }
-                    }
-                }
-                if let Some(kid) = &rk.kid {
-                    if !header_safe(kid) {
-                        return Err(cx.err(kspan, kname("kid"), "must be non-empty, without spaces or quotes"));
-                    }
-                }
-                let sources = [
-                    ("pem", &rk.pem),
-                    ("certificate", &rk.certificate),
-                    ("secret_file", &rk.secret_file),
-                    ("jwks", &rk.jwks),
-                    ("jwks_url", &rk.jwks_url),
-                ];
-                let given: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
-                if given.len() != 1 {
-                    return Err(cx.err(kspan, fname(&format!("key[{k}]")), "give exactly one of pem, certificate, secret_file, jwks, jwks_url"));
-                }
-                let remote_only = [
-                    ("min_refresh", rk.min_refresh.is_some()),
-                    ("max_refresh", rk.max_refresh.is_some()),
-                    ("max_stale", rk.max_stale.is_some()),
-                    ("timeout_ms", rk.timeout_ms.is_some()),
-                    ("max_size", rk.max_size.is_some()),
-                    ("refetch_interval", rk.refetch_interval.is_some()),
-                ];
-                if let Some(url) = &rk.jwks_url {
-                    if rk.kid.is_some() {
-                        return Err(cx.err(kspan, kname("kid"), "a JWKS gives its own kids; remove kid"));
-                    }
-                    if remote_jwks.is_some() {
-                        return Err(cx.err(kspan, kname("jwks_url"), "at most one jwks_url per issuer"));
-                    }
-                    let url = Url::parse(url).map_err(|m| cx.err(kspan.clone(), kname("jwks_url"), m))?;
-                    let Some(dir) = &cache_dir else {
-                        return Err(cx.err(kspan, kname("jwks_url"), "a jwks_url needs cache_dir (or state_file) at the top of the file: workers read the fetched key set from there"));
-                    };
-                    let min_refresh = rk.min_refresh.unwrap_or(60);
-                    let max_refresh = rk.max_refresh.unwrap_or(86_400);
-                    if min_refresh == 0 || min_refresh > max_refresh || max_refresh > 30 * 86_400 {
-                        return Err(cx.err(kspan, kname(if min_refresh == 0 { "min_refresh" } else { "max_refresh" }), "need 1 <= min_refresh <= max_refresh <= 2592000 seconds"));
-                    }
-                    let max_stale = rk.max_stale.unwrap_or(86_400);
-                    if max_stale > 30 * 86_400 {
-                        return Err(cx.err(kspan, kname("max_stale"), "at most 2592000 seconds"));
-                    }
-                    let timeout_ms = rk.timeout_ms.unwrap_or(2000);
-                    if timeout_ms == 0 || timeout_ms > MAX_FETCH_TIMEOUT_MS {
-                        return Err(cx.err(kspan, kname("timeout_ms"), format!("must be between 1 and {MAX_FETCH_TIMEOUT_MS}")));
-                    }
-                    let max_size = rk.max_size.unwrap_or(256 * 1024);
-                    if max_size < 64 || max_size as u64 > MAX_KEY_FILE_SIZE {
-                        return Err(cx.err(kspan, kname("max_size"), format!("must be between 64 and {MAX_KEY_FILE_SIZE}")));
-                    }
-                    let refetch_interval = rk.refetch_interval.unwrap_or(60);
-                    if refetch_interval == 0 {
-                        return Err(cx.err(kspan, kname("refetch_interval"), "must be positive"));
-                    }
-                    let name = format!("jwks-{}.json", hex_digest(&[&ri.iss, &rk.jwks_url.clone().unwrap_or_default()]));
-                    remote_jwks = Some(RemoteJwks {
-                        url,
-                        algs,
-                        min_refresh,
-                        max_refresh,
-                        max_stale,
-                        timeout: Duration::from_millis(timeout_ms),
-                        max_size,
-                        refetch_interval,
-                        cache_file: dir.join(name),
-                    });
-                    continue;
-                }
-                if let Some((f, _)) = remote_only.iter().find(|(_, set)| *set) {
-                    return Err(cx.err(kspan, kname(f), "only for a jwks_url key"));
-                }
-                let (field, Some(rel)) = (given[0].0, given[0].1) else {
-                    return Err(cx.err(kspan, fname(&format!("key[{k}]")), "no key source"));
-                };
-                let path = cx.resolve(rel);
-                let data = src.read(&path, MAX_KEY_FILE_SIZE).map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
-                cx.absorb(&data);
-                let src_name = path.display().to_string();
-                let loaded = match field {
-                    "jwks" => {
-                        if rk.kid.is_some() {
-                            return Err(cx.err(kspan, kname("kid"), "a JWKS gives its own kids; remove kid"));
-                        }
-                        keys::load_jwks(&data, &algs, &src_name)
-                            .map(|(keys, notes)| {
-                                // Every process that loads the file logs
-                                // these: a key not meant for verification
-                                // is expected in a shared set (INFO), only
-                                // one this configuration cannot use is a
-                                // WARN.
-                                for n in notes {
-                                    crate::log::log(n.level(), &format!("{file}: {}: {src_name}: {n}", kname("jwks")));
-                                }
-                                keys
-                            })
-                    }
-                    "secret_file" => {
-                        let trimmed = trim_end(&data);
-                        keys::load_file_key(rk.kid.as_deref(), &algs, KeySource::Secret(trimmed), &src_name)
-                    }
-                    _ => keys::load_file_key(rk.kid.as_deref(), &algs, KeySource::Pem(&data), &src_name),
-                }
-                .map_err(|m| cx.err(kspan.clone(), kname(field), m))?;
-                keys.extend(loaded);
-            }
-            let mut keys_by_kid: FxHashMap<String, Vec<usize>> = FxHashMap::default();
-            for (idx, key) in keys.iter().enumerate() {
-                if let Some(kid) = &key.kid {
-                    keys_by_kid.entry(kid.to_string()).or_default().push(idx);
-                }
-            }
-            // A kid must name one key (possibly with several algorithms).
-            for (kid, idxs) in &keys_by_kid {
-                let first = &keys[idxs[0]].source;
-                if idxs.iter().any(|&x| &keys[x].source != first) {
-                    return Err(cx.err(span.clone(), fname("key"), format!("kid {kid:?} names more than one key")));
-                }
-            }
-            issuers.push(Issuer {
-                iss: Arc::from(ri.iss.as_str()),
-                counter_slot: Default::default(),
-                barred: ri.barred,
-                max_token_lifetime: ri.max_token_lifetime,
-                impi_pool,
-                impu_pool,
-                origins: ri.origins.clone(),
-                tna_realm,
-                tna_uri: ri.tna_uri.clone(),
-                tna_realm_from_impu: ri.tna_realm_from_impu.unwrap_or(raw.tna_realm_from_impu),
-                add_authorization_entity: ri.add_authorization_entity.unwrap_or(raw.add_authorization_entity),
-                keys,
-                keys_by_kid,
-                remote_jwks,
-                introspection,
-                tls,
-            });
-        }
+        Ok(TopLevel { home_realm, min_registration_expires, audience, required_scope, authz_server, state_file, cache_dir })
+    }
 
-        let fleet = match raw.fleet {
-            None => None,
-            Some(f) => {
-                let span = f.span();
-                Some(f.into_inner().check(|| src.hostname()).map_err(|(field, m)| cx.err(Some(span), format!("fleet.{field}"), m))?)
+    /// `[claims]`: every claim name is non-empty.
+    fn claims(&self, c: &ClaimNames) -> Result<(), ConfigError> {
+        for (name, v) in [
+            ("iss", &c.iss),
+            ("aud", &c.aud),
+            ("exp", &c.exp),
+            ("nbf", &c.nbf),
+            ("iat", &c.iat),
+            ("scope", &c.scope),
+            ("impi", &c.impi),
+            ("impu", &c.impu),
+            ("sub", &c.sub),
+            ("jti", &c.jti),
+        ] {
+            if v.is_empty() {
+                return Err(self.err(None, format!("claims.{name}"), "claim name must not be empty"));
             }
+        }
+        Ok(())
+    }
+
+    /// `[scscf]`: trusted nodes are IP addresses, entities header-safe.
+    fn scscf(&self, s: Option<&Spanned<RawScscf>>) -> Result<ScscfConfig, ConfigError> {
+        let Some(s) = s else { return Ok(ScscfConfig::default()) };
+        let line = Some(s.span());
+        let mut nodes = Vec::new();
+        for (i, n) in s.get_ref().trusted_nodes.iter().enumerate() {
+            nodes.push(n.parse::<IpAddr>().map_err(|_| {
+                self.err(line.clone(), format!("scscf.trusted_nodes[{i}]"), format!("{n:?} is not an IP address"))
+            })?);
+        }
+        for (i, e) in s.get_ref().allowed_entities.iter().enumerate() {
+            if !header_safe(e) {
+                return Err(self.err(line.clone(), format!("scscf.allowed_entities[{i}]"), "empty or has spaces or quotes"));
+            }
+        }
+        Ok(ScscfConfig { trusted_nodes: nodes, allowed_entities: s.get_ref().allowed_entities.clone() })
+    }
+
+    /// `[[issuer]]` number `i`, checked against the ones before it (`seen`,
+    /// which it joins).
+    fn issuer(&self, i: usize, si: &Spanned<RawIssuer>, raw: &RawConfig, top: &TopLevel, seen: &mut Seen, src: &dyn Sources) -> Result<Issuer, ConfigError> {
+        let span = Some(si.span());
+        let ri = si.get_ref();
+        let fname = |f: &str| format!("issuer[{i}].{f}");
+        if !header_safe(&ri.iss) {
+            return Err(self.err(span, fname("iss"), "must be non-empty, without spaces, quotes or backslashes"));
+        }
+        if seen.index.insert(ri.iss.clone(), i).is_some() {
+            return Err(self.err(span, fname("iss"), format!("issuer {:?} is configured twice", ri.iss)));
+        }
+        if ri.max_token_lifetime == 0 {
+            return Err(self.err(span, fname("max_token_lifetime"), "must be positive"));
+        }
+        let impi_pool = self.patterns(&span, &fname("impi_patterns"), &ri.impi_patterns)?;
+        let impu_pool = self.patterns(&span, &fname("impu_patterns"), &ri.impu_patterns)?;
+        self.origins(&span, i, &ri.origins)?;
+        let tna_realm = self.issuer_tna(&span, i, ri, &top.home_realm)?;
+        if ri.key.is_empty() && ri.introspection.is_none() {
+            return Err(self.err(span, fname("key"), "an issuer needs at least one [[issuer.key]] or an [issuer.introspection]"));
+        }
+        let tls = self.issuer_tls(&span, i, ri, src)?;
+        let introspection = match &ri.introspection {
+            None => None,
+            Some(sp) => Some(self.introspection(i, sp, seen, src)?),
         };
+        let (keys, remote_jwks) = self.issuer_keys(i, ri, top.cache_dir.as_deref(), src)?;
+        let keys_by_kid = self.keys_by_kid(&span, i, &keys)?;
+        Ok(Issuer {
+            iss: Arc::from(ri.iss.as_str()),
+            counter_slot: Default::default(),
+            barred: ri.barred,
+            max_token_lifetime: ri.max_token_lifetime,
+            impi_pool,
+            impu_pool,
+            origins: ri.origins.clone(),
+            tna_realm,
+            tna_uri: ri.tna_uri.clone(),
+            tna_realm_from_impu: ri.tna_realm_from_impu.unwrap_or(raw.tna_realm_from_impu),
+            add_authorization_entity: ri.add_authorization_entity.unwrap_or(raw.add_authorization_entity),
+            keys,
+            keys_by_kid,
+            remote_jwks,
+            introspection,
+            tls,
+        })
+    }
+
+    /// An identity pool (`impi_patterns`, `impu_patterns`), compiled.
+    fn patterns(&self, span: &Span, field: &str, list: &[String]) -> Result<Vec<Pattern>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(j, p)| Pattern::new(p).map_err(|m| self.err(span.clone(), format!("{field}[{j}]"), m)))
+            .collect()
+    }
+
+    /// `origins` of issuer `i`: each an http(s) origin.
+    fn origins(&self, span: &Span, i: usize, origins: &[String]) -> Result<(), ConfigError> {
+        for (j, o) in origins.iter().enumerate() {
+            if !header_safe(o) || !(o.starts_with("https://") || o.starts_with("http://")) {
+                return Err(self.err(span.clone(), format!("issuer[{i}].origins[{j}]"), "must be an http(s) origin such as https://app.example.com"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `tna_realm` (default: `home_realm`, returned) and `tna_uri` of issuer `i`.
+    fn issuer_tna(&self, span: &Span, i: usize, ri: &RawIssuer, home_realm: &str) -> Result<String, ConfigError> {
+        let tna_realm = match &ri.tna_realm {
+            Some(r) if !is_realm(r) => return Err(self.err(span.clone(), format!("issuer[{i}].tna_realm"), "must be a domain name")),
+            Some(r) => r.clone(),
+            None => home_realm.to_owned(),
+        };
+        if let Some(u) = &ri.tna_uri {
+            let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or("");
+            if !header_safe(u) || !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) || u.len() <= scheme.len() + 1 {
+                return Err(self.err(span.clone(), format!("issuer[{i}].tna_uri"), "must be a sip: or sips: URI without spaces, quotes or backslashes, such as sip:ims.example.net"));
+            }
+        }
+        Ok(tna_realm)
+    }
+
+    /// `ca_file` of issuer `i` and the TLS settings of its endpoints: made
+    /// when it has an endpoint (introspection, `jwks_url`) or a `ca_file`.
+    fn issuer_tls(&self, span: &Span, i: usize, ri: &RawIssuer, src: &dyn Sources) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+        let field = || format!("issuer[{i}].ca_file");
+        let ca_pem = match &ri.ca_file {
+            Some(f) => Some(src.read(&self.resolve(f), MAX_KEY_FILE_SIZE).map_err(|m| self.err(span.clone(), field(), m))?),
+            None => None,
+        };
+        let needs_tls = ri.introspection.is_some() || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
+        if needs_tls || ca_pem.is_some() {
+            Ok(Some(src.tls(ca_pem.as_deref()).map_err(|m| self.err(span.clone(), field(), m))?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// `[issuer.introspection]` of issuer `i`; its `token_prefix` must not
+    /// overlap one of an issuer before it (`seen`, which it joins).
+    fn introspection(&self, i: usize, sp: &Spanned<RawIntrospection>, seen: &mut Seen, src: &dyn Sources) -> Result<Introspection, ConfigError> {
+        let ispan = Some(sp.span());
+        let r = sp.get_ref();
+        let iname = |f: &str| format!("issuer[{i}].introspection.{f}");
+        let url = Url::parse(&r.endpoint).map_err(|m| self.err(ispan.clone(), iname("endpoint"), m))?;
+        if !header_safe(&r.client_id) || r.client_id.contains(':') {
+            return Err(self.err(ispan, iname("client_id"), "must be non-empty, without spaces, quotes or ':'"));
+        }
+        let secret = src.read(&self.resolve(&r.client_secret_file), 64 * 1024)
+            .map_err(|m| self.err(ispan.clone(), iname("client_secret_file"), m))?;
+        let secret = String::from_utf8(trim_end(&secret).to_vec())
+            .ok()
+            .filter(|s| !s.is_empty() && !s.contains(['\r', '\n']))
+            .ok_or_else(|| self.err(ispan.clone(), iname("client_secret_file"), "must hold one non-empty UTF-8 line"))?;
+        if r.timeout_ms == 0 || r.timeout_ms > MAX_INTROSPECTION_TIMEOUT_MS {
+            return Err(self.err(ispan, iname("timeout_ms"), format!("must be between 1 and {MAX_INTROSPECTION_TIMEOUT_MS}")));
+        }
+        if r.cache_size > 1_000_000 {
+            return Err(self.err(ispan, iname("cache_size"), "at most 1000000"));
+        }
+        if r.negative_ttl > 300 {
+            return Err(self.err(ispan, iname("negative_ttl"), "at most 300 seconds"));
+        }
+        if r.breaker_failures == 0 || r.breaker_failures > 1000 {
+            return Err(self.err(ispan, iname("breaker_failures"), "must be between 1 and 1000"));
+        }
+        if r.breaker_cooldown == 0 || r.breaker_cooldown > 3600 {
+            return Err(self.err(ispan, iname("breaker_cooldown"), "must be between 1 and 3600 seconds"));
+        }
+        if r.max_size < 256 || r.max_size > 1024 * 1024 {
+            return Err(self.err(ispan, iname("max_size"), "must be between 256 and 1048576"));
+        }
+        match &r.token_prefix {
+            Some(p) => {
+                if p.is_empty() || !p.bytes().all(|c| c.is_ascii_graphic()) {
+                    return Err(self.err(ispan, iname("token_prefix"), "must be non-empty printable ASCII"));
+                }
+                if let Some((q, j)) = seen.prefixes.iter().find(|(q, _)| q.starts_with(p.as_str()) || p.starts_with(q.as_str())) {
+                    return Err(self.err(ispan, iname("token_prefix"), format!("overlaps the prefix {q:?} of issuer[{j}]: a token must name one issuer")));
+                }
+                seen.prefixes.push((p.clone(), i));
+            }
+            None => {
+                seen.unprefixed += 1;
+                if seen.unprefixed == 2 {
+                    crate::log::warn(&format!(
+                        "{}: {}: two issuers have introspection without token_prefix: an unprefixed opaque token is refused (it cannot be attributed)",
+                        self.file,
+                        iname("token_prefix")
+                    ));
+                }
+            }
+        }
+        Ok(Introspection {
+            url,
+            client_id: r.client_id.clone(),
+            client_secret: secret,
+            timeout: Duration::from_millis(r.timeout_ms),
+            token_prefix: r.token_prefix.clone(),
+            cache_size: r.cache_size,
+            negative_ttl: r.negative_ttl,
+            breaker_failures: r.breaker_failures,
+            breaker_cooldown: r.breaker_cooldown,
+            max_size: r.max_size,
+        })
+    }
+
+    /// The `[[issuer.key]]` tables of issuer `i`: the keys read from files,
+    /// and its key set by URL (at most one).
+    fn issuer_keys(&self, i: usize, ri: &RawIssuer, cache_dir: Option<&Path>, src: &dyn Sources) -> Result<(Vec<Key>, Option<RemoteJwks>), ConfigError> {
+        let mut remote_jwks: Option<RemoteJwks> = None;
+        let mut keys: Vec<Key> = Vec::new();
+        for (k, sk) in ri.key.iter().enumerate() {
+            match self.key(i, k, &ri.iss, sk, remote_jwks.is_some(), cache_dir, src)? {
+                KeyEntry::Remote(r) => remote_jwks = Some(r),
+                KeyEntry::Local(l) => keys.extend(l),
+            }
+        }
+        Ok((keys, remote_jwks))
+    }
+
+    /// `[[issuer.key]]` number `k` of issuer `i` (`iss`): exactly one
+    /// source; `have_remote`: a `jwks_url` came before it.
+    #[allow(clippy::too_many_arguments)]
+    fn key(&self, i: usize, k: usize, iss: &str, sk: &Spanned<RawKey>, have_remote: bool, cache_dir: Option<&Path>, src: &dyn Sources) -> Result<KeyEntry, ConfigError> {
+        let kspan = Some(sk.span());
+        let rk = sk.get_ref();
+        let at = format!("issuer[{i}].key[{k}]");
+        let kname = |f: &str| format!("{at}.{f}");
+        let algs = self.algorithms(&kspan, &kname("algorithms"), &rk.algorithms)?;
+        if let Some(kid) = &rk.kid {
+            if !header_safe(kid) {
+                return Err(self.err(kspan, kname("kid"), "must be non-empty, without spaces or quotes"));
+            }
+        }
+        let sources = [
+            ("pem", &rk.pem),
+            ("certificate", &rk.certificate),
+            ("secret_file", &rk.secret_file),
+            ("jwks", &rk.jwks),
+            ("jwks_url", &rk.jwks_url),
+        ];
+        let given: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
+        if given.len() != 1 {
+            return Err(self.err(kspan, at, "give exactly one of pem, certificate, secret_file, jwks, jwks_url"));
+        }
+        if let Some(url) = &rk.jwks_url {
+            return self.remote_key(&kspan, &at, iss, rk, url, algs, have_remote, cache_dir).map(KeyEntry::Remote);
+        }
+        let remote_only = [
+            ("min_refresh", rk.min_refresh.is_some()),
+            ("max_refresh", rk.max_refresh.is_some()),
+            ("max_stale", rk.max_stale.is_some()),
+            ("timeout_ms", rk.timeout_ms.is_some()),
+            ("max_size", rk.max_size.is_some()),
+            ("refetch_interval", rk.refetch_interval.is_some()),
+        ];
+        if let Some((f, _)) = remote_only.iter().find(|(_, set)| *set) {
+            return Err(self.err(kspan, kname(f), "only for a jwks_url key"));
+        }
+        let (field, Some(rel)) = (given[0].0, given[0].1) else {
+            return Err(self.err(kspan, at, "no key source"));
+        };
+        self.local_key(&kspan, &at, rk, field, rel, &algs, src).map(KeyEntry::Local)
+    }
+
+    /// `algorithms` of a key: at least one, each supported.
+    fn algorithms(&self, kspan: &Span, field: &str, names: &[String]) -> Result<Vec<Alg>, ConfigError> {
+        if names.is_empty() {
+            return Err(self.err(kspan.clone(), field, "list at least one algorithm"));
+        }
+        names
+            .iter()
+            .map(|a| {
+                Alg::from_name(a).ok_or_else(|| {
+                    self.err(kspan.clone(), field, format!(
+                        "{a:?} is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// A `jwks_url` key (`at`: its field name): the key set fetched by URL
+    /// into `cache_dir`, and its refresh settings.
+    #[allow(clippy::too_many_arguments)]
+    fn remote_key(&self, kspan: &Span, at: &str, iss: &str, rk: &RawKey, url: &str, algs: Vec<Alg>, have_remote: bool, cache_dir: Option<&Path>) -> Result<RemoteJwks, ConfigError> {
+        let kname = |f: &str| format!("{at}.{f}");
+        let err = |f: &str, m: String| self.err(kspan.clone(), kname(f), m);
+        if rk.kid.is_some() {
+            return Err(err("kid", "a JWKS gives its own kids; remove kid".into()));
+        }
+        if have_remote {
+            return Err(err("jwks_url", "at most one jwks_url per issuer".into()));
+        }
+        let parsed = Url::parse(url).map_err(|m| err("jwks_url", m))?;
+        let Some(dir) = cache_dir else {
+            return Err(err("jwks_url", "a jwks_url needs cache_dir (or state_file) at the top of the file: workers read the fetched key set from there".into()));
+        };
+        let min_refresh = rk.min_refresh.unwrap_or(60);
+        let max_refresh = rk.max_refresh.unwrap_or(86_400);
+        if min_refresh == 0 || min_refresh > max_refresh || max_refresh > 30 * 86_400 {
+            return Err(err(if min_refresh == 0 { "min_refresh" } else { "max_refresh" }, "need 1 <= min_refresh <= max_refresh <= 2592000 seconds".into()));
+        }
+        let max_stale = rk.max_stale.unwrap_or(86_400);
+        if max_stale > 30 * 86_400 {
+            return Err(err("max_stale", "at most 2592000 seconds".into()));
+        }
+        let timeout_ms = rk.timeout_ms.unwrap_or(2000);
+        if timeout_ms == 0 || timeout_ms > MAX_FETCH_TIMEOUT_MS {
+            return Err(err("timeout_ms", format!("must be between 1 and {MAX_FETCH_TIMEOUT_MS}")));
+        }
+        let max_size = rk.max_size.unwrap_or(256 * 1024);
+        if max_size < 64 || max_size as u64 > MAX_KEY_FILE_SIZE {
+            return Err(err("max_size", format!("must be between 64 and {MAX_KEY_FILE_SIZE}")));
+        }
+        let refetch_interval = rk.refetch_interval.unwrap_or(60);
+        if refetch_interval == 0 {
+            return Err(err("refetch_interval", "must be positive".into()));
+        }
+        let name = format!("jwks-{}.json", hex_digest(&[iss, url]));
+        Ok(RemoteJwks {
+            url: parsed,
+            algs,
+            min_refresh,
+            max_refresh,
+            max_stale,
+            timeout: Duration::from_millis(timeout_ms),
+            max_size,
+            refetch_interval,
+            cache_file: dir.join(name),
+        })
+    }
+
+    /// A key read from a file now (`field`: its source, `rel`: the path
+    /// as written), taken into the digest.
+    #[allow(clippy::too_many_arguments)]
+    fn local_key(&self, kspan: &Span, at: &str, rk: &RawKey, field: &str, rel: &str, algs: &[Alg], src: &dyn Sources) -> Result<Vec<Key>, ConfigError> {
+        let kname = |f: &str| format!("{at}.{f}");
+        let path = self.resolve(rel);
+        let data = src.read(&path, MAX_KEY_FILE_SIZE).map_err(|m| self.err(kspan.clone(), kname(field), m))?;
+        self.absorb(&data);
+        let src_name = path.display().to_string();
+        match field {
+            "jwks" => {
+                if rk.kid.is_some() {
+                    return Err(self.err(kspan.clone(), kname("kid"), "a JWKS gives its own kids; remove kid"));
+                }
+                keys::load_jwks(&data, algs, &src_name).map(|(keys, notes)| {
+                    // Every process that loads the file logs these: a key
+                    // not meant for verification is expected in a shared
+                    // set (INFO), only one this configuration cannot use
+                    // is a WARN.
+                    for n in notes {
+                        crate::log::log(n.level(), &format!("{}: {}: {src_name}: {n}", self.file, kname("jwks")));
+                    }
+                    keys
+                })
+            }
+            "secret_file" => {
+                let trimmed = trim_end(&data);
+                keys::load_file_key(rk.kid.as_deref(), algs, KeySource::Secret(trimmed), &src_name)
+            }
+            _ => keys::load_file_key(rk.kid.as_deref(), algs, KeySource::Pem(&data), &src_name),
+        }
+        .map_err(|m| self.err(kspan.clone(), kname(field), m))
+    }
+
+    /// The keys of issuer `i` by kid: a kid must name one key (possibly
+    /// with several algorithms).
+    fn keys_by_kid(&self, span: &Span, i: usize, keys: &[Key]) -> Result<FxHashMap<String, Vec<usize>>, ConfigError> {
+        let mut keys_by_kid: FxHashMap<String, Vec<usize>> = FxHashMap::default();
+        for (idx, key) in keys.iter().enumerate() {
+            if let Some(kid) = &key.kid {
+                keys_by_kid.entry(kid.to_string()).or_default().push(idx);
+            }
+        }
+        for (kid, idxs) in &keys_by_kid {
+            let first = &keys[idxs[0]].source;
+            if idxs.iter().any(|&x| &keys[x].source != first) {
+                return Err(self.err(span.clone(), format!("issuer[{i}].key"), format!("kid {kid:?} names more than one key")));
+            }
+        }
+        Ok(keys_by_kid)
+    }
+
+    /// `[fleet]` (its rules: [`RawFleet::check`]); `node_id` defaults to
+    /// the host name.
+    fn fleet(&self, f: Option<Spanned<RawFleet>>, src: &dyn Sources) -> Result<Option<FleetConfig>, ConfigError> {
+        let Some(f) = f else { return Ok(None) };
+        let span = f.span();
+        f.into_inner().check(|| src.hostname()).map(Some).map_err(|(field, m)| self.err(Some(span), format!("fleet.{field}"), m))
+    }
+}
+
+impl Config {
+    /// Build a configuration from its text. `file` names it in errors,
+    /// relative key paths are resolved against `dir`, `path` is where it is
+    /// (re)loaded from; the files it names are read through `src`.
+    pub fn build(text: &str, file: &str, dir: &Path, path: &Path, src: &dyn Sources) -> Result<Config, ConfigError> {
+        let cx = Ctx {
+            file: file.to_owned(),
+            text,
+            dir: dir.to_path_buf(),
+            digest: std::cell::RefCell::new(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256)),
+        };
+        cx.absorb(text.as_bytes());
+        let raw = cx.parse()?;
+        let top = cx.top_level(&raw)?;
+        cx.claims(&raw.claims)?;
+        let scscf = cx.scscf(raw.scscf.as_ref())?;
+        let mut seen = Seen::default();
+        let issuers = raw
+            .issuer
+            .iter()
+            .enumerate()
+            .map(|(i, si)| cx.issuer(i, si, &raw, &top, &mut seen, src))
+            .collect::<Result<Vec<_>, _>>()?;
+        let fleet = cx.fleet(raw.fleet, src)?;
         Ok(Config {
             digest: cx.digest(),
             replay: raw.replay,
             fleet,
             path: path.to_path_buf(),
-            home_realm,
-            audience,
-            required_scope,
+            home_realm: top.home_realm,
+            audience: top.audience,
+            required_scope: top.required_scope,
             leeway: raw.leeway,
             accept_bare_token: raw.accept_bare_token,
             require_at_jwt: raw.require_at_jwt,
             max_registration_expires: raw.max_registration_expires,
-            min_registration_expires,
+            min_registration_expires: top.min_registration_expires,
             max_token_size: raw.max_token_size,
             verified_cache_size: raw.verified_cache_size,
-            authz_server,
-            state_file,
-            cache_dir,
+            authz_server: top.authz_server,
+            state_file: top.state_file,
+            cache_dir: top.cache_dir,
             claim_keys: ClaimKeys::of(&raw.claims),
             claims: raw.claims,
             any_introspection: issuers.iter().any(|i| i.introspection.is_some()),
             issuers,
-            issuer_index,
+            issuer_index: seen.index,
             scscf,
         })
     }
@@ -1041,8 +1167,18 @@ mod tests {
                 None => Err(format!("cannot read {}", path.display())),
             }
         }
-        fn tls(&self, _: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
-            Err("no TLS in these tests".into())
+        /// TLS settings without roots; a `ca_file` is refused.
+        fn tls(&self, ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+            if ca_pem.is_some() {
+                return Err("no CA in these tests".into());
+            }
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let c = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            Ok(Arc::new(c))
         }
         fn hostname(&self) -> String {
             "node-a".into()
@@ -1104,6 +1240,185 @@ iss = "https://b.example"
             assert_eq!((e.field.as_deref(), e.line), (Some(*field), Some(*line)), "{e}");
             assert_eq!(e.file, "t.toml");
         }
+    }
+
+    /// Each `(replace, by)` in `TWO` is refused, naming `field`; and `TWO`
+    /// with `ok` instead is accepted (the rule is not just refusing all).
+    fn refused(cases: &[(&str, &str, &str)], ok: &[(&str, &str)]) {
+        for (from, to, field) in cases {
+            let text = TWO.replacen(from, to, 1);
+            assert_ne!(text, TWO, "{from}");
+            let e = build(&text).err().unwrap_or_else(|| panic!("accepted: {to}"));
+            assert_eq!(e.field.as_deref(), Some(*field), "{e}");
+        }
+        for (from, to) in ok {
+            let text = TWO.replacen(from, to, 1);
+            assert_ne!(text, TWO, "{from}");
+            build(&text).unwrap_or_else(|e| panic!("refused: {to}: {e}"));
+        }
+    }
+
+    const TOP: &str = "home_realm = \"ims.example.net\"\n";
+
+    #[test]
+    fn top_level_rules() {
+        refused(
+            &[
+                (TOP, "home_realm = \"ims.example.net\"\nmin_registration_expires = 3601\n", "min_registration_expires"),
+                (TOP, "home_realm = \"ims.example.net\"\nmin_registration_expires = -1\n", "min_registration_expires"),
+                (TOP, "home_realm = \"ims.example.net\"\naudience = \"\"\n", "audience"),
+                (TOP, "home_realm = \"ims.example.net\"\nrequired_scope = \"a b\"\n", "required_scope"),
+                (TOP, "home_realm = \"ims.example.net\"\nauthz_server = \"https://a b\"\n", "authz_server"),
+                (TOP, "home_realm = \"ims.example.net\"\nverified_cache_size = 10000001\n", "verified_cache_size"),
+                (TOP, "home_realm = \"ims.example.net\"\nmax_token_size = 63\n", "max_token_size"),
+            ],
+            &[(TOP, "home_realm = \"ims.example.net\"\nmin_registration_expires = 3600\nmax_token_size = 64\n")],
+        );
+    }
+
+    #[test]
+    fn claim_names_are_not_empty() {
+        refused(
+            &[(TOP, "home_realm = \"ims.example.net\"\n[claims]\nimpu = \"\"\n", "claims.impu")],
+            &[(TOP, "home_realm = \"ims.example.net\"\n[claims]\nimpu = \"x\"\n")],
+        );
+    }
+
+    #[test]
+    fn scscf_entities_are_header_safe() {
+        let scscf = |v: &str| format!("{TOP}[scscf]\ntrusted_nodes = [\"192.0.2.1\"]\nallowed_entities = [{v}]\n");
+        let (bad, good) = (scscf("\"a b\""), scscf("\"wwsf\""));
+        refused(&[(TOP, &bad, "scscf.allowed_entities[0]")], &[(TOP, &good)]);
+    }
+
+    #[test]
+    fn issuer_rules() {
+        const KEY_B: &str = "iss = \"https://b.example\"\n";
+        let with = |s: &str| format!("{KEY_B}{s}\n");
+        refused(
+            &[
+                (KEY_B, "iss = \"https://b .example\"\n", "issuer[1].iss"),
+                (KEY_B, &with("max_token_lifetime = 0"), "issuer[1].max_token_lifetime"),
+                (KEY_B, &with("impu_patterns = [\"\"]"), "issuer[1].impu_patterns[0]"),
+                (KEY_B, &with("origins = [\"ftp://app.example\"]"), "issuer[1].origins[0]"),
+                (KEY_B, &with("tna_realm = \"a b\""), "issuer[1].tna_realm"),
+                (KEY_B, &with("tna_uri = \"http://ims.example.net\""), "issuer[1].tna_uri"),
+                (KEY_B, &with("tna_uri = \"sip:\""), "issuer[1].tna_uri"),
+            ],
+            &[(KEY_B, &with("origins = [\"https://app.example\"]\ntna_uri = \"sips:ims.example.net\"\nmax_token_lifetime = 1"))],
+        );
+    }
+
+    #[test]
+    fn issuer_ca_file_is_read_and_used() {
+        const B: &str = "iss = \"https://b.example\"\n";
+        refused(
+            &[
+                (B, "iss = \"https://b.example\"\nca_file = \"missing\"\n", "issuer[1].ca_file"),
+                // Read, then refused by the TLS settings.
+                (B, "iss = \"https://b.example\"\nca_file = \"a.secret\"\n", "issuer[1].ca_file"),
+            ],
+            &[],
+        );
+    }
+
+    /// `TWO` with introspection for issuer b (`b`: its extra lines) and,
+    /// when `a` is given, for issuer a.
+    fn introspecting(a: Option<&str>, b: &str) -> String {
+        let section = |extra: &str| {
+            format!("  [issuer.introspection]\n  endpoint = \"https://as.example/introspect\"\n  client_id = \"wic\"\n  client_secret_file = \"a.secret\"\n{extra}\n")
+        };
+        let mut text = TWO.replacen("iss = \"https://b.example\"\n", &format!("iss = \"https://b.example\"\n{}", section(b)), 1);
+        if let Some(a) = a {
+            text = text.replacen("iss = \"https://a.example\"\n", &format!("iss = \"https://a.example\"\n{}", section(a)), 1);
+        }
+        text
+    }
+
+    #[test]
+    fn introspection_rules() {
+        let cases: &[(Option<&str>, &str, &str)] = &[
+            (None, "  timeout_ms = 0", "timeout_ms"),
+            (None, "  timeout_ms = 2001", "timeout_ms"),
+            (None, "  cache_size = 1000001", "cache_size"),
+            (None, "  negative_ttl = 301", "negative_ttl"),
+            (None, "  breaker_failures = 0", "breaker_failures"),
+            (None, "  breaker_cooldown = 3601", "breaker_cooldown"),
+            (None, "  max_size = 255", "max_size"),
+            (None, "  token_prefix = \"a b\"", "token_prefix"),
+            (Some("  token_prefix = \"at-\""), "  token_prefix = \"at-x\"", "token_prefix"),
+            (Some("  token_prefix = \"at-x\""), "  token_prefix = \"at-\"", "token_prefix"),
+        ];
+        for (a, b, field) in cases {
+            let e = build(&introspecting(*a, b)).err().unwrap_or_else(|| panic!("accepted: {b}"));
+            assert_eq!(e.field, Some(format!("issuer[1].introspection.{field}")), "{e}");
+        }
+        let bad_client = introspecting(None, "").replacen("client_id = \"wic\"", "client_id = \"w:c\"", 1);
+        assert_eq!(build(&bad_client).unwrap_err().field.as_deref(), Some("issuer[1].introspection.client_id"));
+        let cfg = build(&introspecting(Some("  token_prefix = \"at-\""), "  token_prefix = \"bt-\"\n  timeout_ms = 2000")).unwrap();
+        assert_eq!(cfg.introspection_issuer("bt-1", false).unwrap().iss.as_ref(), "https://b.example");
+        assert_eq!(cfg.issuers[0].introspection.as_ref().unwrap().client_secret, "secret-of-issuer-a-thirty-two-bytes");
+        assert!(cfg.any_introspection && cfg.issuers[1].tls.is_some());
+    }
+
+    #[test]
+    fn key_rules() {
+        const B: &str = "  secret_file = \"b.secret\"";
+        refused(
+            &[
+                (B, "  secret_file = \"b.secret\"\n  pem = \"b.pem\"", "issuer[1].key[0]"),
+                (B, "  secret_file = \"b.secret\"\n  timeout_ms = 10", "issuer[1].key[0].timeout_ms"),
+                ("  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b", "  kid = \"k\"\n  algorithms = []\n  secret_file = \"b", "issuer[1].key[0].algorithms"),
+                ("  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b", "  kid = \"k k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b", "issuer[1].key[0].kid"),
+            ],
+            &[(B, "  secret_file = \"a.secret\"")],
+        );
+    }
+
+    #[test]
+    fn jwks_url_key_rules() {
+        const B: &str = "  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b.secret\"";
+        let url = |extra: &str| format!("  algorithms = [\"RS256\"]\n  jwks_url = \"https://b.example/jwks\"\n{extra}");
+        let cached = |t: &str| format!("cache_dir = \"/var/cache/wic-tna\"\n{t}");
+        let cases: &[(&str, &str, &str)] = &[
+            ("  kid = \"k\"", "kid", "a JWKS gives its own kids"),
+            ("  min_refresh = 0", "min_refresh", "need 1"),
+            ("  min_refresh = 100\n  max_refresh = 99", "max_refresh", "need 1"),
+            ("  max_stale = 2592001", "max_stale", "at most"),
+            ("  timeout_ms = 0", "timeout_ms", "must be between"),
+            ("  max_size = 63", "max_size", "must be between"),
+            ("  refetch_interval = 0", "refetch_interval", "must be positive"),
+        ];
+        for (extra, field, msg) in cases {
+            let e = build(&cached(&TWO.replacen(B, &url(extra), 1))).err().unwrap_or_else(|| panic!("accepted: {extra}"));
+            assert_eq!(e.field, Some(format!("issuer[1].key[0].{field}")), "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
+        // No cache_dir (nor state_file): nowhere to keep the fetched set.
+        let e = build(&TWO.replacen(B, &url(""), 1)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("issuer[1].key[0].jwks_url"), "{e}");
+        // Two per issuer.
+        let two = TWO.replacen(B, &format!("{}\n  [[issuer.key]]\n{}", url(""), url("")), 1);
+        let e = build(&cached(&two)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("issuer[1].key[1].jwks_url"), "{e}");
+        let cfg = build(&cached(&TWO.replacen(B, &url(""), 1))).unwrap();
+        let r = cfg.issuers[1].remote_jwks.as_ref().unwrap();
+        assert_eq!((r.min_refresh, r.max_refresh, r.timeout), (60, 86_400, Duration::from_millis(2000)));
+        assert!(r.cache_file.starts_with("/var/cache/wic-tna") && cfg.issuers[1].keys.is_empty());
+    }
+
+    #[test]
+    fn a_kid_names_one_key() {
+        let same = TWO.replacen(
+            "  secret_file = \"a.secret\"",
+            "  secret_file = \"a.secret\"\n  [[issuer.key]]\n  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"a.secret\"",
+            1,
+        );
+        let cfg = build(&same).unwrap();
+        assert_eq!(cfg.issuers[0].keys_by_kid["k"].len(), 2);
+        let other = same.replacen("algorithms = [\"HS256\"]\n  secret_file = \"a.secret\"", "algorithms = [\"HS256\"]\n  secret_file = \"b.secret\"", 1);
+        let e = build(&other).unwrap_err();
+        assert_eq!((e.field.as_deref(), e.line), (Some("issuer[0].key"), Some(3)), "{e}");
     }
 
     #[test]

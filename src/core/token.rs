@@ -426,77 +426,13 @@ pub fn check_claims(
 ) -> Result<Verified, Failure> {
     let (names, keys) = (&cfg.claims, &cfg.claim_keys);
     let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
-
-    // Lifetime.
-    let leeway = cfg.leeway as i64;
-    let exp = numeric_date(claims.get_keyed(&names.exp, keys.exp, false), true).map_err(with_iss)?.unwrap_or(0);
-    let nbf = numeric_date(claims.get_keyed(&names.nbf, keys.nbf, false), false).map_err(with_iss)?;
-    let iat = numeric_date(claims.get_keyed(&names.iat, keys.iat, false), false).map_err(with_iss)?;
-    if now > exp.saturating_add(leeway) {
-        return Err(with_iss(Reason::Expired));
-    }
-    if let Some(nbf) = nbf {
-        if nbf > now.saturating_add(leeway) {
-            return Err(with_iss(Reason::NotYetValid));
-        }
-    }
-    if let Some(iat) = iat {
-        if iat > now.saturating_add(leeway) {
-            return Err(with_iss(Reason::IssuedInFuture));
-        }
-    }
-    let lifetime = exp.saturating_sub(iat.unwrap_or(now));
-    if lifetime > issuer.max_token_lifetime as i64 {
-        return Err(with_iss(Reason::LifetimeTooLong));
-    }
-    let valid_from = match iat {
-        Some(t) => t.saturating_sub(leeway),
-        None => exp.saturating_sub(issuer.max_token_lifetime as i64),
-    };
-    let valid_from = match nbf {
-        Some(t) => valid_from.max(t.saturating_sub(leeway)),
-        None => valid_from,
-    };
-
-    // Audience.
-    let aud_ok = match claims.get_keyed(&names.aud, keys.aud, true) {
-        Some(Val::Str(a)) => *a == cfg.audience,
-        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
-            let mut found = false;
-            for_each_str(&v, |s| found |= *s == cfg.audience).map_err(|_| with_iss(Reason::InvalidClaim))?;
-            found
-        }
-        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
-        None => false,
-    };
-    if !aud_ok {
-        return Err(with_iss(Reason::WrongAudience));
-    }
-
+    let (exp, valid_from) = lifetime(cfg, issuer, claims, now).map_err(with_iss)?;
+    audience(cfg, claims).map_err(with_iss)?;
     if barred(issuer) {
         return Err(with_iss(Reason::IssuerBarred));
     }
-
-    // Scope.
-    let scope = match claims.get_keyed(&names.scope, keys.scope, false) {
-        Some(Val::Str(s)) => s,
-        Some(_) => return Err(with_iss(Reason::InvalidClaim)),
-        None => return Err(with_iss(Reason::InsufficientScope)),
-    };
-    if !printable(&scope) {
-        return Err(with_iss(Reason::InvalidClaim));
-    }
-    if !scope.as_bytes().split(|&c| c == b' ').any(|s| s == cfg.required_scope.as_bytes()) {
-        return Err(with_iss(Reason::InsufficientScope));
-    }
-
-    // Identities: syntax first, then the issuer's pools.
-    let impi = match claims.get_keyed(&names.impi, keys.impi, false) {
-        Some(Val::Str(s)) => s,
-        Some(_) => return Err(with_iss(Reason::InvalidImpi)),
-        None => return Err(with_iss(Reason::MissingClaim)),
-    };
-    identity::check_impi(&impi).map_err(|_| with_iss(Reason::InvalidImpi))?;
+    let scope = scope(cfg, claims).map_err(with_iss)?;
+    let impi = impi(cfg, claims).map_err(with_iss)?;
     // The strings kept go into one buffer (see `Verified::text`), sized
     // for them with their NULs (a raw array is at least as long as its
     // strings with one byte each after them).
@@ -510,83 +446,12 @@ pub fn check_claims(
     };
     // (An IMPU's canonical form is never longer than the IMPU as written.)
     let mut text = String::with_capacity(impi.len() + 1 + scope.len() + 1 + 2 * room(&impu_v) + room(&sub_v) + room(&jti_v));
-    text.push_str(&impi);
-    let impi_at = (0, text.len());
-    text.push('\0');
-    let scope_start = text.len();
-    text.push_str(&scope);
-    let scope_at = (scope_start, text.len());
-    text.push('\0');
-    // Each IMPU parsed as written (before it goes into the buffer, where a
-    // NUL would separate it), at most MAX_IMPUS of them. A host equal to
-    // the IMPI's realm, which check_impi accepted, is not checked again.
-    let realm = impi.split_once('@').map(|(_, r)| r);
-    let mut first_impu: Option<ImpuAt> = None;
-    let mut more_impus: Vec<ImpuAt> = Vec::new();
-    let mut count = 0;
-    let mut bad = false;
-    let mut add = |s: &str| {
-        if count < MAX_IMPUS {
-            match identity::parse_impu_ref_known(s, realm) {
-                Ok(u) => {
-                    let w0 = text.len();
-                    text.push_str(s);
-                    let written = (w0, text.len());
-                    text.push('\0');
-                    let c0 = text.len();
-                    let (user, host) = u.write_canonical(&mut text);
-                    let canonical = (c0, text.len());
-                    text.push('\0');
-                    let at = ImpuAt { written, canonical, user, host, scheme: u.scheme, port: u.canonical_port() };
-                    if count == 0 {
-                        first_impu = Some(at);
-                    } else {
-                        more_impus.push(at);
-                    }
-                    count += 1;
-                }
-                Err(_) => bad = true,
-            }
-        }
-    };
-    match impu_v {
-        Some(Val::Str(s)) => add(&s),
-        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
-            let n = for_each_str(&v, |s| add(&s)).map_err(|_| with_iss(Reason::InvalidImpu))?;
-            if n == 0 || n > MAX_IMPUS {
-                return Err(with_iss(Reason::InvalidImpu));
-            }
-        }
-        Some(_) => return Err(with_iss(Reason::InvalidImpu)),
-        None => return Err(with_iss(Reason::MissingClaim)),
-    }
-    if bad {
-        return Err(with_iss(Reason::InvalidImpu));
-    }
-    if !identity::in_pool(&issuer.impi_pool, &impi) {
-        return Err(with_iss(Reason::ImpiOutsidePool));
-    }
-    for at in first_impu.iter().chain(more_impus.iter()) {
-        if !identity::in_pool(&issuer.impu_pool, &text[at.canonical.0..at.canonical.1]) {
-            return Err(with_iss(Reason::ImpuOutsidePool));
-        }
-    }
-
-    let mut optional = |v: Option<Val<'_>>| -> Result<Option<(usize, usize)>, Failure> {
-        match optional_printable(v).map_err(with_iss)? {
-            None => Ok(None),
-            Some(s) => {
-                let at = text.len();
-                text.push_str(&s);
-                let end = text.len();
-                text.push('\0');
-                Ok(Some((at, end)))
-            }
-        }
-    };
-    let sub_at = optional(sub_v)?;
-    let jti_at = optional(jti_v)?;
-
+    let impi_at = push_text(&mut text, &impi);
+    let scope_at = push_text(&mut text, &scope);
+    let (first_impu, more_impus) = impus(&mut text, &impi, impu_v).map_err(with_iss)?;
+    in_pools(issuer, &impi, &text, first_impu.iter().chain(more_impus.iter())).map_err(with_iss)?;
+    let sub_at = push_optional(&mut text, sub_v).map_err(with_iss)?;
+    let jti_at = push_optional(&mut text, jti_v).map_err(with_iss)?;
     Ok(Verified {
         iss: issuer.iss.clone(),
         exp,
@@ -601,6 +466,173 @@ pub fn check_claims(
         sub_at,
         jti_at,
     })
+}
+
+/// The lifetime rules: `exp` (required), `nbf` and `iat` against `now`
+/// within the leeway, and the issuer's longest lifetime. Gives `exp` and
+/// the time the token is valid from.
+fn lifetime(cfg: &Config, issuer: &Issuer, claims: &StrictObject<'_>, now: i64) -> Result<(i64, i64), Reason> {
+    let (names, keys) = (&cfg.claims, &cfg.claim_keys);
+    let leeway = cfg.leeway as i64;
+    let exp = numeric_date(claims.get_keyed(&names.exp, keys.exp, false), true)?.unwrap_or(0);
+    let nbf = numeric_date(claims.get_keyed(&names.nbf, keys.nbf, false), false)?;
+    let iat = numeric_date(claims.get_keyed(&names.iat, keys.iat, false), false)?;
+    if now > exp.saturating_add(leeway) {
+        return Err(Reason::Expired);
+    }
+    if let Some(nbf) = nbf {
+        if nbf > now.saturating_add(leeway) {
+            return Err(Reason::NotYetValid);
+        }
+    }
+    if let Some(iat) = iat {
+        if iat > now.saturating_add(leeway) {
+            return Err(Reason::IssuedInFuture);
+        }
+    }
+    let lifetime = exp.saturating_sub(iat.unwrap_or(now));
+    if lifetime > issuer.max_token_lifetime as i64 {
+        return Err(Reason::LifetimeTooLong);
+    }
+    let valid_from = match iat {
+        Some(t) => t.saturating_sub(leeway),
+        None => exp.saturating_sub(issuer.max_token_lifetime as i64),
+    };
+    let valid_from = match nbf {
+        Some(t) => valid_from.max(t.saturating_sub(leeway)),
+        None => valid_from,
+    };
+    Ok((exp, valid_from))
+}
+
+/// `aud`, a string or an array of strings, names the configured audience.
+fn audience(cfg: &Config, claims: &StrictObject<'_>) -> Result<(), Reason> {
+    let aud_ok = match claims.get_keyed(&cfg.claims.aud, cfg.claim_keys.aud, true) {
+        Some(Val::Str(a)) => *a == cfg.audience,
+        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
+            let mut found = false;
+            for_each_str(&v, |s| found |= *s == cfg.audience).map_err(|_| Reason::InvalidClaim)?;
+            found
+        }
+        Some(_) => return Err(Reason::InvalidClaim),
+        None => false,
+    };
+    if aud_ok {
+        Ok(())
+    } else {
+        Err(Reason::WrongAudience)
+    }
+}
+
+/// `scope`: printable, and one of its space-separated scopes is the
+/// required one.
+fn scope<'a>(cfg: &Config, claims: &StrictObject<'a>) -> Result<Cow<'a, str>, Reason> {
+    let scope = match claims.get_keyed(&cfg.claims.scope, cfg.claim_keys.scope, false) {
+        Some(Val::Str(s)) => s,
+        Some(_) => return Err(Reason::InvalidClaim),
+        None => return Err(Reason::InsufficientScope),
+    };
+    if !printable(&scope) {
+        return Err(Reason::InvalidClaim);
+    }
+    if !scope.as_bytes().split(|&c| c == b' ').any(|s| s == cfg.required_scope.as_bytes()) {
+        return Err(Reason::InsufficientScope);
+    }
+    Ok(scope)
+}
+
+/// `impi`: a string of IMPI syntax.
+fn impi<'a>(cfg: &Config, claims: &StrictObject<'a>) -> Result<Cow<'a, str>, Reason> {
+    let impi = match claims.get_keyed(&cfg.claims.impi, cfg.claim_keys.impi, false) {
+        Some(Val::Str(s)) => s,
+        Some(_) => return Err(Reason::InvalidImpi),
+        None => return Err(Reason::MissingClaim),
+    };
+    identity::check_impi(&impi).map_err(|_| Reason::InvalidImpi)?;
+    Ok(impi)
+}
+
+/// `s` and a NUL after it into `text`; where `s` is.
+fn push_text(text: &mut String, s: &str) -> (usize, usize) {
+    let at = text.len();
+    text.push_str(s);
+    let end = text.len();
+    text.push('\0');
+    (at, end)
+}
+
+/// `impu` (one string, or an array of 1 to MAX_IMPUS): each IMPU parsed
+/// as written (before it goes into `text`, where a NUL would separate it),
+/// then written into `text` as written and in canonical form.
+fn impus(text: &mut String, impi: &str, v: Option<Val<'_>>) -> Result<(Option<ImpuAt>, Vec<ImpuAt>), Reason> {
+    // A host equal to the IMPI's realm, which check_impi accepted, is not
+    // checked again.
+    let realm = impi.split_once('@').map(|(_, r)| r);
+    let mut first_impu: Option<ImpuAt> = None;
+    let mut more_impus: Vec<ImpuAt> = Vec::new();
+    let mut count = 0;
+    let mut bad = false;
+    let mut add = |s: &str| {
+        if count < MAX_IMPUS {
+            match push_impu(text, s, realm) {
+                Some(at) => {
+                    if count == 0 {
+                        first_impu = Some(at);
+                    } else {
+                        more_impus.push(at);
+                    }
+                    count += 1;
+                }
+                None => bad = true,
+            }
+        }
+    };
+    match v {
+        Some(Val::Str(s)) => add(&s),
+        Some(v @ (Val::Arr(_) | Val::Other(Value::Array(_)))) => {
+            let n = for_each_str(&v, |s| add(&s)).map_err(|_| Reason::InvalidImpu)?;
+            if n == 0 || n > MAX_IMPUS {
+                return Err(Reason::InvalidImpu);
+            }
+        }
+        Some(_) => return Err(Reason::InvalidImpu),
+        None => return Err(Reason::MissingClaim),
+    }
+    if bad {
+        return Err(Reason::InvalidImpu);
+    }
+    Ok((first_impu, more_impus))
+}
+
+/// One IMPU into `text`, as written and in canonical form; `None`: not an
+/// IMPU.
+fn push_impu(text: &mut String, s: &str, realm: Option<&str>) -> Option<ImpuAt> {
+    let u = identity::parse_impu_ref_known(s, realm).ok()?;
+    let written = push_text(text, s);
+    let c0 = text.len();
+    let (user, host) = u.write_canonical(text);
+    let canonical = (c0, text.len());
+    text.push('\0');
+    Some(ImpuAt { written, canonical, user, host, scheme: u.scheme, port: u.canonical_port() })
+}
+
+/// The issuer's pools: the IMPI in its IMPI pool, every IMPU (canonical,
+/// in `text`) in its IMPU pool.
+fn in_pools<'i>(issuer: &Issuer, impi: &str, text: &str, impus: impl Iterator<Item = &'i ImpuAt>) -> Result<(), Reason> {
+    if !identity::in_pool(&issuer.impi_pool, impi) {
+        return Err(Reason::ImpiOutsidePool);
+    }
+    for at in impus {
+        if !identity::in_pool(&issuer.impu_pool, &text[at.canonical.0..at.canonical.1]) {
+            return Err(Reason::ImpuOutsidePool);
+        }
+    }
+    Ok(())
+}
+
+/// An optional printable string claim (`sub`, `jti`) into `text`.
+fn push_optional(text: &mut String, v: Option<Val<'_>>) -> Result<Option<(usize, usize)>, Reason> {
+    Ok(optional_printable(v)?.map(|s| push_text(text, &s)))
 }
 
 /// Pick the key(s) of this issuer only: with `kid`, exactly that key (no

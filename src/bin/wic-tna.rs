@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wic_tna::context::{now, Context, Request};
+use wic_tna::context::{now, Context, Outcome, Request};
 use wic_tna::keys::Alg;
 use wic_tna::mint::{mint, MintRequest};
+use wic_tna::config::Issuer;
 use wic_tna::Config;
 
 const USAGE: &str = "\
@@ -108,206 +109,258 @@ fn context_with_state(a: &Args) -> Result<Context, String> {
     Ok(c)
 }
 
+/// Run the command `cmd`: `Ok(true)` success, `Ok(false)` rejected.
 fn run(cmd: &str, a: &Args) -> Result<bool, String> {
     match cmd {
-        "check-config" => {
-            a.check(&[])?;
-            let path = a.positional.first().ok_or("give the configuration file")?;
-            let cfg = Config::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
-            println!("{path}: OK");
-            for (n, i) in cfg.issuers.iter().enumerate() {
-                for (field, empty) in [("impi_patterns", i.impi_pool.is_empty()), ("impu_patterns", i.impu_pool.is_empty())] {
-                    if empty {
-                        eprintln!("wic-tna check-config: warning: {path}: issuer[{n}] ({}): {field} is empty: no token of this issuer can be accepted", i.iss);
-                    }
-                }
-            }
-            println!("  home realm {}, audience {}, scope {}", cfg.home_realm, cfg.audience, cfg.required_scope);
-            for i in &cfg.issuers {
-                let algs: Vec<String> = i.keys.iter().map(|k| format!("{}:{}", k.kid.as_deref().unwrap_or("-"), k.alg)).collect();
-                println!(
-                    "  issuer {}{}: {} key bindings [{}], {} IMPI / {} IMPU patterns, {} origins",
-                    i.iss,
-                    if i.barred { " (barred)" } else { "" },
-                    i.keys.len(),
-                    algs.join(" "),
-                    i.impi_pool.len(),
-                    i.impu_pool.len(),
-                    i.origins.len()
-                );
-                if let Some(r) = &i.remote_jwks {
-                    let algs: Vec<&str> = r.algs.iter().map(|a| a.name()).collect();
-                    println!(
-                        "    jwks_url {}://{}:{}{} [{}], refresh {}..{} s, max stale {} s, cache {}",
-                        if r.url.tls { "https" } else { "http" },
-                        r.url.host,
-                        r.url.port,
-                        r.url.path,
-                        algs.join(" "),
-                        r.min_refresh,
-                        r.max_refresh,
-                        r.max_stale,
-                        r.cache_file.display()
-                    );
-                }
-                if let Some(x) = &i.introspection {
-                    println!(
-                        "    introspection {}://{}:{}{} as {}, timeout {} ms, prefix {}",
-                        if x.url.tls { "https" } else { "http" },
-                        x.url.host,
-                        x.url.port,
-                        x.url.path,
-                        x.client_id,
-                        x.timeout.as_millis(),
-                        x.token_prefix.as_deref().unwrap_or("(none)")
-                    );
-                }
-            }
-            Ok(true)
-        }
-        "verify" => {
-            a.check(&["config", "authorization", "to", "expires", "now", "binding", "origin"])?;
-            let c = context(a)?;
-            let t = a.num("now", now())?;
-            let exp = a.get("expires").map(|_| a.num("expires", 0)).transpose()?;
-            let auth = a.req("authorization")?;
-            if a.get("to").is_none() {
-                eprintln!("wic-tna verify: no --to given: the To check (the To IMPU one of the token's) was skipped");
-            }
-            let o = c.verify_request(
-                &Request {
-                    authorization: Some(auth.as_bytes()),
-                    to: a.get("to").map(str::as_bytes),
-                    requested_expires: exp,
-                    binding: a.get("binding").map(str::as_bytes),
-                    origin: a.get("origin").map(str::as_bytes),
-                },
-                t,
-            );
-            if let Some(v) = &o.verified {
-                println!("accepted");
-                println!("issuer: {}", v.iss);
-                println!("impi: {}", v.impi());
-                for u in v.impus() {
-                    println!("impu: {u}");
-                }
-                if let Some(s) = v.sub() {
-                    println!("subject: {s}");
-                }
-                println!("scope: {}", v.scope());
-                println!("expires_at: {}", v.exp);
-                println!("seconds_left: {}", o.seconds_left);
-                println!("granted_expires: {}", o.granted_expires);
-                println!("Authorization: {}", o.tna_header.unwrap_or_default());
-                Ok(true)
-            } else {
-                println!("rejected");
-                println!("status: {}", o.sip_status);
-                println!("reason: {}", o.reason);
-                if let Some(w) = o.www_authenticate {
-                    println!("WWW-Authenticate: {w}");
-                }
-                Ok(false)
-            }
-        }
-        "scscf-check" => {
-            a.check(&["config", "authorization", "source", "allowed"])?;
-            let c = context(a)?;
-            let o = c.scscf_check(a.req("authorization")?.as_bytes(), a.req("source")?, a.get("allowed"));
-            println!("{}", if o.accepted() { "accepted" } else { "rejected" });
-            println!("status: {}", o.sip_status);
-            println!("reason: {}", o.reason);
-            if let Some(i) = o.impi() {
-                println!("impi: {i}");
-            }
-            if let Some(i) = o.iss() {
-                println!("authorization-entity: {i}");
-            }
-            Ok(o.accepted())
-        }
-        "mint" => {
-            a.check(&["key", "alg", "iss", "impi", "impu", "kid", "aud", "scope", "sub", "jti", "lifetime", "iat", "iat-offset", "nbf-offset", "typ"])?;
-            let alg_name = a.req("alg")?;
-            let alg = Alg::from_name(alg_name).ok_or_else(|| format!("--alg: {alg_name:?} is not supported"))?;
-            let key_path = a.req("key")?;
-            let mut key = std::fs::read(key_path).map_err(|e| format!("--key {key_path}: {e}"))?;
-            if alg.family() == wic_tna::keys::Family::Hmac {
-                while matches!(key.last(), Some(b'\n' | b'\r' | b' ' | b'\t')) {
-                    key.pop();
-                }
-            }
-            let impus = a.all("impu");
-            if impus.is_empty() {
-                return Err("--impu is required".into());
-            }
-            let iat = a.num("iat", now())? + a.num("iat-offset", 0)?;
-            let req = MintRequest {
-                alg,
-                kid: a.get("kid").map(str::to_owned),
-                typ: a.get("typ").unwrap_or("at+jwt").to_owned(),
-                iss: a.req("iss")?.to_owned(),
-                aud: a.get("aud").unwrap_or("ims.example.net").to_owned(),
-                scope: a.get("scope").unwrap_or("webrtc-ims-client-access-to-ims").to_owned(),
-                impi: a.req("impi")?.to_owned(),
-                impus,
-                sub: a.get("sub").map(str::to_owned),
-                jti: a.get("jti").map(str::to_owned),
-                iat,
-                nbf: a.get("nbf-offset").map(|_| a.num("nbf-offset", 0)).transpose()?.map(|o| now() + o),
-                exp: iat + a.num("lifetime", 3600)?,
-            };
-            println!("{}", mint(&req, &key).map_err(|e| format!("--key {key_path}: {e}"))?);
-            Ok(true)
-        }
-        "bar" | "unbar" => {
-            a.check(&["config"])?;
-            let iss = a.positional.first().ok_or("give the issuer")?;
-            let c = context_with_state(a)?;
-            c.set_barred(iss, cmd == "bar")?;
-            println!("{iss}: {}", if cmd == "bar" { "barred" } else { "unbarred" });
-            Ok(true)
-        }
-        "reload" => {
-            a.check(&["config"])?;
-            let c = context_with_state(a)?;
-            c.reload().map_err(|e| format!("reload refused, the previous configuration stays: {e}"))?;
-            println!("reload requested (generation {})", c.shared().reload_gen());
-            Ok(true)
-        }
-        "refresh" => {
-            a.check(&["config", "every"])?;
-            let every = a.get("every").map(|_| a.num("every", 0)).transpose()?;
-            if let Some(ms) = every {
-                if !(100..=60_000).contains(&ms) {
-                    return Err(format!("--every: {ms} ms is not within 100..60000"));
-                }
-            }
-            wic_tna::log::set_sink(Some(Box::new(|level, msg| {
-                let l = match level {
-                    wic_tna::log::ERROR => "ERROR",
-                    wic_tna::log::WARN => "WARNING",
-                    wic_tna::log::INFO => "INFO",
-                    _ => "DEBUG",
-                };
-                eprintln!("wic-tna refresh: {l}: {msg}");
-            })));
-            let c = context_with_state(a)?;
-            loop {
-                let r = c.tick(now());
-                match every {
-                    None => return Ok(!r.failed),
-                    Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms as u64)),
-                }
-            }
-        }
-        "stats" => {
-            a.check(&["config"])?;
-            let c = context(a)?;
-            println!("{}", c.stats_json());
-            Ok(true)
-        }
+        "check-config" => check_config(a),
+        "verify" => verify(a),
+        "scscf-check" => scscf_check(a),
+        "mint" => mint_token(a),
+        "bar" | "unbar" => bar(a, cmd == "bar"),
+        "reload" => reload(a),
+        "refresh" => refresh(a),
+        "stats" => stats(a),
         _ => Err(format!("unknown command {cmd:?}")),
     }
+}
+
+/// `check-config`: load the configuration and every key, print a summary.
+fn check_config(a: &Args) -> Result<bool, String> {
+    a.check(&[])?;
+    let path = a.positional.first().ok_or("give the configuration file")?;
+    let cfg = Config::load(&PathBuf::from(path)).map_err(|e| e.to_string())?;
+    println!("{path}: OK");
+    warn_empty_pools(path, &cfg);
+    print_summary(&cfg);
+    Ok(true)
+}
+
+/// `verify`: an Authorization value checked as the proxy would.
+fn verify(a: &Args) -> Result<bool, String> {
+    a.check(&["config", "authorization", "to", "expires", "now", "binding", "origin"])?;
+    let c = context(a)?;
+    let t = a.num("now", now())?;
+    let exp = a.get("expires").map(|_| a.num("expires", 0)).transpose()?;
+    let auth = a.req("authorization")?;
+    if a.get("to").is_none() {
+        eprintln!("wic-tna verify: no --to given: the To check (the To IMPU one of the token's) was skipped");
+    }
+    let o = c.verify_request(
+        &Request {
+            authorization: Some(auth.as_bytes()),
+            to: a.get("to").map(str::as_bytes),
+            requested_expires: exp,
+            binding: a.get("binding").map(str::as_bytes),
+            origin: a.get("origin").map(str::as_bytes),
+        },
+        t,
+    );
+    Ok(print_outcome(o))
+}
+
+/// `scscf-check`: the S-CSCF side check of a received TNA header.
+fn scscf_check(a: &Args) -> Result<bool, String> {
+    a.check(&["config", "authorization", "source", "allowed"])?;
+    let c = context(a)?;
+    let o = c.scscf_check(a.req("authorization")?.as_bytes(), a.req("source")?, a.get("allowed"));
+    println!("{}", if o.accepted() { "accepted" } else { "rejected" });
+    println!("status: {}", o.sip_status);
+    println!("reason: {}", o.reason);
+    if let Some(i) = o.impi() {
+        println!("impi: {i}");
+    }
+    if let Some(i) = o.iss() {
+        println!("authorization-entity: {i}");
+    }
+    Ok(o.accepted())
+}
+
+/// `mint`: a signed access token (demos, tests).
+fn mint_token(a: &Args) -> Result<bool, String> {
+    a.check(&["key", "alg", "iss", "impi", "impu", "kid", "aud", "scope", "sub", "jti", "lifetime", "iat", "iat-offset", "nbf-offset", "typ"])?;
+    let alg_name = a.req("alg")?;
+    let alg = Alg::from_name(alg_name).ok_or_else(|| format!("--alg: {alg_name:?} is not supported"))?;
+    let key_path = a.req("key")?;
+    let mut key = std::fs::read(key_path).map_err(|e| format!("--key {key_path}: {e}"))?;
+    if alg.family() == wic_tna::keys::Family::Hmac {
+        while matches!(key.last(), Some(b'\n' | b'\r' | b' ' | b'\t')) {
+            key.pop();
+        }
+    }
+    let impus = a.all("impu");
+    if impus.is_empty() {
+        return Err("--impu is required".into());
+    }
+    let iat = a.num("iat", now())? + a.num("iat-offset", 0)?;
+    let req = MintRequest {
+        alg,
+        kid: a.get("kid").map(str::to_owned),
+        typ: a.get("typ").unwrap_or("at+jwt").to_owned(),
+        iss: a.req("iss")?.to_owned(),
+        aud: a.get("aud").unwrap_or("ims.example.net").to_owned(),
+        scope: a.get("scope").unwrap_or("webrtc-ims-client-access-to-ims").to_owned(),
+        impi: a.req("impi")?.to_owned(),
+        impus,
+        sub: a.get("sub").map(str::to_owned),
+        jti: a.get("jti").map(str::to_owned),
+        iat,
+        nbf: a.get("nbf-offset").map(|_| a.num("nbf-offset", 0)).transpose()?.map(|o| now() + o),
+        exp: iat + a.num("lifetime", 3600)?,
+    };
+    println!("{}", mint(&req, &key).map_err(|e| format!("--key {key_path}: {e}"))?);
+    Ok(true)
+}
+
+/// `bar` / `unbar` (`bar`: which): an issuer, through the state file.
+fn bar(a: &Args, bar: bool) -> Result<bool, String> {
+    a.check(&["config"])?;
+    let iss = a.positional.first().ok_or("give the issuer")?;
+    let c = context_with_state(a)?;
+    c.set_barred(iss, bar)?;
+    println!("{iss}: {}", if bar { "barred" } else { "unbarred" });
+    Ok(true)
+}
+
+/// `reload`: check the file, then have every process re-read it.
+fn reload(a: &Args) -> Result<bool, String> {
+    a.check(&["config"])?;
+    let c = context_with_state(a)?;
+    c.reload().map_err(|e| format!("reload refused, the previous configuration stays: {e}"))?;
+    println!("reload requested (generation {})", c.shared().reload_gen());
+    Ok(true)
+}
+
+/// `refresh`: the background work, once or every `--every` ms.
+fn refresh(a: &Args) -> Result<bool, String> {
+    a.check(&["config", "every"])?;
+    let every = a.get("every").map(|_| a.num("every", 0)).transpose()?;
+    if let Some(ms) = every {
+        if !(100..=60_000).contains(&ms) {
+            return Err(format!("--every: {ms} ms is not within 100..60000"));
+        }
+    }
+    log_to_stderr();
+    let c = context_with_state(a)?;
+    loop {
+        let r = c.tick(now());
+        match every {
+            None => return Ok(!r.failed),
+            Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms as u64)),
+        }
+    }
+}
+
+/// `stats`: the shared counters (JSON).
+fn stats(a: &Args) -> Result<bool, String> {
+    a.check(&["config"])?;
+    let c = context(a)?;
+    println!("{}", c.stats_json());
+    Ok(true)
+}
+
+/// check-config's warnings (standard error): an issuer whose identity pool
+/// is empty, which no token can pass.
+fn warn_empty_pools(path: &str, cfg: &Config) {
+    for (n, i) in cfg.issuers.iter().enumerate() {
+        for (field, empty) in [("impi_patterns", i.impi_pool.is_empty()), ("impu_patterns", i.impu_pool.is_empty())] {
+            if empty {
+                eprintln!("wic-tna check-config: warning: {path}: issuer[{n}] ({}): {field} is empty: no token of this issuer can be accepted", i.iss);
+            }
+        }
+    }
+}
+
+/// check-config's summary: the top-level settings, then each issuer.
+fn print_summary(cfg: &Config) {
+    println!("  home realm {}, audience {}, scope {}", cfg.home_realm, cfg.audience, cfg.required_scope);
+    for i in &cfg.issuers {
+        print_issuer(i);
+    }
+}
+
+/// One issuer of check-config's summary: keys, pools, endpoints.
+fn print_issuer(i: &Issuer) {
+    let algs: Vec<String> = i.keys.iter().map(|k| format!("{}:{}", k.kid.as_deref().unwrap_or("-"), k.alg)).collect();
+    println!(
+        "  issuer {}{}: {} key bindings [{}], {} IMPI / {} IMPU patterns, {} origins",
+        i.iss,
+        if i.barred { " (barred)" } else { "" },
+        i.keys.len(),
+        algs.join(" "),
+        i.impi_pool.len(),
+        i.impu_pool.len(),
+        i.origins.len()
+    );
+    if let Some(r) = &i.remote_jwks {
+        let algs: Vec<&str> = r.algs.iter().map(|a| a.name()).collect();
+        println!(
+            "    jwks_url {}://{}:{}{} [{}], refresh {}..{} s, max stale {} s, cache {}",
+            if r.url.tls { "https" } else { "http" },
+            r.url.host,
+            r.url.port,
+            r.url.path,
+            algs.join(" "),
+            r.min_refresh,
+            r.max_refresh,
+            r.max_stale,
+            r.cache_file.display()
+        );
+    }
+    if let Some(x) = &i.introspection {
+        println!(
+            "    introspection {}://{}:{}{} as {}, timeout {} ms, prefix {}",
+            if x.url.tls { "https" } else { "http" },
+            x.url.host,
+            x.url.port,
+            x.url.path,
+            x.client_id,
+            x.timeout.as_millis(),
+            x.token_prefix.as_deref().unwrap_or("(none)")
+        );
+    }
+}
+
+/// verify's output: the identities and the TNA header when accepted, else
+/// the status, reason and challenge; whether it was accepted.
+fn print_outcome(o: Outcome) -> bool {
+    if let Some(v) = &o.verified {
+        println!("accepted");
+        println!("issuer: {}", v.iss);
+        println!("impi: {}", v.impi());
+        for u in v.impus() {
+            println!("impu: {u}");
+        }
+        if let Some(s) = v.sub() {
+            println!("subject: {s}");
+        }
+        println!("scope: {}", v.scope());
+        println!("expires_at: {}", v.exp);
+        println!("seconds_left: {}", o.seconds_left);
+        println!("granted_expires: {}", o.granted_expires);
+        println!("Authorization: {}", o.tna_header.unwrap_or_default());
+        true
+    } else {
+        println!("rejected");
+        println!("status: {}", o.sip_status);
+        println!("reason: {}", o.reason);
+        if let Some(w) = o.www_authenticate {
+            println!("WWW-Authenticate: {w}");
+        }
+        false
+    }
+}
+
+/// refresh's messages: to standard error, with their level.
+fn log_to_stderr() {
+    wic_tna::log::set_sink(Some(Box::new(|level, msg| {
+        let l = match level {
+            wic_tna::log::ERROR => "ERROR",
+            wic_tna::log::WARN => "WARNING",
+            wic_tna::log::INFO => "INFO",
+            _ => "DEBUG",
+        };
+        eprintln!("wic-tna refresh: {l}: {msg}");
+    })));
 }
 
 fn main() -> ExitCode {

@@ -324,98 +324,59 @@ impl RemoteState {
         let issuer_index = cfg.issuer_index.get(&*issuer.iss).copied().unwrap_or(usize::MAX);
         let Some(x) = &issuer.introspection else { return Err(with_iss(Reason::InternalError)) };
         let Some(slot) = slot else { return Err(with_iss(Reason::IntrospectionUnavailable)) };
-        let stat = |f: Remote| {
-            shared.remote(slot, f).fetch_add(1, Ordering::Relaxed);
-        };
         if token.len() > cfg.max_token_size {
             return Err(with_iss(Reason::TokenTooLarge));
         }
-        {
-            let mut neg = lock(&self.negative);
-            if let Some(n) = neg.get(token) {
-                if now < n.until {
-                    stat(Remote::IntrospectionCacheHits);
-                    return Err(with_iss(n.reason));
-                }
-                neg.remove(token);
-            }
+        if let Some(reason) = self.cached_refusal(token, shared, slot, now) {
+            return Err(with_iss(reason));
         }
-        {
-            let mut pos = lock(&self.positive);
-            if let Some(v) = pos.get(token) {
-                if now <= v.exp.saturating_add(cfg.leeway as i64) && now >= v.valid_from {
-                    let v = v.clone();
-                    drop(pos);
-                    stat(Remote::IntrospectionCacheHits);
-                    if barred(issuer) {
-                        return Err(with_iss(Reason::IssuerBarred));
-                    }
-                    return Ok(v);
-                }
-                pos.remove(token);
+        if let Some(v) = self.cached_verified(cfg, token, shared, slot, now) {
+            if barred(issuer) {
+                return Err(with_iss(Reason::IssuerBarred));
             }
+            return Ok(v);
         }
-
-        // Circuit breaker (shared by every process).
-        let open = shared.remote(slot, Remote::BreakerOpenUntil);
-        let until = open.load(Ordering::Acquire);
-        if until != 0 {
-            if (now as u64) < until {
-                stat(Remote::IntrospectionBreakerOpen);
-                return Err(with_iss(Reason::IntrospectionUnavailable));
-            }
-            // Half-open: one caller probes, the others keep answering 500.
-            let next = (now as u64).saturating_add(x.breaker_cooldown);
-            if open.compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                stat(Remote::IntrospectionBreakerOpen);
-                return Err(with_iss(Reason::IntrospectionUnavailable));
-            }
-        }
-
-        stat(Remote::IntrospectionCalls);
-        let answer = call(x, issuer, token);
-        let body = match answer {
-            Ok(b) => b,
-            Err(e) => {
-                stat(Remote::IntrospectionFailed);
-                let fails = shared.remote(slot, Remote::BreakerFailures).fetch_add(1, Ordering::AcqRel) + 1;
-                if fails >= x.breaker_failures as u64 || until != 0 {
-                    open.store((now as u64).saturating_add(x.breaker_cooldown), Ordering::Release);
-                    shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
-                    log::error(&format!(
-                        "wic-tna: issuer {}: introspection failed ({e}); circuit breaker open for {} s",
-                        issuer.iss, x.breaker_cooldown
-                    ));
-                } else {
-                    log::error(&format!("wic-tna: issuer {}: introspection failed: {e}", issuer.iss));
-                }
-                return Err(with_iss(Reason::IntrospectionUnavailable));
-            }
-        };
-        shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
-        if until != 0 {
-            open.store(0, Ordering::Release);
-            log::info(&format!("wic-tna: issuer {}: introspection answers again; circuit breaker closed", issuer.iss));
-        }
-        let Ok(claims) = StrictObject::parse(&body) else {
-            // Answered 200 but not one JSON object: garbage, not a verdict.
-            stat(Remote::IntrospectionFailed);
+        let body = call_through_breaker(x, issuer, token, shared, slot, now).map_err(with_iss)?;
+        let Some(result) = verdict(cfg, issuer_index, issuer, &body, now, barred) else {
+            // Answered 200 but no verdict: garbage.
+            count(shared, slot, Remote::IntrospectionFailed);
             return Err(with_iss(Reason::IntrospectionUnavailable));
         };
-        let result = match claims.json("active") {
-            Some(Value::Bool(true)) => match claims.json(&cfg.claims.iss) {
-                Some(Value::String(s)) if *s == *issuer.iss => {
-                    token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None).map_err(|f| f.reason)
-                }
-                Some(Value::String(_)) | None => Err(Reason::UnknownIssuer),
-                Some(_) => Err(Reason::InvalidClaim),
-            },
-            Some(Value::Bool(false)) => Err(Reason::InactiveToken),
-            _ => {
-                stat(Remote::IntrospectionFailed);
-                return Err(with_iss(Reason::IntrospectionUnavailable));
-            }
-        };
+        self.remember(x, token, result, now).map_err(with_iss)
+    }
+
+    /// The refusal cached for `token`, while it holds.
+    fn cached_refusal(&self, token: &str, shared: &Shared, slot: usize, now: i64) -> Option<Reason> {
+        let mut neg = lock(&self.negative);
+        let n = neg.get(token)?;
+        if now < n.until {
+            count(shared, slot, Remote::IntrospectionCacheHits);
+            return Some(n.reason);
+        }
+        neg.remove(token);
+        None
+    }
+
+    /// The verified token cached for `token`, while it is valid (the
+    /// caller checks the barring again: it can change at any time).
+    fn cached_verified(&self, cfg: &Config, token: &str, shared: &Shared, slot: usize, now: i64) -> Option<Arc<Verified>> {
+        let mut pos = lock(&self.positive);
+        let v = pos.get(token)?;
+        if now <= v.exp.saturating_add(cfg.leeway as i64) && now >= v.valid_from {
+            let v = v.clone();
+            drop(pos);
+            count(shared, slot, Remote::IntrospectionCacheHits);
+            return Some(v);
+        }
+        pos.remove(token);
+        None
+    }
+
+    /// The answer about `token` into the caches: a verified token while
+    /// it is valid, a refusal for `negative_ttl` (not a barring: it can be
+    /// lifted at any time). Each cache is emptied of what expired when
+    /// full, and cleared if that is not enough.
+    fn remember(&self, x: &Introspection, token: &str, result: Result<Verified, Reason>, now: i64) -> Result<Arc<Verified>, Reason> {
         match result {
             Ok(v) => {
                 let v = Arc::new(v);
@@ -432,7 +393,6 @@ impl RemoteState {
                 Ok(v)
             }
             Err(reason) => {
-                // Barring can be lifted at any time: not cached.
                 if x.negative_ttl > 0 && reason != Reason::IssuerBarred {
                     let mut neg = lock(&self.negative);
                     if neg.len() >= x.cache_size.max(1000) {
@@ -443,9 +403,96 @@ impl RemoteState {
                     }
                     neg.insert(token.into(), Negative { until: now.saturating_add(x.negative_ttl as i64), reason });
                 }
-                Err(with_iss(reason))
+                Err(reason)
             }
         }
+    }
+}
+
+/// One more of the counter `f` of the issuer in `slot`.
+fn count(shared: &Shared, slot: usize, f: Remote) {
+    shared.remote(slot, f).fetch_add(1, Ordering::Relaxed);
+}
+
+/// One introspection call through the issuer's circuit breaker (shared by
+/// every process): the body of a 200 answer.
+fn call_through_breaker(x: &Introspection, issuer: &Issuer, token: &str, shared: &Shared, slot: usize, now: i64) -> Result<Vec<u8>, Reason> {
+    let until = breaker_admit(x, shared, slot, now)?;
+    count(shared, slot, Remote::IntrospectionCalls);
+    match call(x, issuer, token) {
+        Ok(body) => {
+            breaker_answered(issuer, shared, slot, until);
+            Ok(body)
+        }
+        Err(e) => {
+            breaker_failed(x, issuer, shared, slot, now, until, &e);
+            Err(Reason::IntrospectionUnavailable)
+        }
+    }
+}
+
+/// Whether a call may be made: not while the breaker is open; once its
+/// cooldown is over (half-open) one caller probes, the others keep
+/// answering 500. Gives the breaker's `open until` as found (0: closed).
+fn breaker_admit(x: &Introspection, shared: &Shared, slot: usize, now: i64) -> Result<u64, Reason> {
+    let open = shared.remote(slot, Remote::BreakerOpenUntil);
+    let until = open.load(Ordering::Acquire);
+    if until != 0 {
+        if (now as u64) < until {
+            count(shared, slot, Remote::IntrospectionBreakerOpen);
+            return Err(Reason::IntrospectionUnavailable);
+        }
+        let next = (now as u64).saturating_add(x.breaker_cooldown);
+        if open.compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            count(shared, slot, Remote::IntrospectionBreakerOpen);
+            return Err(Reason::IntrospectionUnavailable);
+        }
+    }
+    Ok(until)
+}
+
+/// A call answered: the failures start again from 0, an open breaker
+/// (`until` != 0: this was the probe) closes.
+fn breaker_answered(issuer: &Issuer, shared: &Shared, slot: usize, until: u64) {
+    shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
+    if until != 0 {
+        shared.remote(slot, Remote::BreakerOpenUntil).store(0, Ordering::Release);
+        log::info(&format!("wic-tna: issuer {}: introspection answers again; circuit breaker closed", issuer.iss));
+    }
+}
+
+/// A call failed (`e`): counted; the breaker opens after
+/// `breaker_failures` failures in a row, or when the probe failed.
+fn breaker_failed(x: &Introspection, issuer: &Issuer, shared: &Shared, slot: usize, now: i64, until: u64, e: &str) {
+    count(shared, slot, Remote::IntrospectionFailed);
+    let fails = shared.remote(slot, Remote::BreakerFailures).fetch_add(1, Ordering::AcqRel) + 1;
+    if fails >= x.breaker_failures as u64 || until != 0 {
+        shared.remote(slot, Remote::BreakerOpenUntil).store((now as u64).saturating_add(x.breaker_cooldown), Ordering::Release);
+        shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
+        log::error(&format!(
+            "wic-tna: issuer {}: introspection failed ({e}); circuit breaker open for {} s",
+            issuer.iss, x.breaker_cooldown
+        ));
+    } else {
+        log::error(&format!("wic-tna: issuer {}: introspection failed: {e}", issuer.iss));
+    }
+}
+
+/// The verdict of an answer (RFC 7662): an active token of this issuer
+/// under the claim rules, or why not; `None`: not a verdict (not one JSON
+/// object, or no boolean `active`).
+fn verdict(cfg: &Config, issuer_index: usize, issuer: &Issuer, body: &[u8], now: i64, barred: &dyn Fn(&Issuer) -> bool) -> Option<Result<Verified, Reason>> {
+    let claims = StrictObject::parse(body).ok()?;
+    match claims.json("active") {
+        Some(Value::Bool(true)) => Some(match claims.json(&cfg.claims.iss) {
+            Some(Value::String(s)) if *s == *issuer.iss => {
+                token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None).map_err(|f| f.reason)
+            }
+            Some(Value::String(_)) | None => Err(Reason::UnknownIssuer),
+            Some(_) => Err(Reason::InvalidClaim),
+        }),
+        Some(Value::Bool(false)) => Some(Err(Reason::InactiveToken)),
+        _ => None,
     }
 }
 

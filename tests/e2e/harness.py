@@ -256,6 +256,24 @@ class KamailioProcess:
             time.sleep(0.05)
 
 
+def scscf_lines(scscf, marker, call_id):
+    """The lines of an S-CSCF's log (a KamailioProcess running scscf.cfg or
+    ims/scscf.cfg) with this marker for this Call-ID."""
+    return [line for line in scscf.log().splitlines()
+            if marker in line and "ci=%s " % call_id in line]
+
+
+def scscf_msgs(scscf, call_id):
+    """The whole requests of this Call-ID that reached that S-CSCF, as
+    text (both cfgs log each one in hex: "SCSCF-MSG ci=... [hex]")."""
+    out = []
+    for line in scscf_lines(scscf, "SCSCF-MSG", call_id):
+        m = re.search(r"\[([0-9a-fA-F]*)\]\s*$", line)
+        if m:
+            out.append(bytes.fromhex(m.group(1)).decode(errors="replace"))
+    return out
+
+
 def write_config(path, state_file=None, trusted_nodes=("127.0.0.1",),
                  extra_top="", transform=None):
     """A copy of config/wic-tna.toml with absolute key paths (the original's
@@ -459,22 +477,15 @@ class Deployment:
     # -- what the S-CSCF saw --
     def scscf_rx(self, call_id):
         """The SCSCF-RX log lines of this Call-ID."""
-        return [line for line in self.scscf.log().splitlines()
-                if "SCSCF-RX" in line and "ci=%s " % call_id in line]
+        return self.scscf_lines("SCSCF-RX", call_id)
 
     def scscf_msgs(self, call_id):
         """The whole requests of this Call-ID that reached the S-CSCF, as
         text (logged in hex by scscf.cfg)."""
-        out = []
-        for line in self.scscf_lines("SCSCF-MSG", call_id):
-            m = re.search(r"\[([0-9a-fA-F]*)\]\s*$", line)
-            if m:
-                out.append(bytes.fromhex(m.group(1)).decode(errors="replace"))
-        return out
+        return scscf_msgs(self.scscf, call_id)
 
     def scscf_lines(self, marker, call_id):
-        return [line for line in self.scscf.log().splitlines()
-                if marker in line and "ci=%s " % call_id in line]
+        return scscf_lines(self.scscf, marker, call_id)
 
     def ul_dump(self):
         """The S-CSCF's registrations (plain: ul.dump; ims:

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from harness import (EXAMPLE, KAMAILIO, LIBRARY, MODULE, REPO,
-                     KamailioProcess, free_port, write_config)
+                     KamailioProcess, free_port, scscf_lines, scscf_msgs,
+                     write_config)
 
 IMS_EXAMPLE = EXAMPLE / "ims"
 # WIC_TNA_IMS_SCSCF_CFG: another S-CSCF configuration (e.g. a copy with a
@@ -268,16 +269,10 @@ class ImsCore:
         return self.scscf_lines("SCSCF-RX", call_id)
 
     def scscf_msgs(self, call_id):
-        out = []
-        for line in self.scscf_lines("SCSCF-MSG", call_id):
-            m = re.search(r"\[([0-9a-fA-F]*)\]\s*$", line)
-            if m:
-                out.append(bytes.fromhex(m.group(1)).decode(errors="replace"))
-        return out
+        return scscf_msgs(self.scscf, call_id)
 
     def scscf_lines(self, marker, call_id):
-        return [line for line in self.scscf.log().splitlines()
-                if marker in line and "ci=%s " % call_id in line]
+        return scscf_lines(self.scscf, marker, call_id)
 
     def wait_line(self, marker, call_id, timeout=5):
         """The first marker line of call_id, waiting for it (the async

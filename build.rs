@@ -9,9 +9,19 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let major: u32 = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap_or(0);
     let minor: u32 = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap_or(0);
-    let abi = if major == 0 { format!("0.{minor}") } else { major.to_string() };
-    let linux = std::env::var("CARGO_CFG_TARGET_OS").map(|o| o == "linux").unwrap_or(false);
-    if linux && std::env::var("WIC_TNA_SONAME").map(|v| v == "1").unwrap_or(false) {
+    let abi = if major == 0 {
+        format!("0.{minor}")
+    } else {
+        major.to_string()
+    };
+    let linux = std::env::var("CARGO_CFG_TARGET_OS")
+        .map(|o| o == "linux")
+        .unwrap_or(false);
+    if linux
+        && std::env::var("WIC_TNA_SONAME")
+            .map(|v| v == "1")
+            .unwrap_or(false)
+    {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libwic_tna.so.{abi}");
     }
 }

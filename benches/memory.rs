@@ -60,7 +60,9 @@ fn child(scenario: &str) {
         "repeated" => {
             let header = bearer(&token_a(Alg::ES256));
             for i in 1..=LARGE {
-                assert!(ctx.verify(black_box(&header), Some(TO_A), Some(600), now).accepted());
+                assert!(ctx
+                    .verify(black_box(&header), Some(TO_A), Some(600), now)
+                    .accepted());
                 if i == SMALL || i == LARGE {
                     report(i, &ctx);
                 }
@@ -76,7 +78,9 @@ fn child(scenario: &str) {
                 header.clear();
                 header.extend_from_slice(b"Bearer ");
                 header.extend_from_slice(tok.as_bytes());
-                assert!(ctx.verify(black_box(&header), Some(TO_A), Some(600), now).accepted());
+                assert!(ctx
+                    .verify(black_box(&header), Some(TO_A), Some(600), now)
+                    .accepted());
                 if i == SMALL || i == LARGE {
                     report(i, &ctx);
                 }
@@ -105,13 +109,25 @@ fn main() {
     );
     for scenario in ["repeated", "distinct"] {
         let t = std::time::Instant::now();
-        let out = Command::new(&exe).args(["--child", scenario]).output().expect("spawn child");
-        assert!(out.status.success(), "child {scenario} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&exe)
+            .args(["--child", scenario])
+            .output()
+            .expect("spawn child");
+        assert!(
+            out.status.success(),
+            "child {scenario} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let rows: Vec<Vec<u64>> = text
             .lines()
             .filter(|l| l.starts_with(scenario))
-            .map(|l| l.split_whitespace().skip(1).map(|x| x.parse().expect("number")).collect())
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .map(|x| x.parse().expect("number"))
+                    .collect()
+            })
             .collect();
         assert_eq!(rows.len(), 2, "child output: {text}");
         let (a, b) = (&rows[0], &rows[1]);

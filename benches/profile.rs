@@ -20,9 +20,14 @@ use std::hint::black_box;
 use wic_tna::keys::Alg;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let Some(alg) = args.first().and_then(|a| Alg::from_name(a)) else {
-        eprintln!("profile: usage: profile --bench <HS256|RS256|PS256|ES256|EdDSA> <n> [hit|floor|cold]");
+        eprintln!(
+            "profile: usage: profile --bench <HS256|RS256|PS256|ES256|EdDSA> <n> [hit|floor|cold]"
+        );
         return;
     };
     let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
@@ -50,17 +55,28 @@ fn main() {
                 }
                 black_box(&junk);
                 let t = std::time::Instant::now();
-                assert!(ctx.verify(black_box(&header), Some(TO_A), Some(600), now).accepted());
+                assert!(ctx
+                    .verify(black_box(&header), Some(TO_A), Some(600), now)
+                    .accepted());
                 timed += t.elapsed();
             }
-            eprintln!("profile: {alg} cold: {:.0} ns per verification (caches flushed before each)", timed.as_nanos() as f64 / n as f64);
+            eprintln!(
+                "profile: {alg} cold: {:.0} ns per verification (caches flushed before each)",
+                timed.as_nanos() as f64 / n as f64
+            );
         }
         _ => {
             let ctx = example_context(tmp.path(), if mode == "hit" { None } else { Some(0) });
             for _ in 0..n {
-                assert!(ctx.verify(black_box(&header), Some(TO_A), Some(600), now).accepted());
+                assert!(ctx
+                    .verify(black_box(&header), Some(TO_A), Some(600), now)
+                    .accepted());
             }
         }
     }
-    eprintln!("profile: {alg} {mode}: {n} in {:?} ({:.0} ns each)", t.elapsed(), t.elapsed().as_nanos() as f64 / n as f64);
+    eprintln!(
+        "profile: {alg} {mode}: {n} in {:?} ({:.0} ns each)",
+        t.elapsed(),
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
 }

@@ -36,7 +36,8 @@ fn key_secret(i: usize) -> Vec<u8> {
     format!("bench-secret-{i:05}-0123456789abcdef0123456789abcdef").into_bytes()
 }
 
-const HEAD: &str = "home_realm = \"ims.example.net\"\nverified_cache_size = 0\nadd_authorization_entity = true\n";
+const HEAD: &str =
+    "home_realm = \"ims.example.net\"\nverified_cache_size = 0\nadd_authorization_entity = true\n";
 
 fn issuer_block(out: &mut String, iss: &str) {
     write!(
@@ -71,10 +72,19 @@ fn jwks_config(dir: &Path, n: usize) -> PathBuf {
         })
         .collect();
     let jwks = dir.join(format!("set-{n}.jwks.json"));
-    std::fs::write(&jwks, serde_json::to_vec_pretty(&serde_json::json!({ "keys": keys })).unwrap()).unwrap();
+    std::fs::write(
+        &jwks,
+        serde_json::to_vec_pretty(&serde_json::json!({ "keys": keys })).unwrap(),
+    )
+    .unwrap();
     let mut t = String::from(HEAD);
     issuer_block(&mut t, &iss(0));
-    write!(t, "  [[issuer.key]]\n  algorithms = [\"HS256\"]\n  jwks = \"{}\"\n", jwks.display()).unwrap();
+    write!(
+        t,
+        "  [[issuer.key]]\n  algorithms = [\"HS256\"]\n  jwks = \"{}\"\n",
+        jwks.display()
+    )
+    .unwrap();
     let p = dir.join(format!("jwks-{n}.toml"));
     std::fs::write(&p, t).unwrap();
     p
@@ -99,8 +109,16 @@ fn load(name: String, path: &Path, header: Vec<u8>) -> Variant {
     let ctx = Context::new(path, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let now = now();
-    assert!(ctx.verify(&header, Some(TO_A), Some(600), now).accepted(), "{name}: token rejected");
-    Variant { name, ctx, header, load_ms }
+    assert!(
+        ctx.verify(&header, Some(TO_A), Some(600), now).accepted(),
+        "{name}: token rejected"
+    );
+    Variant {
+        name,
+        ctx,
+        header,
+        load_ms,
+    }
 }
 
 fn main() {
@@ -117,27 +135,42 @@ fn main() {
         let p = jwks_config(tmp.path(), n);
         vs.push(load(format!("jwks_keys={n}"), &p, token(&iss(0), n - 1)));
     }
-    let rounds: usize = std::env::var("WIC_TNA_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let rounds: usize = std::env::var("WIC_TNA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
     let now = now();
     let mut closures: Vec<Box<dyn FnMut()>> = vs
         .iter()
         .map(|v| {
             let (ctx, h) = (&v.ctx, &v.header);
             Box::new(move || {
-                black_box(ctx.verify(black_box(h), Some(TO_A), Some(600), now).accepted());
+                black_box(
+                    ctx.verify(black_box(h), Some(TO_A), Some(600), now)
+                        .accepted(),
+                );
             }) as Box<dyn FnMut()>
         })
         .collect();
-    let mut refs: Vec<&mut dyn FnMut()> = closures.iter_mut().map(|b| &mut **b as &mut dyn FnMut()).collect();
+    let mut refs: Vec<&mut dyn FnMut()> = closures
+        .iter_mut()
+        .map(|b| &mut **b as &mut dyn FnMut())
+        .collect();
     let r = interleaved(rounds, 20.0, &mut refs);
     reset("scale.txt");
     let mut lines = Vec::new();
     println!("scale: full HS256 verify (cache off), interleaved, median of {rounds} rounds");
-    println!("{:<16} {:>10} {:>16} {:>12}", "configuration", "ns/verify", "ratio vs base", "load ms");
+    println!(
+        "{:<16} {:>10} {:>16} {:>12}",
+        "configuration", "ns/verify", "ratio vs base", "load ms"
+    );
     for (i, v) in vs.iter().enumerate() {
         let base = if v.name.starts_with("issuers") { 0 } else { 3 };
         let (ratio, a, _) = paired_ratio(&r[i], &r[base]);
-        println!("{:<16} {:>10.0} {:>16.3} {:>12.1}", v.name, a, ratio, v.load_ms);
+        println!(
+            "{:<16} {:>10.0} {:>16.3} {:>12.1}",
+            v.name, a, ratio, v.load_ms
+        );
         lines.push((format!("{}.ns", v.name), a));
         lines.push((format!("{}.ratio", v.name), ratio));
         lines.push((format!("{}.load_ms", v.name), v.load_ms));

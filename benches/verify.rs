@@ -40,13 +40,20 @@ fn cases() -> Vec<Case> {
         .map(|&alg| {
             let tok = token_a(alg);
             let (input, signature) = split_token(&tok);
-            Case { alg, header: bearer(&tok), input, signature, floor: Floor::new(alg) }
+            Case {
+                alg,
+                header: bearer(&tok),
+                input,
+                signature,
+                floor: Floor::new(alg),
+            }
         })
         .collect()
 }
 
 fn full(ctx: &Context, header: &[u8], now: i64) -> bool {
-    ctx.verify(black_box(header), Some(black_box(TO_A)), Some(600), now).accepted()
+    ctx.verify(black_box(header), Some(black_box(TO_A)), Some(600), now)
+        .accepted()
 }
 
 fn cache_hits(ctx: &Context) -> u64 {
@@ -67,14 +74,29 @@ fn main() {
     let now = now();
     let cases = cases();
     for c in &cases {
-        assert!(full(&nocache, &c.header, now), "{}: full verify rejects the token", c.alg);
-        assert!(c.floor.verify(&c.input, &c.signature), "{}: floor rejects the signature", c.alg);
+        assert!(
+            full(&nocache, &c.header, now),
+            "{}: full verify rejects the token",
+            c.alg
+        );
+        assert!(
+            c.floor.verify(&c.input, &c.signature),
+            "{}: floor rejects the signature",
+            c.alg
+        );
     }
-    let es = cases.iter().find(|c| c.alg == Alg::ES256).expect("ES256 case");
+    let es = cases
+        .iter()
+        .find(|c| c.alg == Alg::ES256)
+        .expect("ES256 case");
     assert!(full(&cached, &es.header, now));
     let hits0 = cache_hits(&cached);
     assert!(full(&cached, &es.header, now));
-    assert_eq!(cache_hits(&cached), hits0 + 1, "the second verify of a token must hit the cache");
+    assert_eq!(
+        cache_hits(&cached),
+        hits0 + 1,
+        "the second verify of a token must hit the cache"
+    );
 
     let crit_dir = target_dir().join("criterion");
     let mut c = Criterion::default()
@@ -86,13 +108,18 @@ fn main() {
     {
         let mut g = c.benchmark_group("full");
         for case in &cases {
-            g.bench_function(case.alg.name(), |b| b.iter(|| full(&nocache, &case.header, now)));
+            g.bench_function(case.alg.name(), |b| {
+                b.iter(|| full(&nocache, &case.header, now))
+            });
         }
         g.finish();
         let mut g = c.benchmark_group("floor");
         for case in &cases {
             g.bench_function(case.alg.name(), |b| {
-                b.iter(|| case.floor.verify(black_box(&case.input), black_box(&case.signature)))
+                b.iter(|| {
+                    case.floor
+                        .verify(black_box(&case.input), black_box(&case.signature))
+                })
             });
         }
         g.finish();
@@ -102,7 +129,11 @@ fn main() {
         g.finish();
     }
     c.final_summary();
-    assert_eq!(cache_hits(&nocache), 0, "the cache-off context must never hit");
+    assert_eq!(
+        cache_hits(&nocache),
+        0,
+        "the cache-off context must never hit"
+    );
 
     if !bench_mode() || std::env::args().any(|a| a.starts_with("--profile-time")) {
         // `cargo test --benches` (criterion ran each function once) or a
@@ -111,18 +142,27 @@ fn main() {
     }
 
     // Interleaved ratios.
-    let rounds: usize = std::env::var("WIC_TNA_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let rounds: usize = std::env::var("WIC_TNA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
     reset("verify.txt");
     let mut lines: Vec<(String, f64)> = Vec::new();
     println!();
     println!("full verify / floor, interleaved, median of {rounds} per-round ratios (criterion medians alongside)");
-    println!("{:<6} {:>10} {:>10} {:>7} {:>13}   {:>10} {:>10} {:>7}", "alg", "full ns", "floor ns", "ratio", "rounds", "crit full", "crit floor", "ratio");
+    println!(
+        "{:<6} {:>10} {:>10} {:>7} {:>13}   {:>10} {:>10} {:>7}",
+        "alg", "full ns", "floor ns", "ratio", "rounds", "crit full", "crit floor", "ratio"
+    );
     for case in &cases {
         let mut f_full = || {
             black_box(full(&nocache, &case.header, now));
         };
         let mut f_floor = || {
-            black_box(case.floor.verify(black_box(&case.input), black_box(&case.signature)));
+            black_box(
+                case.floor
+                    .verify(black_box(&case.input), black_box(&case.signature)),
+            );
         };
         let r = interleaved(rounds, 20.0, &mut [&mut f_full, &mut f_floor]);
         let (ratio, a, b) = paired_ratio(&r[0], &r[1]);
@@ -170,7 +210,10 @@ fn main() {
     };
     println!();
     println!("refresh path: cache hit / full ES256 verify (cache off)");
-    println!("{:<10} {:>10} {:>10} {:>8}   {:>10} {:>10} {:>8}", "", "hit ns", "full ns", "share", "crit hit", "crit full", "share");
+    println!(
+        "{:<10} {:>10} {:>10} {:>8}   {:>10} {:>10} {:>8}",
+        "", "hit ns", "full ns", "share", "crit hit", "crit full", "share"
+    );
     println!(
         "{:<10} {:>10.0} {:>10.0} {:>7.2}%   {:>10.0} {:>10.0} {:>7.2}%",
         "ES256",
@@ -188,5 +231,9 @@ fn main() {
     lines.push(("crit.hit.full_ES256.ns".into(), ce.unwrap_or(f64::NAN)));
     lines.push(("crit.hit.share".into(), cr));
     record("verify.txt", &lines);
-    assert_eq!(cache_hits(&nocache), 0, "the cache-off context must never hit");
+    assert_eq!(
+        cache_hits(&nocache),
+        0,
+        "the cache-off context must never hit"
+    );
 }

@@ -3,16 +3,16 @@
 //! generation, counters) and the checks of PROTOCOL.md put together.
 
 use crate::core::config::{Config, ConfigError, Issuer};
-use crate::edge::fleet::{self, Store};
 use crate::core::header;
 use crate::core::identity;
-use crate::log;
 use crate::core::reason::{self, Reason};
-use crate::edge::remote::RemoteState;
 use crate::core::replay;
-use crate::edge::shared::{Remote, Shared, NO_ISSUER};
 use crate::core::tna;
 use crate::core::token::{self, Failure, Verified};
+use crate::edge::fleet::{self, Store};
+use crate::edge::remote::RemoteState;
+use crate::edge::shared::{Remote, Shared, NO_ISSUER};
+use crate::log;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -94,16 +94,24 @@ pub struct Request<'a> {
 /// Is `origin` one of `origins`? Trimmed, a trailing '/' ignored, ASCII
 /// case-insensitive; an empty or non-UTF-8 origin never is.
 fn origin_listed(origins: &[String], origin: &[u8]) -> bool {
-    let Ok(origin) = std::str::from_utf8(origin) else { return false };
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
     let origin = origin.trim().trim_end_matches('/');
-    !origin.is_empty() && origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    !origin.is_empty()
+        && origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 /// The configured issuer of a verification: the one at its index when it
 /// is still that issuer (the configuration it came from), else looked up
 /// by name; `None` when the issuer is no longer configured.
 fn issuer_of<'a>(cfg: &'a Config, v: &Verified) -> Option<&'a Issuer> {
-    cfg.issuers.get(v.issuer_index).filter(|i| *i.iss == *v.iss).or_else(|| cfg.issuer(&v.iss))
+    cfg.issuers
+        .get(v.issuer_index)
+        .filter(|i| *i.iss == *v.iss)
+        .or_else(|| cfg.issuer(&v.iss))
 }
 
 /// The host of the registering IMPU, for `tna_realm_from_impu`: the `To`
@@ -113,7 +121,10 @@ fn issuer_of<'a>(cfg: &'a Config, v: &Verified) -> Option<&'a Issuer> {
 fn registering_host(v: &Verified, has_to: bool, to_impu: Option<usize>) -> Option<&str> {
     let sip = |u: &identity::UriView<'_>| u.scheme != identity::Scheme::Tel && !u.host().is_empty();
     if has_to {
-        return to_impu.and_then(|i| v.impu_uri(i)).filter(sip).map(|u| u.host());
+        return to_impu
+            .and_then(|i| v.impu_uri(i))
+            .filter(sip)
+            .map(|u| u.host());
     }
     v.impu_uris().find(sip).map(|u| u.host())
 }
@@ -132,17 +143,29 @@ fn to_impu(v: &Verified, to: &[u8]) -> Result<usize, Reason> {
         return Ok(i);
     }
     let to_uri = identity::parse_impu_ref(text).map_err(|_| Reason::InvalidToUri)?;
-    (0..n).find(|&i| v.impu_uri(i).is_some_and(|u| to_uri.same_as_view(u))).ok_or(Reason::ToImpuNotInToken)
+    (0..n)
+        .find(|&i| v.impu_uri(i).is_some_and(|u| to_uri.same_as_view(u)))
+        .ok_or(Reason::ToImpuNotInToken)
 }
 
 /// The TNA header for an accepted token: realm and URI of its issuer
 /// (the registering IMPU's host with `tna_realm_from_impu`), the home realm
 /// when the issuer is no longer configured.
-fn tna_header(cfg: &Config, issuer: Option<&Issuer>, v: &Verified, has_to: bool, to_impu: Option<usize>) -> String {
+fn tna_header(
+    cfg: &Config,
+    issuer: Option<&Issuer>,
+    v: &Verified,
+    has_to: bool,
+    to_impu: Option<usize>,
+) -> String {
     let issuer_entity = issuer.map(|i| i.add_authorization_entity).unwrap_or(true);
     let (realm, uri) = match issuer {
         Some(i) => {
-            let from_impu = if i.tna_realm_from_impu { registering_host(v, has_to, to_impu) } else { None };
+            let from_impu = if i.tna_realm_from_impu {
+                registering_host(v, has_to, to_impu)
+            } else {
+                None
+            };
             (from_impu.unwrap_or(&i.tna_realm), i.tna_uri.as_deref())
         }
         None => (cfg.home_realm.as_str(), None),
@@ -241,8 +264,13 @@ impl Context {
         let shared = match shared {
             Some(s) => s,
             None => match &cfg.state_file {
-                Some(f) => Arc::new(Shared::open(f).map_err(|e| ContextError::Io(format!("state_file: {e}")))?),
-                None => Arc::new(Shared::new_anonymous().map_err(|e| ContextError::Io(format!("shared state: {e}")))?),
+                Some(f) => Arc::new(
+                    Shared::open(f).map_err(|e| ContextError::Io(format!("state_file: {e}")))?,
+                ),
+                None => Arc::new(
+                    Shared::new_anonymous()
+                        .map_err(|e| ContextError::Io(format!("shared state: {e}")))?,
+                ),
             },
         };
         let gen = shared.reload_gen();
@@ -259,7 +287,10 @@ impl Context {
             has_overrides: AtomicBool::new(!overrides.is_empty()),
             barring: RwLock::new(Barring { overrides }),
             slots: Mutex::new(HashMap::new()),
-            cache: Mutex::new(TokenCache { gen: 0, map: HashMap::new() }),
+            cache: Mutex::new(TokenCache {
+                gen: 0,
+                map: HashMap::new(),
+            }),
             config_gen: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             remote: RemoteState::default(),
@@ -277,15 +308,23 @@ impl Context {
     pub fn tick(&self, now: i64) -> TickReport {
         self.sync();
         let cfg = self.config();
-        let pass = self.remote.refresh(&cfg, &self.shared, &|iss| self.slot(iss), now);
-        let mut report = TickReport { published: pass.published, failed: pass.failed };
+        let pass = self
+            .remote
+            .refresh(&cfg, &self.shared, &|iss| self.slot(iss), now);
+        let mut report = TickReport {
+            published: pass.published,
+            failed: pass.failed,
+        };
         self.fleet_tick(now, &mut report);
         report
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The shared state.
@@ -305,7 +344,10 @@ impl Context {
         let gen = self.shared.bump_reload(digest);
         self.seen_reload_gen.store(gen, Ordering::Release);
         self.in_step.store(true, Ordering::Release);
-        log::info(&format!("wic-tna: configuration {} reloaded (generation {gen})", self.path.display()));
+        log::info(&format!(
+            "wic-tna: configuration {} reloaded (generation {gen})",
+            self.path.display()
+        ));
         Ok(())
     }
 
@@ -333,7 +375,9 @@ impl Context {
                         self.remote.clear_caches();
                         self.seen_reload_gen.store(gen, Ordering::Release);
                         self.in_step.store(true, Ordering::Release);
-                        log::info(&format!("wic-tna: configuration reloaded (generation {gen})"));
+                        log::info(&format!(
+                            "wic-tna: configuration reloaded (generation {gen})"
+                        ));
                     }
                     other => {
                         self.retry_at.store(now + 1, Ordering::Release);
@@ -341,7 +385,10 @@ impl Context {
                             self.in_step.store(false, Ordering::Release);
                             let why = match other {
                                 Err(e) => e.to_string(),
-                                Ok(_) => "the file or a key file changed after the reload checked it".into(),
+                                Ok(_) => {
+                                    "the file or a key file changed after the reload checked it"
+                                        .into()
+                                }
                             };
                             log::error(&format!(
                                 "wic-tna: cannot take up reload generation {gen}: {why}; refusing every request (500) until {} is as reloaded or reloaded again",
@@ -356,7 +403,8 @@ impl Context {
         if bar_gen != self.barring_seen.load(Ordering::Acquire) {
             let overrides = self.shared.barring_overrides();
             let mut b = self.barring.write().unwrap_or_else(|e| e.into_inner());
-            self.has_overrides.store(!overrides.is_empty(), Ordering::Release);
+            self.has_overrides
+                .store(!overrides.is_empty(), Ordering::Release);
             *b = Barring { overrides };
             self.barring_seen.store(bar_gen, Ordering::Release);
         }
@@ -383,8 +431,13 @@ impl Context {
         if cfg.issuer(iss).is_none() {
             return Err(format!("issuer {iss:?} is not configured"));
         }
-        self.shared.set_barring(iss, Some(barred)).map_err(|e| e.to_string())?;
-        log::info(&format!("wic-tna: issuer {iss} {}", if barred { "barred" } else { "unbarred" }));
+        self.shared
+            .set_barring(iss, Some(barred))
+            .map_err(|e| e.to_string())?;
+        log::info(&format!(
+            "wic-tna: issuer {iss} {}",
+            if barred { "barred" } else { "unbarred" }
+        ));
         self.sync();
         match &cfg.fleet {
             Some(f) => fleet::publish_barring(&self.store, f, iss, barred),
@@ -451,15 +504,38 @@ impl Context {
     /// the expiry the client asked for, if any (0: a de-registration); `now`
     /// Unix seconds. [`Context::verify_request`] with the other fields
     /// absent.
-    pub fn verify(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, now: i64) -> Outcome {
+    pub fn verify(
+        &self,
+        authorization: &[u8],
+        to: Option<&[u8]>,
+        requested_expires: Option<i64>,
+        now: i64,
+    ) -> Outcome {
         self.verify_bound(authorization, to, requested_expires, None, now)
     }
 
     /// As [`Context::verify`], with the request's replay binding (the
     /// connection or source the proxy names; see src/core/replay.rs). Where
     /// `[replay]` is enabled, a request with no binding fails closed.
-    pub fn verify_bound(&self, authorization: &[u8], to: Option<&[u8]>, requested_expires: Option<i64>, binding: Option<&[u8]>, now: i64) -> Outcome {
-        self.decide(authorization, &Request { authorization: Some(authorization), to, requested_expires, binding, origin: None }, now)
+    pub fn verify_bound(
+        &self,
+        authorization: &[u8],
+        to: Option<&[u8]>,
+        requested_expires: Option<i64>,
+        binding: Option<&[u8]>,
+        now: i64,
+    ) -> Outcome {
+        self.decide(
+            authorization,
+            &Request {
+                authorization: Some(authorization),
+                to,
+                requested_expires,
+                binding,
+                origin: None,
+            },
+            now,
+        )
     }
 
     /// Decide on a request (every input the proxy has, see [`Request`]) at
@@ -502,10 +578,15 @@ impl Context {
         if let Some(issuer) = self.reference_issuer(cfg, token) {
             // A reference token: RFC 7662 introspection (own caches).
             let slot = self.slot(&issuer.iss);
-            return self.remote.introspect(cfg, issuer, token, &self.shared, slot, now, &|i| self.is_barred(i));
+            return self
+                .remote
+                .introspect(cfg, issuer, token, &self.shared, slot, now, &|i| {
+                    self.is_barred(i)
+                });
         }
         match token::verify_with(cfg, token, now, &|i| self.is_barred(i), &|i| {
-            self.remote.keys_for(i, &self.shared, self.slot(&i.iss), now)
+            self.remote
+                .keys_for(i, &self.shared, self.slot(&i.iss), now)
         }) {
             Ok(v) => {
                 let v = Arc::new(v);
@@ -516,7 +597,8 @@ impl Context {
                 if f.reason == Reason::UnknownKey {
                     if let Some(i) = f.iss.as_deref().and_then(|i| cfg.issuer(i)) {
                         if i.remote_jwks.is_some() {
-                            self.remote.request_refetch(&self.shared, self.slot(&i.iss), now);
+                            self.remote
+                                .request_refetch(&self.shared, self.slot(&i.iss), now);
                         }
                     }
                 }
@@ -537,7 +619,9 @@ impl Context {
         // de-registration is accepted while the token is valid.
         let seconds_left = (v.exp - now).max(0);
         let deregistration = req.requested_expires == Some(0);
-        if !deregistration && seconds_left < i64::try_from(cfg.min_registration_expires).unwrap_or(i64::MAX) {
+        if !deregistration
+            && seconds_left < i64::try_from(cfg.min_registration_expires).unwrap_or(i64::MAX)
+        {
             return self.reject(cfg, Reason::Expired, Some(v.iss.clone()));
         }
         // The registering IMPU: the one the To names.
@@ -583,13 +667,32 @@ impl Context {
 
     /// The replay rule (src/core/replay.rs) for an otherwise accepted token,
     /// with the fleet store's word on a first use.
-    fn replay_step(&self, cfg: &Config, v: &Verified, binding: Option<&[u8]>, now: i64) -> Result<(), Reason> {
+    fn replay_step(
+        &self,
+        cfg: &Config,
+        v: &Verified,
+        binding: Option<&[u8]>,
+        now: i64,
+    ) -> Result<(), Reason> {
         let table = self.shared.replay_table();
         let node = cfg.fleet.as_ref().map(|f| f.node_id.as_str()).unwrap_or("");
         let until = v.exp.saturating_add(cfg.leeway as i64);
-        let Some(first) = replay::decide(&cfg.replay, table, node, &v.iss, v.jti(), until, binding, now)? else { return Ok(()) };
+        let Some(first) = replay::decide(
+            &cfg.replay,
+            table,
+            node,
+            &v.iss,
+            v.jti(),
+            until,
+            binding,
+            now,
+        )?
+        else {
+            return Ok(());
+        };
         let Some(f) = &cfg.fleet else { return Ok(()) };
-        let answer = fleet::claim_first_use(&self.store, f, &first, now, cfg.replay.store_unavailable);
+        let answer =
+            fleet::claim_first_use(&self.store, f, &first, now, cfg.replay.store_unavailable);
         replay::after_fleet(&cfg.replay, table, &first, answer, now)
     }
 
@@ -633,11 +736,17 @@ impl Context {
         };
         let (v, keys_gen) = v;
         let issuer = issuer_of(cfg, &v)?;
-        if now > v.exp.saturating_add(cfg.leeway as i64) || now < v.valid_from || self.is_barred(issuer) {
+        if now > v.exp.saturating_add(cfg.leeway as i64)
+            || now < v.valid_from
+            || self.is_barred(issuer)
+        {
             return None;
         }
         if issuer.remote_jwks.is_some()
-            && (self.jwks_gen(&issuer.iss) != keys_gen || !self.remote.keys_fresh(issuer, &self.shared, self.slot(&issuer.iss), now))
+            && (self.jwks_gen(&issuer.iss) != keys_gen
+                || !self
+                    .remote
+                    .keys_fresh(issuer, &self.shared, self.slot(&issuer.iss), now))
         {
             // Fall through to a full check, which gives the reason.
             return None;
@@ -673,7 +782,11 @@ impl Context {
 
     /// The shared generation of the issuer's fetched key set.
     fn jwks_gen(&self, iss: &str) -> u64 {
-        self.slot(iss).map_or(0, |s| self.shared.remote(s, Remote::JwksGen).load(Ordering::Acquire))
+        self.slot(iss).map_or(0, |s| {
+            self.shared
+                .remote(s, Remote::JwksGen)
+                .load(Ordering::Acquire)
+        })
     }
 
     /// The decision for a request with no `Authorization` header at all.
@@ -691,27 +804,49 @@ impl Context {
             return false;
         }
         let cfg = self.config();
-        cfg.issuers.iter().any(|i| !self.is_barred(i) && origin_listed(&i.origins, origin))
+        cfg.issuers
+            .iter()
+            .any(|i| !self.is_barred(i) && origin_listed(&i.origins, origin))
     }
 
     /// The S-CSCF side check. `allowed` is the subscription's list of
     /// authorization entities (comma-separated); `None` takes the
     /// configuration's `[scscf] allowed_entities`.
-    pub fn scscf_check(&self, authorization: &[u8], source: &str, allowed: Option<&str>) -> Outcome {
+    pub fn scscf_check(
+        &self,
+        authorization: &[u8],
+        source: &str,
+        allowed: Option<&str>,
+    ) -> Outcome {
         let in_step = self.sync();
         let cfg = self.config();
         if !in_step {
             return self.reject(&cfg, Reason::InternalError, None);
         }
         let list: Vec<&str> = match allowed {
-            Some(a) => a.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
-            None => cfg.scscf.allowed_entities.iter().map(String::as_str).collect(),
+            Some(a) => a
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => cfg
+                .scscf
+                .allowed_entities
+                .iter()
+                .map(String::as_str)
+                .collect(),
         };
         let barred = |e: &str| match cfg.issuer(e) {
             Some(i) => self.is_barred(i),
             None => self.is_barred_name(e, false),
         };
-        match tna::scscf_check(authorization, source, &cfg.scscf.trusted_nodes, &list, &barred) {
+        match tna::scscf_check(
+            authorization,
+            source,
+            &cfg.scscf.trusted_nodes,
+            &list,
+            &barred,
+        ) {
             Ok(p) => {
                 self.count(p.authorization_entity.as_deref(), Reason::Ok);
                 Outcome {
@@ -727,7 +862,10 @@ impl Context {
                 }
             }
             Err((reason, p)) => {
-                let iss: Option<Arc<str>> = p.as_ref().and_then(|p| p.authorization_entity.as_deref()).map(Arc::from);
+                let iss: Option<Arc<str>> = p
+                    .as_ref()
+                    .and_then(|p| p.authorization_entity.as_deref())
+                    .map(Arc::from);
                 self.count(iss.as_deref(), reason);
                 Outcome {
                     reason,
@@ -756,9 +894,18 @@ impl Context {
             }
             issuers.insert(iss, serde_json::Value::Object(m));
         }
-        let barred: Vec<&str> = cfg.issuers.iter().filter(|i| self.is_barred(i)).map(|i| &*i.iss).collect();
+        let barred: Vec<&str> = cfg
+            .issuers
+            .iter()
+            .filter(|i| self.is_barred(i))
+            .map(|i| &*i.iss)
+            .collect();
         let mut remote = serde_json::Map::new();
-        for i in cfg.issuers.iter().filter(|i| i.remote_jwks.is_some() || i.introspection.is_some()) {
+        for i in cfg
+            .issuers
+            .iter()
+            .filter(|i| i.remote_jwks.is_some() || i.introspection.is_some())
+        {
             let mut m = serde_json::Map::new();
             for (name, n) in self.shared.remote_counters(&i.iss) {
                 m.insert(name.to_owned(), serde_json::Value::from(n));
@@ -770,7 +917,10 @@ impl Context {
                     m.insert("jwks_fetched_at".into(), get(Remote::JwksFetchedAt).into());
                 }
                 if i.introspection.is_some() {
-                    m.insert("breaker_open_until".into(), get(Remote::BreakerOpenUntil).into());
+                    m.insert(
+                        "breaker_open_until".into(),
+                        get(Remote::BreakerOpenUntil).into(),
+                    );
                 }
             }
             remote.insert(i.iss.to_string(), serde_json::Value::Object(m));
@@ -805,7 +955,8 @@ mod tests {
 
     /// A private directory with `wic-tna.toml` (`cfg`) and the HMAC secret.
     fn setup(tag: &str, cfg: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("wic-tna-context-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("wic-tna-context-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("hmac.secret"), SECRET).unwrap();
@@ -859,7 +1010,14 @@ tna_realm = "tna.a.example"
         assert_eq!(&*cfg.issuers[0].iss, "https://a.example");
         assert_eq!(cfg.issuers[0].keys.len(), 1, "the secret file was read");
 
-        std::fs::write(&path, config().replace("tna_realm = \"tna.a.example\"", "tna_realm = \"not a realm\"")).unwrap();
+        std::fs::write(
+            &path,
+            config().replace(
+                "tna_realm = \"tna.a.example\"",
+                "tna_realm = \"not a realm\"",
+            ),
+        )
+        .unwrap();
         match Context::new(&path, None) {
             Err(ContextError::Config(e)) => {
                 assert_eq!(e.field.as_deref(), Some("issuer[0].tna_realm"));
@@ -886,16 +1044,53 @@ tna_realm = "tna.a.example"
             ..Default::default()
         };
         // Both halves pass: the TNA header names the issuer's realm.
-        let ok = ctx.verify_request(&req(Some("<sip:alice@a.example>"), Some("https://APP.a.example/")), now);
+        let ok = ctx.verify_request(
+            &req(
+                Some("<sip:alice@a.example>"),
+                Some("https://APP.a.example/"),
+            ),
+            now,
+        );
         assert_eq!(ok.reason, Reason::Ok);
-        assert!(ok.tna_header.as_deref().is_some_and(|t| t.contains("tna.a.example")), "{:?}", ok.tna_header);
+        assert!(
+            ok.tna_header
+                .as_deref()
+                .is_some_and(|t| t.contains("tna.a.example")),
+            "{:?}",
+            ok.tna_header
+        );
         // The token passes, the request does not: To and Origin.
-        assert_eq!(ctx.verify_request(&req(Some("sip:bob@a.example"), None), now).reason, Reason::ToImpuNotInToken);
-        assert_eq!(ctx.verify_request(&req(Some("not a uri"), None), now).reason, Reason::InvalidToUri);
-        assert_eq!(ctx.verify_request(&req(None, Some("https://evil.example")), now).reason, Reason::OriginNotAllowed);
+        assert_eq!(
+            ctx.verify_request(&req(Some("sip:bob@a.example"), None), now)
+                .reason,
+            Reason::ToImpuNotInToken
+        );
+        assert_eq!(
+            ctx.verify_request(&req(Some("not a uri"), None), now)
+                .reason,
+            Reason::InvalidToUri
+        );
+        assert_eq!(
+            ctx.verify_request(&req(None, Some("https://evil.example")), now)
+                .reason,
+            Reason::OriginNotAllowed
+        );
         // The token does not pass: signature.
-        let forged = format!("Bearer {}", token(now, &["sip:alice@a.example"], b"another-secret-of-thirty-two-bytes!!"));
-        let bad = ctx.verify_request(&Request { authorization: Some(forged.as_bytes()), ..Default::default() }, now);
+        let forged = format!(
+            "Bearer {}",
+            token(
+                now,
+                &["sip:alice@a.example"],
+                b"another-secret-of-thirty-two-bytes!!"
+            )
+        );
+        let bad = ctx.verify_request(
+            &Request {
+                authorization: Some(forged.as_bytes()),
+                ..Default::default()
+            },
+            now,
+        );
         assert_eq!(bad.reason, Reason::BadSignature);
         assert_eq!(bad.iss(), Some("https://a.example"));
     }
@@ -905,11 +1100,22 @@ tna_realm = "tna.a.example"
         let now = now();
         let path = setup("to", &config());
         let ctx = Context::new(&path, None).unwrap();
-        let t = token(now, &["sip:alice@a.example", "sip:+15551234@a.example;user=phone"], SECRET);
+        let t = token(
+            now,
+            &["sip:alice@a.example", "sip:+15551234@a.example;user=phone"],
+            SECRET,
+        );
         let v = token::verify(&ctx.config(), &t, now, &|_| false).unwrap();
         assert_eq!(to_impu(&v, b"sip:alice@a.example"), Ok(0));
-        assert_eq!(to_impu(&v, b"<sip:ALICE@A.EXAMPLE>;tag=x"), Err(Reason::ToImpuNotInToken));
-        assert_eq!(to_impu(&v, b"sip:alice@A.example"), Ok(0), "host compared case-insensitively");
+        assert_eq!(
+            to_impu(&v, b"<sip:ALICE@A.EXAMPLE>;tag=x"),
+            Err(Reason::ToImpuNotInToken)
+        );
+        assert_eq!(
+            to_impu(&v, b"sip:alice@A.example"),
+            Ok(0),
+            "host compared case-insensitively"
+        );
         assert_eq!(to_impu(&v, b"sip:+15551234@a.example;user=phone"), Ok(1));
         assert_eq!(to_impu(&v, b"\xff"), Err(Reason::InvalidToUri));
     }

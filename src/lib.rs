@@ -12,11 +12,11 @@
 
 // Layers, bottom up (doc/architecture.md): `log`; the pure core; the edge
 // (I/O); the context that composes them; the C ABI.
-pub mod log;
+pub mod context;
 pub mod core;
 pub mod edge;
-pub mod context;
 pub mod ffi;
+pub mod log;
 
 // The module paths of earlier versions (`wic_tna::keys::Alg`, ...).
 pub use self::core::{config, header, identity, json, keys, mint, reason, replay, tna, token, url};

@@ -37,7 +37,9 @@ fn pyjwt_cases_through_the_library() {
                 bad.push(format!("unexpected challenge {www}"));
             }
         } else if !www.starts_with(challenge.as_str()) {
-            bad.push(format!("challenge {www:?} does not start with {challenge:?}"));
+            bad.push(format!(
+                "challenge {www:?} does not start with {challenge:?}"
+            ));
         }
         if impi != "-" && o.impi() != Some(impi.as_str()) {
             bad.push(format!("impi {:?}", o.impi()));
@@ -47,10 +49,19 @@ fn pyjwt_cases_through_the_library() {
         }
         if o.accepted() {
             accepted += 1;
-            assert!(o.granted_expires >= 0 && o.granted_expires <= 600 && o.granted_expires <= o.seconds_left, "{name}: granted {}", o.granted_expires);
+            assert!(
+                o.granted_expires >= 0
+                    && o.granted_expires <= 600
+                    && o.granted_expires <= o.seconds_left,
+                "{name}: granted {}",
+                o.granted_expires
+            );
         } else {
             rejected += 1;
-            assert!(o.tna_header.is_none() && o.verified.is_none(), "{name}: rejected but identities leaked");
+            assert!(
+                o.tna_header.is_none() && o.verified.is_none(),
+                "{name}: rejected but identities leaked"
+            );
             // error_description never echoes token content.
             if let Some(w) = &o.www_authenticate {
                 for part in auth.split(['.', ' ']) {
@@ -64,6 +75,13 @@ fn pyjwt_cases_through_the_library() {
             failures.push(format!("{name}: {}", bad.join("; ")));
         }
     }
-    assert!(failures.is_empty(), "failed cases:\n{}", failures.join("\n"));
-    assert!(accepted >= 15 && rejected >= 30, "accepted {accepted}, rejected {rejected}");
+    assert!(
+        failures.is_empty(),
+        "failed cases:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        accepted >= 15 && rejected >= 30,
+        "accepted {accepted}, rejected {rejected}"
+    );
 }

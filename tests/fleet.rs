@@ -50,7 +50,13 @@ fn token_b(jti: &str) -> String {
 }
 
 fn vb(c: &Context, tok: &str, binding: Option<&str>, at: i64) -> wic_tna::Outcome {
-    c.verify_bound(format!("Bearer {tok}").as_bytes(), None, None, binding.map(str::as_bytes), at)
+    c.verify_bound(
+        format!("Bearer {tok}").as_bytes(),
+        None,
+        None,
+        binding.map(str::as_bytes),
+        at,
+    )
 }
 
 #[test]
@@ -67,15 +73,28 @@ fn same_binding_is_a_refresh_another_is_a_replay() {
     assert_eq!(o.sip_status, 401);
     let ch = o.www_authenticate.clone().unwrap();
     assert!(ch.contains("error=\"invalid_token\""), "{ch}");
-    assert!(!ch.contains("jti-1") && !ch.contains("conn-"), "challenge echoes token or binding: {ch}");
+    assert!(
+        !ch.contains("jti-1") && !ch.contains("conn-"),
+        "challenge echoes token or binding: {ch}"
+    );
     // The replay did not take the token over: the first binding still refreshes.
     assert_eq!(vb(&c, &tok, Some("conn-1"), t + 140).reason, Reason::Ok);
     // Another token (other jti) on the second connection is its own.
-    assert_eq!(vb(&c, &tok_jti(Some("jti-2"), 600), Some("conn-2"), t).reason, Reason::Ok);
+    assert_eq!(
+        vb(&c, &tok_jti(Some("jti-2"), 600), Some("conn-2"), t).reason,
+        Reason::Ok
+    );
     // After exp (+ leeway) the token is expired, whatever the binding.
-    assert_eq!(vb(&c, &tok, Some("conn-2"), t + 600 + 31).reason, Reason::Expired);
+    assert_eq!(
+        vb(&c, &tok, Some("conn-2"), t + 600 + 31).reason,
+        Reason::Expired
+    );
     // The counters have the new reason name.
-    assert!(c.stats_json().contains("\"token_replayed\":1"), "{}", c.stats_json());
+    assert!(
+        c.stats_json().contains("\"token_replayed\":1"),
+        "{}",
+        c.stats_json()
+    );
 }
 
 #[test]
@@ -102,7 +121,12 @@ fn missing_jti_and_missing_binding() {
     let o = vb(&c, &tok_jti(Some("jti-nb"), 600), Some(""), t);
     assert_eq!(o.reason, Reason::InternalError);
     // The plain verify passes no binding either.
-    let o = c.verify(format!("Bearer {}", tok_jti(Some("jti-nb"), 600)).as_bytes(), None, None, t);
+    let o = c.verify(
+        format!("Bearer {}", tok_jti(Some("jti-nb"), 600)).as_bytes(),
+        None,
+        None,
+        t,
+    );
     assert_eq!(o.reason, Reason::InternalError);
 
     let (_d2, p2) = with_tail("\n[replay]\nenabled = true\nmissing_jti = \"allow\"\n".into());
@@ -112,7 +136,10 @@ fn missing_jti_and_missing_binding() {
     assert_eq!(vb(&c2, &tok, Some("conn-2"), t).reason, Reason::Ok);
 
     let (_d3, p3) = with_tail("\n[replay]\nenabled = true\nmissing_jti = \"maybe\"\n".into());
-    let e = Context::new(&p3, None).err().expect("bad missing_jti must be refused").to_string();
+    let e = Context::new(&p3, None)
+        .err()
+        .expect("bad missing_jti must be refused")
+        .to_string();
     assert!(e.contains("maybe") || e.contains("missing_jti"), "{e}");
 }
 
@@ -125,7 +152,10 @@ fn two_workers_sharing_one_region_see_each_others_bindings() {
     let t = now();
     let tok = tok_jti(Some("jti-w"), 600);
     assert_eq!(vb(&w1, &tok, Some("conn-7"), t).reason, Reason::Ok);
-    assert_eq!(vb(&w2, &tok, Some("conn-8"), t).reason, Reason::TokenReplayed);
+    assert_eq!(
+        vb(&w2, &tok, Some("conn-8"), t).reason,
+        Reason::TokenReplayed
+    );
     // The same connection handled by another worker is a refresh.
     assert_eq!(vb(&w2, &tok, Some("conn-7"), t).reason, Reason::Ok);
     // And across a fork (Kamailio's workers).
@@ -140,7 +170,10 @@ fn two_workers_sharing_one_region_see_each_others_bindings() {
     let mut st = 0;
     unsafe { libc::waitpid(pid, &mut st, 0) };
     assert_eq!(st, 0);
-    assert_eq!(vb(&w2, &tok2, Some("conn-parent"), t).reason, Reason::TokenReplayed);
+    assert_eq!(
+        vb(&w2, &tok2, Some("conn-parent"), t).reason,
+        Reason::TokenReplayed
+    );
     assert_eq!(vb(&w2, &tok2, Some("conn-child"), t).reason, Reason::Ok);
 }
 
@@ -153,15 +186,28 @@ fn table_is_bounded_fails_closed_when_full_and_reuses_expired_slots() {
     let key = |i: u64| [5 + (i * REPLAY_SLOTS as u64), i];
     let b = [1, 1];
     for i in 0..PROBES as u64 {
-        assert_eq!(replay::check(table, &key(i), &b, 1000, 100), Local::First, "{i}");
+        assert_eq!(
+            replay::check(table, &key(i), &b, 1000, 100),
+            Local::First,
+            "{i}"
+        );
     }
     assert_eq!(replay::check(table, &key(0), &b, 1000, 100), Local::Same);
-    assert_eq!(replay::check(table, &key(1), &[2, 2], 1000, 100), Local::Other);
+    assert_eq!(
+        replay::check(table, &key(1), &[2, 2], 1000, 100),
+        Local::Other
+    );
     // Window full of live entries: fail closed.
-    assert_eq!(replay::check(table, &key(PROBES as u64), &b, 1000, 100), Local::Full);
+    assert_eq!(
+        replay::check(table, &key(PROBES as u64), &b, 1000, 100),
+        Local::Full
+    );
     assert_eq!(replay::live_entries(table, 100), PROBES);
     // Once they are past their time, their slots are reused.
-    assert_eq!(replay::check(table, &key(PROBES as u64), &b, 2000, 1001), Local::First);
+    assert_eq!(
+        replay::check(table, &key(PROBES as u64), &b, 2000, 1001),
+        Local::First
+    );
     assert_eq!(replay::live_entries(table, 1001), 1);
 }
 
@@ -175,27 +221,49 @@ struct Redis {
 }
 
 fn redis_bin() -> Option<PathBuf> {
-    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Redis {
     fn start() -> Option<Redis> {
         let Some(_) = redis_bin() else {
-            eprintln!("SKIPPED: redis-server is not installed (scripts/install-deps.sh installs it)");
+            eprintln!(
+                "SKIPPED: redis-server is not installed (scripts/install-deps.sh installs it)"
+            );
             return None;
         };
-        let mut r = Redis { child: None, port: free_port(), dir: tempdir::TempDir::new() };
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempdir::TempDir::new(),
+        };
         r.up();
         Some(r)
     }
 
     fn up(&mut self) {
         let child = Command::new(redis_bin().unwrap())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -236,7 +304,11 @@ impl Drop for Redis {
 
 fn node(r: &Redis, id: &str, extra: &str) -> (tempdir::TempDir, Context) {
     let (d, p) = with_tail(format!("\n[replay]\nenabled = true\n{extra}\n[fleet]\nredis_url = \"{}\"\nnode_id = \"{id}\"\nkey_prefix = \"t{}:\"\n", r.url(), r.port));
-    let c = Context::new(Path::new(&p), Some(Arc::new(Shared::new_anonymous().unwrap()))).unwrap();
+    let c = Context::new(
+        Path::new(&p),
+        Some(Arc::new(Shared::new_anonymous().unwrap())),
+    )
+    .unwrap();
     (d, c)
 }
 
@@ -268,13 +340,19 @@ fn tick_until(c: &Context, limit: Duration, f: impl Fn(&Context) -> bool) -> Opt
 static LOG: std::sync::Mutex<Vec<(i32, String)>> = std::sync::Mutex::new(Vec::new());
 
 fn logged(level: i32, text: &str) -> usize {
-    LOG.lock().unwrap().iter().filter(|(l, m)| *l == level && m.contains(text)).count()
+    LOG.lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, m)| *l == level && m.contains(text))
+        .count()
 }
 
 #[test]
 fn fleet_barring_replay_outage_and_resync() {
     let Some(mut r) = Redis::start() else { return };
-    wic_tna::log::set_sink(Some(Box::new(|l, m| LOG.lock().unwrap().push((l, m.to_owned())))));
+    wic_tna::log::set_sink(Some(Box::new(|l, m| {
+        LOG.lock().unwrap().push((l, m.to_owned()))
+    })));
     let (_d1, n1) = node(&r, "node-1", "");
     let (_d2, n2) = node(&r, "node-2", "");
     n1.tick(now());
@@ -283,28 +361,57 @@ fn fleet_barring_replay_outage_and_resync() {
 
     // Barring on node 1 reaches node 2 through its refresher within 1 s.
     n1.set_barred(A, true).unwrap();
-    let took = tick_until(&n2, Duration::from_secs(1), a_barred).expect("barring did not reach node 2 within 1 s");
+    let took = tick_until(&n2, Duration::from_secs(1), a_barred)
+        .expect("barring did not reach node 2 within 1 s");
     assert!(took <= Duration::from_secs(1), "{took:?}");
     let t = now();
-    assert_eq!(vb(&n2, &tok_jti(Some("x1"), 600), Some("c"), t).reason, Reason::IssuerBarred);
-    assert_eq!(vb(&n2, &token_b("b-1"), Some("c"), t).reason, Reason::Ok, "another issuer is untouched");
+    assert_eq!(
+        vb(&n2, &tok_jti(Some("x1"), 600), Some("c"), t).reason,
+        Reason::IssuerBarred
+    );
+    assert_eq!(
+        vb(&n2, &token_b("b-1"), Some("c"), t).reason,
+        Reason::Ok,
+        "another issuer is untouched"
+    );
     n1.set_barred(A, false).unwrap();
-    tick_until(&n2, Duration::from_secs(1), |c| !a_barred(c)).expect("unbarring did not reach node 2 within 1 s");
+    tick_until(&n2, Duration::from_secs(1), |c| !a_barred(c))
+        .expect("unbarring did not reach node 2 within 1 s");
 
     // Replay across nodes: node 2 sees node 1's binding, even for the same
     // binding text (bindings are per node: $conid 5 on node 1 is not $conid
     // 5 on node 2).
     let tok = tok_jti(Some("fleet-jti"), 600);
     assert_eq!(vb(&n1, &tok, Some("conn-5"), t).reason, Reason::Ok);
-    assert_eq!(vb(&n2, &tok, Some("conn-5"), t).reason, Reason::TokenReplayed);
-    assert_eq!(vb(&n2, &tok, Some("conn-9"), t).reason, Reason::TokenReplayed);
-    assert_eq!(vb(&n1, &tok, Some("conn-5"), t + 60).reason, Reason::Ok, "refresh on the owning node");
+    assert_eq!(
+        vb(&n2, &tok, Some("conn-5"), t).reason,
+        Reason::TokenReplayed
+    );
+    assert_eq!(
+        vb(&n2, &tok, Some("conn-9"), t).reason,
+        Reason::TokenReplayed
+    );
+    assert_eq!(
+        vb(&n1, &tok, Some("conn-5"), t + 60).reason,
+        Reason::Ok,
+        "refresh on the owning node"
+    );
     // The store holds hashes, not tokens.
-    let mut con = redis::Client::open(r.url().as_str()).unwrap().get_connection().unwrap();
+    let mut con = redis::Client::open(r.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
-    assert!(keys.iter().any(|k| k.starts_with(&format!("t{}:replay:", r.port))), "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("t{}:replay:", r.port))),
+        "{keys:?}"
+    );
     assert!(keys.iter().all(|k| !k.contains("fleet-jti")), "{keys:?}");
-    let ttl: i64 = redis::cmd("PTTL").arg(keys.iter().find(|k| k.contains(":replay:")).unwrap()).query(&mut con).unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(keys.iter().find(|k| k.contains(":replay:")).unwrap())
+        .query(&mut con)
+        .unwrap();
     assert!(ttl > 0 && ttl <= 631_000, "{ttl}");
     drop(con);
 
@@ -315,18 +422,33 @@ fn fleet_barring_replay_outage_and_resync() {
     n1.set_barred(A, true).unwrap();
     tick_until(&n2, Duration::from_secs(1), a_barred).expect("barring did not reach node 2");
     r.kill();
-    tick_until(&n2, Duration::from_secs(3), |c| fleet_store(c) == "down").expect("stats do not say the store is down");
+    tick_until(&n2, Duration::from_secs(3), |c| fleet_store(c) == "down")
+        .expect("stats do not say the store is down");
     for _ in 0..6 {
         n2.tick(now());
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(a_barred(&n2), "barring lost with the store");
     // One warning for the whole outage, not one per tick.
-    assert_eq!(logged(wic_tna::log::WARN, "keeping the last known barring"), 1);
-    assert_eq!(vb(&n2, &tok_jti(Some("x2"), 600), Some("c"), now()).reason, Reason::IssuerBarred);
+    assert_eq!(
+        logged(wic_tna::log::WARN, "keeping the last known barring"),
+        1
+    );
+    assert_eq!(
+        vb(&n2, &tok_jti(Some("x2"), 600), Some("c"), now()).reason,
+        Reason::IssuerBarred
+    );
     let o = vb(&n1, &token_b("b-3"), Some("new-conn"), now());
-    assert_eq!((o.reason, o.sip_status), (Reason::InternalError, 500), "first use without the store fails closed");
-    assert_eq!(vb(&n1, &tok_b, Some("conn-6"), now()).reason, Reason::Ok, "a refresh known here needs no store");
+    assert_eq!(
+        (o.reason, o.sip_status),
+        (Reason::InternalError, 500),
+        "first use without the store fails closed"
+    );
+    assert_eq!(
+        vb(&n1, &tok_b, Some("conn-6"), now()).reason,
+        Reason::Ok,
+        "a refresh known here needs no store"
+    );
     // Setting barring without the store: in force here, and the caller is told.
     let e = n1.set_barred(B, true).unwrap_err();
     assert!(e.contains("fleet store"), "{e}");
@@ -335,11 +457,18 @@ fn fleet_barring_replay_outage_and_resync() {
     // The store is back (empty: it kept nothing): nodes resync, and a new
     // change reaches everyone.
     r.up();
-    tick_until(&n2, Duration::from_secs(3), |c| fleet_store(c) == "up").expect("node 2 did not see the store back");
+    tick_until(&n2, Duration::from_secs(3), |c| fleet_store(c) == "up")
+        .expect("node 2 did not see the store back");
     for _ in 0..3 {
         n2.tick(now());
     }
-    assert_eq!(logged(wic_tna::log::INFO, "reachable again; barring resynchronised"), 1);
+    assert_eq!(
+        logged(
+            wic_tna::log::INFO,
+            "reachable again; barring resynchronised"
+        ),
+        1
+    );
     std::thread::sleep(Duration::from_millis(1100)); // node 1's own retry pause
     n1.set_barred(A, false).unwrap();
     tick_until(&n2, Duration::from_secs(1), |c| !a_barred(c)).expect("node 2 did not resync");
@@ -353,16 +482,27 @@ fn store_unavailable_local_decides_on_this_node() {
     let t = now();
     let tok = tok_jti(Some("local-jti"), 600);
     assert_eq!(vb(&n1, &tok, Some("conn-1"), t).reason, Reason::Ok);
-    assert_eq!(vb(&n1, &tok, Some("conn-2"), t).reason, Reason::TokenReplayed, "the local table still works");
+    assert_eq!(
+        vb(&n1, &tok, Some("conn-2"), t).reason,
+        Reason::TokenReplayed,
+        "the local table still works"
+    );
 }
 
 #[test]
 fn fleet_config_errors_name_the_field() {
     let (_d, p) = with_tail("\n[fleet]\nredis_url = \"http://x\"\n".into());
-    let e = Context::new(&p, None).err().expect("bad url refused").to_string();
+    let e = Context::new(&p, None)
+        .err()
+        .expect("bad url refused")
+        .to_string();
     assert!(e.contains("fleet.redis_url"), "{e}");
-    let (_d, p) = with_tail("\n[fleet]\nredis_url = \"redis://127.0.0.1:1/0\"\ntimeout_ms = 0\n".into());
-    let e = Context::new(&p, None).err().expect("zero timeout refused").to_string();
+    let (_d, p) =
+        with_tail("\n[fleet]\nredis_url = \"redis://127.0.0.1:1/0\"\ntimeout_ms = 0\n".into());
+    let e = Context::new(&p, None)
+        .err()
+        .expect("zero timeout refused")
+        .to_string();
     assert!(e.contains("fleet.timeout_ms"), "{e}");
 }
 
@@ -387,7 +527,15 @@ fn racing_first_uses_in_two_processes_bind_once() {
                     spins += 1;
                 }
                 let v = replay::check(s.replay_table(), &key, &[who, who], 1000, 100);
-                unsafe { libc::_exit(if v == Local::First { 10 } else if v == Local::Other { 11 } else { 12 }) };
+                unsafe {
+                    libc::_exit(if v == Local::First {
+                        10
+                    } else if v == Local::Other {
+                        11
+                    } else {
+                        12
+                    })
+                };
             }
             pids.push(pid);
         }
@@ -433,23 +581,48 @@ fn store_host_name_resolution_is_bounded_by_connect_timeout() {
                 "\n[replay]\nenabled = true\nstore_unavailable = \"reject\"\n[fleet]\nredis_url = \"redis://localhost:{}/0\"\nnode_id = \"n\"\nkey_prefix = \"dns{}:\"\n",
                 r.port, r.port
             ));
-            let c = Context::new(Path::new(&p), Some(Arc::new(Shared::new_anonymous().unwrap()))).unwrap();
+            let c = Context::new(
+                Path::new(&p),
+                Some(Arc::new(Shared::new_anonymous().unwrap())),
+            )
+            .unwrap();
             let tok = tok_jti(Some("dns-jti-2"), 600);
             assert_eq!(vb(&c, &tok, Some("conn-1"), now()).reason, Reason::Ok);
-            assert_eq!(vb(&c, &tok, Some("conn-2"), now()).reason, Reason::TokenReplayed, "the store by name is in use");
+            assert_eq!(
+                vb(&c, &tok, Some("conn-2"), now()).reason,
+                Reason::TokenReplayed,
+                "the store by name is in use"
+            );
         }
-        Some(_) => eprintln!("localhost is not in /etc/hosts; the by-name part is skipped (no DNS query is sent)"),
+        Some(_) => eprintln!(
+            "localhost is not in /etc/hosts; the by-name part is skipped (no DNS query is sent)"
+        ),
         None => {}
     }
     // A DNS outage: the request fails closed within connect_timeout_ms.
     let (_d, p) = with_tail(
         "\n[replay]\nenabled = true\nstore_unavailable = \"reject\"\n[fleet]\nredis_url = \"redis://hung-redis.invalid:6379/0\"\nnode_id = \"n\"\nconnect_timeout_ms = 300\n".into(),
     );
-    let c = Context::new(Path::new(&p), Some(Arc::new(Shared::new_anonymous().unwrap()))).unwrap();
+    let c = Context::new(
+        Path::new(&p),
+        Some(Arc::new(Shared::new_anonymous().unwrap())),
+    )
+    .unwrap();
     let start = Instant::now();
     let o = vb(&c, &tok_jti(Some("dns-jti"), 600), Some("conn-1"), now());
     let took = start.elapsed();
-    assert_eq!((o.reason, o.sip_status), (Reason::InternalError, 500), "store unavailable, reject: fails closed");
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(1000), "took {took:?}");
-    assert_eq!(HUNG_LOOKUPS.load(std::sync::atomic::Ordering::SeqCst), 1, "resolved through wic_tna::dns");
+    assert_eq!(
+        (o.reason, o.sip_status),
+        (Reason::InternalError, 500),
+        "store unavailable, reject: fails closed"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1000),
+        "took {took:?}"
+    );
+    assert_eq!(
+        HUNG_LOOKUPS.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "resolved through wic_tna::dns"
+    );
 }

@@ -45,7 +45,11 @@ fn every_export_is_prefixed_and_in_the_header() {
     let mut n = 0;
     for line in h.lines() {
         let t = line.trim_start();
-        if t.starts_with('*') || t.starts_with("/*") || t.starts_with('#') || t.starts_with("typedef") {
+        if t.starts_with('*')
+            || t.starts_with("/*")
+            || t.starts_with('#')
+            || t.starts_with("typedef")
+        {
             continue;
         }
         // A declaration: `<type> <name>(`.
@@ -53,9 +57,15 @@ fn every_export_is_prefixed_and_in_the_header() {
             let name = t[..paren].rsplit([' ', '*']).next().unwrap_or("");
             if !name.is_empty() && !t.starts_with("extern") {
                 n += 1;
-                assert!(name.starts_with("wic_tna_"), "exported symbol without the wic_tna_ prefix: {line}");
+                assert!(
+                    name.starts_with("wic_tna_"),
+                    "exported symbol without the wic_tna_ prefix: {line}"
+                );
             }
         }
     }
-    assert!(n >= 25, "expected the whole API in the header, found {n} functions");
+    assert!(
+        n >= 25,
+        "expected the whole API in the header, found {n} functions"
+    );
 }

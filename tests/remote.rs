@@ -29,13 +29,20 @@ struct Req {
 
 impl Req {
     fn header(&self, n: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 #[derive(Clone)]
 enum Resp {
-    Reply { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Sleep, then reply.
     Slow(Duration, Box<Resp>),
     /// These bytes as the whole response, then close.
@@ -43,7 +50,14 @@ enum Resp {
 }
 
 fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Resp {
-    Resp::Reply { status, headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(), body: body.into() }
+    Resp::Reply {
+        status,
+        headers: headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        body: body.into(),
+    }
 }
 
 type Handler = Box<dyn Fn(&Req) -> Resp + Send>;
@@ -70,7 +84,12 @@ impl Server {
                 std::thread::spawn(move || serve(s, &h3, &hd3, &r3));
             }
         });
-        Server { port, hits, handler, requests }
+        Server {
+            port,
+            hits,
+            handler,
+            requests,
+        }
     }
     fn set(&self, h: impl Fn(&Req) -> Resp + Send + 'static) {
         *self.handler.lock().unwrap() = Box::new(h);
@@ -79,14 +98,24 @@ impl Server {
         self.hits.load(Ordering::SeqCst)
     }
     fn last(&self) -> Req {
-        self.requests.lock().unwrap().last().cloned().unwrap_or_default()
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }
 
-fn serve(mut s: TcpStream, hits: &AtomicUsize, handler: &Mutex<Handler>, requests: &Mutex<Vec<Req>>) {
+fn serve(
+    mut s: TcpStream,
+    hits: &AtomicUsize,
+    handler: &Mutex<Handler>,
+    requests: &Mutex<Vec<Req>>,
+) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -101,10 +130,22 @@ fn serve(mut s: TcpStream, hits: &AtomicUsize, handler: &Mutex<Handler>, request
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let mut lines = head.split("\r\n");
-    let method = lines.next().unwrap_or("").split(' ').next().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(a, b)| (a.trim().to_string(), b.trim().to_string())).collect();
-    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let method = lines
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < len {
         match s.read(&mut chunk) {
@@ -112,7 +153,11 @@ fn serve(mut s: TcpStream, hits: &AtomicUsize, handler: &Mutex<Handler>, request
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
-    let req = Req { method, headers, body: String::from_utf8_lossy(&body).to_string() };
+    let req = Req {
+        method,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    };
     hits.fetch_add(1, Ordering::SeqCst);
     requests.lock().unwrap().push(req.clone());
     let mut resp = (handler.lock().unwrap())(&req);
@@ -126,8 +171,15 @@ fn serve(mut s: TcpStream, hits: &AtomicUsize, handler: &Mutex<Handler>, request
                 let _ = s.write_all(&bytes);
                 return;
             }
-            Resp::Reply { status, headers, body } => {
-                let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+            Resp::Reply {
+                status,
+                headers,
+                body,
+            } => {
+                let mut out = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
                 for (k, v) in headers {
                     out.push_str(&format!("{k}: {v}\r\n"));
                 }
@@ -152,11 +204,17 @@ fn secret(kid: &str) -> Vec<u8> {
 }
 
 fn jwk(kid: &str) -> String {
-    format!(r#"{{"kty":"oct","kid":"{kid}","k":"{}"}}"#, URL_SAFE_NO_PAD.encode(secret(kid)))
+    format!(
+        r#"{{"kty":"oct","kid":"{kid}","k":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(secret(kid))
+    )
 }
 
 fn jwks(kids: &[&str]) -> String {
-    format!(r#"{{"keys":[{}]}}"#, kids.iter().map(|k| jwk(k)).collect::<Vec<_>>().join(","))
+    format!(
+        r#"{{"keys":[{}]}}"#,
+        kids.iter().map(|k| jwk(k)).collect::<Vec<_>>().join(",")
+    )
 }
 
 fn token(kid: &str) -> String {
@@ -180,7 +238,12 @@ fn token(kid: &str) -> String {
 }
 
 fn verify(c: &Context, tok: &str, at: i64) -> wic_tna::Outcome {
-    c.verify(format!("Bearer {tok}").as_bytes(), Some(IMPU.as_bytes()), None, at)
+    c.verify(
+        format!("Bearer {tok}").as_bytes(),
+        Some(IMPU.as_bytes()),
+        None,
+        at,
+    )
 }
 
 struct Setup {
@@ -240,7 +303,16 @@ impu_patterns = ["sip:*@socialnet.ims.example.net"]
 }
 
 fn jwks_server(kids: &'static [&'static str], cache_control: &'static str) -> Server {
-    Server::start(move |_| reply(200, &[("Cache-Control", cache_control), ("Content-Type", "application/json")], jwks(kids)))
+    Server::start(move |_| {
+        reply(
+            200,
+            &[
+                ("Cache-Control", cache_control),
+                ("Content-Type", "application/json"),
+            ],
+            jwks(kids),
+        )
+    })
 }
 
 fn stat(c: &Context, iss: &str, name: &str) -> u64 {
@@ -274,14 +346,21 @@ fn fetched_keys_are_used_and_unavailable_before() {
     // Another key of the set is not made up: unknown kid.
     assert_eq!(verify(&c, &token("zz"), t).reason, Reason::UnknownKey);
     // The cache file exists, written atomically (no temp file left).
-    let files: Vec<_> = std::fs::read_dir(s.dir.path().join("cache")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(s.dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
 }
 
 #[test]
 fn max_age_is_clamped_to_min_and_max_refresh() {
     let srv = jwks_server(&["r1"], "public, max-age=2");
-    let s = setup(Some(&srv.url("/jwks")), "  min_refresh = 10\n  max_refresh = 50\n", None);
+    let s = setup(
+        Some(&srv.url("/jwks")),
+        "  min_refresh = 10\n  max_refresh = 50\n",
+        None,
+    );
     let c = Context::new(&s.path, None).unwrap();
     let t = now();
     c.tick(t);
@@ -303,9 +382,17 @@ fn max_age_is_clamped_to_min_and_max_refresh() {
 fn etag_gives_304_and_keeps_the_generation() {
     let srv = Server::start(|r| {
         if r.header("If-None-Match") == Some("\"v1\"") {
-            reply(304, &[("ETag", "\"v1\""), ("Cache-Control", "max-age=60")], "")
+            reply(
+                304,
+                &[("ETag", "\"v1\""), ("Cache-Control", "max-age=60")],
+                "",
+            )
         } else {
-            reply(200, &[("ETag", "\"v1\""), ("Cache-Control", "max-age=60")], jwks(&["r1"]))
+            reply(
+                200,
+                &[("ETag", "\"v1\""), ("Cache-Control", "max-age=60")],
+                jwks(&["r1"]),
+            )
         }
     });
     let s = setup(Some(&srv.url("/jwks")), "", None);
@@ -317,15 +404,27 @@ fn etag_gives_304_and_keeps_the_generation() {
     assert_eq!(srv.hits(), 2);
     assert_eq!(srv.last().header("If-None-Match"), Some("\"v1\""));
     assert_eq!(stat(&c, R, "jwks_not_modified"), 1);
-    assert_eq!(stat(&c, R, "jwks_generation"), 1, "304 publishes nothing new");
-    assert_eq!(stat(&c, R, "jwks_fetched_at"), (t + 60) as u64, "304 confirms the set");
+    assert_eq!(
+        stat(&c, R, "jwks_generation"),
+        1,
+        "304 publishes nothing new"
+    );
+    assert_eq!(
+        stat(&c, R, "jwks_fetched_at"),
+        (t + 60) as u64,
+        "304 confirms the set"
+    );
     assert_eq!(verify(&c, &token("r1"), t + 60).reason, Reason::Ok);
 }
 
 #[test]
 fn endpoint_down_keeps_stale_keys_up_to_max_stale_then_fails_closed() {
     let srv = jwks_server(&["r1"], "max-age=10");
-    let s = setup(Some(&srv.url("/jwks")), "  min_refresh = 10\n  max_stale = 100\n", None);
+    let s = setup(
+        Some(&srv.url("/jwks")),
+        "  min_refresh = 10\n  max_stale = 100\n",
+        None,
+    );
     let c = Context::new(&s.path, None).unwrap();
     let t = now();
     c.tick(t);
@@ -335,9 +434,17 @@ fn endpoint_down_keeps_stale_keys_up_to_max_stale_then_fails_closed() {
         assert!(rep.failed && !rep.published);
     }
     assert_eq!(srv.hits(), 5);
-    assert_eq!(verify(&c, &token("r1"), t + 100).reason, Reason::Ok, "stale but within max_stale");
+    assert_eq!(
+        verify(&c, &token("r1"), t + 100).reason,
+        Reason::Ok,
+        "stale but within max_stale"
+    );
     let o = verify(&c, &token("r1"), t + 101);
-    assert_eq!((o.reason, o.sip_status), (Reason::KeysUnavailable, 500), "fail closed after max_stale");
+    assert_eq!(
+        (o.reason, o.sip_status),
+        (Reason::KeysUnavailable, 500),
+        "fail closed after max_stale"
+    );
     assert!(stat(&c, R, "jwks_fetch_failed") >= 4);
     // Back: fetched again, accepted again.
     srv.set(|_| reply(200, &[], jwks(&["r1"])));
@@ -348,18 +455,38 @@ fn endpoint_down_keeps_stale_keys_up_to_max_stale_then_fails_closed() {
 #[test]
 fn garbage_oversized_slow_or_keyless_answers_never_replace_good_keys() {
     let srv = jwks_server(&["r1"], "max-age=1");
-    let s = setup(Some(&srv.url("/jwks")), "  min_refresh = 1\n  timeout_ms = 300\n  max_size = 4096\n", None);
+    let s = setup(
+        Some(&srv.url("/jwks")),
+        "  min_refresh = 1\n  timeout_ms = 300\n  max_size = 4096\n",
+        None,
+    );
     let c = Context::new(&s.path, None).unwrap();
     let t = now();
     c.tick(t);
     assert_eq!(verify(&c, &token("r1"), t).reason, Reason::Ok);
-    let big = jwks(&["r2"]).replace("{\"keys\"", &format!("{{\"pad\":\"{}\",\"keys\"", "x".repeat(5000)));
+    let big = jwks(&["r2"]).replace(
+        "{\"keys\"",
+        &format!("{{\"pad\":\"{}\",\"keys\"", "x".repeat(5000)),
+    );
     let answers: Vec<(&str, Resp)> = vec![
         ("garbage", reply(200, &[], "<html>not json")),
-        ("no usable key", reply(200, &[], r#"{"keys":[{"kty":"oct","kid":"r2","k":"c2hvcnQ"}]}"#)),
+        (
+            "no usable key",
+            reply(
+                200,
+                &[],
+                r#"{"keys":[{"kty":"oct","kid":"r2","k":"c2hvcnQ"}]}"#,
+            ),
+        ),
         ("empty set", reply(200, &[], r#"{"keys":[]}"#)),
         ("oversized", reply(200, &[], big)),
-        ("slow", Resp::Slow(Duration::from_millis(1500), Box::new(reply(200, &[], jwks(&["r2"]))))),
+        (
+            "slow",
+            Resp::Slow(
+                Duration::from_millis(1500),
+                Box::new(reply(200, &[], jwks(&["r2"]))),
+            ),
+        ),
         ("server error", reply(500, &[], jwks(&["r2"]))),
     ];
     for (i, (what, a)) in answers.into_iter().enumerate() {
@@ -367,11 +494,22 @@ fn garbage_oversized_slow_or_keyless_answers_never_replace_good_keys() {
         let at = t + 2 * (i as i64 + 1);
         let start = Instant::now();
         let rep = c.tick(at);
-        assert!(start.elapsed() < Duration::from_millis(1000), "{what}: the fetch is bounded by timeout_ms");
+        assert!(
+            start.elapsed() < Duration::from_millis(1000),
+            "{what}: the fetch is bounded by timeout_ms"
+        );
         assert!(rep.failed && !rep.published, "{what}");
         assert_eq!(stat(&c, R, "jwks_generation"), 1, "{what}");
-        assert_eq!(verify(&c, &token("r1"), at).reason, Reason::Ok, "{what}: the good set stays");
-        assert_eq!(verify(&c, &token("r2"), at).reason, Reason::UnknownKey, "{what}");
+        assert_eq!(
+            verify(&c, &token("r1"), at).reason,
+            Reason::Ok,
+            "{what}: the good set stays"
+        );
+        assert_eq!(
+            verify(&c, &token("r2"), at).reason,
+            Reason::UnknownKey,
+            "{what}"
+        );
     }
     assert!(stat(&c, R, "jwks_rejected") >= 3);
 }
@@ -385,11 +523,24 @@ fn unknown_kid_triggers_at_most_one_rate_limited_refetch() {
     c.tick(t);
     assert_eq!(srv.hits(), 1);
     // The issuer rotates: r2 is served, the refresher does not know yet.
-    srv.set(|_| reply(200, &[("Cache-Control", "max-age=3600")], jwks(&["r1", "r2"])));
+    srv.set(|_| {
+        reply(
+            200,
+            &[("Cache-Control", "max-age=3600")],
+            jwks(&["r1", "r2"]),
+        )
+    });
     for _ in 0..5 {
         let start = Instant::now();
-        assert_eq!(verify(&c, &token("r2"), t + 1).reason, Reason::UnknownKey, "rejected now");
-        assert!(start.elapsed() < Duration::from_millis(50), "the worker never blocks");
+        assert_eq!(
+            verify(&c, &token("r2"), t + 1).reason,
+            Reason::UnknownKey,
+            "rejected now"
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "the worker never blocks"
+        );
     }
     assert_eq!(srv.hits(), 1, "workers never fetch");
     c.tick(t + 1);
@@ -417,10 +568,18 @@ fn key_rotation_through_the_url() {
     c.tick(t);
     srv.set(|_| reply(200, &[("Cache-Control", "max-age=60")], jwks(&["r2"])));
     c.tick(t + 30);
-    assert_eq!(verify(&c, &token("r2"), t + 30).reason, Reason::UnknownKey, "not before max-age");
+    assert_eq!(
+        verify(&c, &token("r2"), t + 30).reason,
+        Reason::UnknownKey,
+        "not before max-age"
+    );
     c.tick(t + 60);
     assert_eq!(verify(&c, &token("r2"), t + 60).reason, Reason::Ok);
-    assert_eq!(verify(&c, &token("r1"), t + 60).reason, Reason::UnknownKey, "the old key is gone");
+    assert_eq!(
+        verify(&c, &token("r1"), t + 60).reason,
+        Reason::UnknownKey,
+        "the old key is gone"
+    );
     assert_eq!(stat(&c, R, "jwks_generation"), 2);
 }
 
@@ -466,34 +625,100 @@ fn cache_file_of_a_previous_run_is_adopted_until_max_stale() {
     // A restart after max_stale does not adopt it.
     let c = Context::new(&s.path, None).unwrap();
     c.tick(t + 700);
-    assert_eq!(verify(&c, &token("r1"), t + 700).reason, Reason::KeysUnavailable);
+    assert_eq!(
+        verify(&c, &token("r1"), t + 700).reason,
+        Reason::KeysUnavailable
+    );
 }
 
 #[test]
 fn https_with_a_test_ca_works_and_an_unknown_ca_does_not() {
     // rustls test server on loopback with a certificate from a test CA made
     // here (aws-lc-rs has no certificate builder: use openssl if present).
-    if std::process::Command::new("openssl").arg("version").output().is_err() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
         eprintln!("openssl not found; skipped");
         return;
     }
     let d = TempDir::new();
     let p = |n: &str| d.path().join(n);
     let run = |args: &[&str]| {
-        let o = std::process::Command::new("openssl").args(args).current_dir(d.path()).output().unwrap();
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=wic-tna test CA"]);
-    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(p("ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-    run(&["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wic-tna test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        p("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
     let port = tls_server(&p("srv.pem"), &p("srv.key"), jwks(&["r1"]));
     let url = format!("https://127.0.0.1:{port}/jwks");
     let with_ca = |ca: Option<&Path>| {
         let s = setup(Some(&url), "", None);
         if let Some(ca) = ca {
             let t = std::fs::read_to_string(&s.path).unwrap();
-            let t = t.replace("max_token_lifetime = 3600\n", &format!("max_token_lifetime = 3600\nca_file = \"{}\"\n", ca.display()));
+            let t = t.replace(
+                "max_token_lifetime = 3600\n",
+                &format!(
+                    "max_token_lifetime = 3600\nca_file = \"{}\"\n",
+                    ca.display()
+                ),
+            );
             std::fs::write(&s.path, t).unwrap();
         }
         let c = Context::new(&s.path, None).unwrap();
@@ -501,13 +726,20 @@ fn https_with_a_test_ca_works_and_an_unknown_ca_does_not() {
         (verify(&c, &token("r1"), now()).reason, s)
     };
     assert_eq!(with_ca(Some(&p("ca.pem"))).0, Reason::Ok);
-    assert_eq!(with_ca(None).0, Reason::KeysUnavailable, "an unknown CA is refused");
+    assert_eq!(
+        with_ca(None).0,
+        Reason::KeysUnavailable,
+        "an unknown CA is refused"
+    );
 }
 
 fn tls_server(cert: &Path, key: &Path, body: String) -> u16 {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -526,7 +758,9 @@ fn tls_server(cert: &Path, key: &Path, body: String) -> u16 {
             let body = body.clone();
             std::thread::spawn(move || {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
+                let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                    return;
+                };
                 let mut tls = rustls::StreamOwned::new(conn, s);
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 2048];
@@ -536,7 +770,11 @@ fn tls_server(cert: &Path, key: &Path, body: String) -> u16 {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let _ = write!(tls, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
             });
@@ -551,25 +789,39 @@ fn configuration_rules_for_remote_keys() {
         let s = setup(Some(jwks_url), extra, None);
         Config::load(&s.path).err()
     };
-    let e = err("http://wwsf.example/jwks", "").expect("plain http to a non-loopback host is refused");
+    let e =
+        err("http://wwsf.example/jwks", "").expect("plain http to a non-loopback host is refused");
     assert_eq!(e.field.as_deref(), Some("issuer[0].key[0].jwks_url"));
     assert_eq!(e.line, Some(12), "{e}");
     assert!(e.to_string().contains("wic-tna.toml:12"), "{e}");
     assert!(err("http://10.1.2.3/jwks", "").is_some());
     assert!(err("https://wwsf.example/jwks", "").is_none());
-    let e = err("https://wwsf.example/jwks", "  min_refresh = 100\n  max_refresh = 10\n").unwrap();
+    let e = err(
+        "https://wwsf.example/jwks",
+        "  min_refresh = 100\n  max_refresh = 10\n",
+    )
+    .unwrap();
     assert_eq!(e.field.as_deref(), Some("issuer[0].key[0].max_refresh"));
     let e = err("https://wwsf.example/jwks", "  timeout_ms = 60000\n").unwrap();
     assert_eq!(e.field.as_deref(), Some("issuer[0].key[0].timeout_ms"));
     // Without cache_dir nor state_file, workers could not share the set.
     let s = setup(Some("https://wwsf.example/jwks"), "", None);
     let t = std::fs::read_to_string(&s.path).unwrap();
-    let t: String = t.lines().filter(|l| !l.starts_with("cache_dir")).map(|l| format!("{l}\n")).collect();
+    let t: String = t
+        .lines()
+        .filter(|l| !l.starts_with("cache_dir"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(&s.path, t).unwrap();
     let e = Config::load(&s.path).unwrap_err();
     assert!(e.message.contains("cache_dir"), "{e}");
     // Remote-only settings on a file key are refused.
-    let (_d, p) = temp_config(|t| t.replace("kid = \"a-hs256\"\n", "kid = \"a-hs256\"\n  max_stale = 5\n"));
+    let (_d, p) = temp_config(|t| {
+        t.replace(
+            "kid = \"a-hs256\"\n",
+            "kid = \"a-hs256\"\n  max_stale = 5\n",
+        )
+    });
     let e = Config::load(&p).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("issuer[0].key[0].max_stale"));
 }
@@ -597,7 +849,13 @@ fn intro_answer(over: &str) -> String {
 }
 
 fn intro_server(over: &'static str) -> Server {
-    Server::start(move |_| reply(200, &[("Content-Type", "application/json")], intro_answer(over)))
+    Server::start(move |_| {
+        reply(
+            200,
+            &[("Content-Type", "application/json")],
+            intro_answer(over),
+        )
+    })
 }
 
 fn intro_setup(srv: &Server, extra: &str) -> (Setup, Context) {
@@ -616,14 +874,23 @@ fn introspection_active_token_is_accepted_with_credentials_sent() {
     let o = verify(&c, REF, t);
     assert_eq!(o.reason, Reason::Ok, "{o:?}");
     assert_eq!(o.iss(), Some(AS));
-    assert!(o.tna_header.unwrap().contains("username=\"alice@socialnet.ims.example.net\""));
+    assert!(o
+        .tna_header
+        .unwrap()
+        .contains("username=\"alice@socialnet.ims.example.net\""));
     assert!(o.granted_expires > 0 && o.granted_expires <= 600);
     let r = srv.last();
     assert_eq!(r.method, "POST");
-    assert_eq!(r.header("Content-Type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/x-www-form-urlencoded")
+    );
     assert!(r.body.starts_with(&format!("token={REF}&")), "{}", r.body);
     // Client credentials, HTTP Basic, form-encoded first (RFC 6749 2.3.1).
-    assert_eq!(r.header("Authorization"), Some(format!("Basic {}", STANDARD.encode("ep-cscf:s3cr%3Aet")).as_str()));
+    assert_eq!(
+        r.header("Authorization"),
+        Some(format!("Basic {}", STANDARD.encode("ep-cscf:s3cr%3Aet")).as_str())
+    );
     assert_eq!(stat(&c, AS, "introspection_calls"), 1);
 }
 
@@ -635,11 +902,20 @@ fn introspection_claim_rules_apply_to_the_answer() {
         (r#"{"iss":null}"#, Reason::UnknownIssuer),
         (r#"{"aud":"other.example.net"}"#, Reason::WrongAudience),
         (r#"{"scope":"openid"}"#, Reason::InsufficientScope),
-        (r#"{"impi":"mallory@evil.example"}"#, Reason::ImpiOutsidePool),
-        (r#"{"impu":["sip:alice@evil.example"]}"#, Reason::ImpuOutsidePool),
+        (
+            r#"{"impi":"mallory@evil.example"}"#,
+            Reason::ImpiOutsidePool,
+        ),
+        (
+            r#"{"impu":["sip:alice@evil.example"]}"#,
+            Reason::ImpuOutsidePool,
+        ),
         (r#"{"exp":1000}"#, Reason::Expired),
         (r#"{"exp":null}"#, Reason::MissingClaim),
-        (r#"{"impu":["sip:bob@socialnet.ims.example.net"]}"#, Reason::ToImpuNotInToken),
+        (
+            r#"{"impu":["sip:bob@socialnet.ims.example.net"]}"#,
+            Reason::ToImpuNotInToken,
+        ),
     ] {
         let srv = intro_server(over);
         let (_s, c) = intro_setup(&srv, "");
@@ -660,21 +936,44 @@ fn introspection_claim_rules_apply_to_the_answer() {
 #[test]
 fn introspection_unavailable_is_a_500_never_an_accept() {
     for (what, a) in [
-        ("timeout", Resp::Slow(Duration::from_millis(1500), Box::new(reply(200, &[], intro_answer("{}"))))),
+        (
+            "timeout",
+            Resp::Slow(
+                Duration::from_millis(1500),
+                Box::new(reply(200, &[], intro_answer("{}"))),
+            ),
+        ),
         ("5xx", reply(503, &[], intro_answer("{}"))),
         ("401 to the client credentials", reply(401, &[], "")),
         ("garbage", reply(200, &[], "<html>")),
         ("no active member", reply(200, &[], r#"{"iss":"x"}"#)),
-        ("active not a boolean", reply(200, &[], intro_answer(r#"{"active":"true"}"#))),
-        ("duplicate member", reply(200, &[], r#"{"active":true,"active":true}"#)),
-        ("oversized", reply(200, &[], intro_answer(&format!(r#"{{"pad":"{}"}}"#, "x".repeat(100_000))))),
+        (
+            "active not a boolean",
+            reply(200, &[], intro_answer(r#"{"active":"true"}"#)),
+        ),
+        (
+            "duplicate member",
+            reply(200, &[], r#"{"active":true,"active":true}"#),
+        ),
+        (
+            "oversized",
+            reply(
+                200,
+                &[],
+                intro_answer(&format!(r#"{{"pad":"{}"}}"#, "x".repeat(100_000))),
+            ),
+        ),
     ] {
         let srv = Server::start(move |_| a.clone());
         let (_s, c) = intro_setup(&srv, "  timeout_ms = 300\n");
         let start = Instant::now();
         let o = verify(&c, REF, now());
         let took = start.elapsed();
-        assert_eq!((o.reason, o.sip_status), (Reason::IntrospectionUnavailable, 500), "{what}");
+        assert_eq!(
+            (o.reason, o.sip_status),
+            (Reason::IntrospectionUnavailable, 500),
+            "{what}"
+        );
         assert!(o.www_authenticate.is_none());
         assert!(took < Duration::from_millis(800), "{what}: took {took:?}");
     }
@@ -684,16 +983,24 @@ fn introspection_unavailable_is_a_500_never_an_accept() {
     drop(l);
     let s = setup(None, "", Some((&format!("http://127.0.0.1:{port}/x"), "")));
     let c = Context::new(&s.path, None).unwrap();
-    assert_eq!(verify(&c, REF, now()).reason, Reason::IntrospectionUnavailable);
+    assert_eq!(
+        verify(&c, REF, now()).reason,
+        Reason::IntrospectionUnavailable
+    );
 }
 
 #[test]
 fn introspection_positive_cache_until_exp_and_negative_cache_briefly() {
     let t = now();
-    let srv = Server::start(move |_| reply(200, &[], intro_answer(&format!(r#"{{"exp":{}}}"#, t + 100))));
+    let srv =
+        Server::start(move |_| reply(200, &[], intro_answer(&format!(r#"{{"exp":{}}}"#, t + 100))));
     // (About the caches, up to exp + leeway: without the rule on the
     // remaining lifetime of a registration.)
-    let s = setup(None, "", Some((&srv.url("/introspect"), "  negative_ttl = 10\n")));
+    let s = setup(
+        None,
+        "",
+        Some((&srv.url("/introspect"), "  negative_ttl = 10\n")),
+    );
     let text = std::fs::read_to_string(&s.path).unwrap();
     std::fs::write(&s.path, format!("min_registration_expires = 0\n{text}")).unwrap();
     let c = Context::new(&s.path, None).unwrap();
@@ -708,10 +1015,16 @@ fn introspection_positive_cache_until_exp_and_negative_cache_briefly() {
     let srv = intro_server(r#"{"active":false}"#);
     let (_s, c) = intro_setup(&srv, "  negative_ttl = 10\n");
     for dt in [0, 3, 9] {
-        assert_eq!(verify(&c, "other-token", t + dt).reason, Reason::InactiveToken);
+        assert_eq!(
+            verify(&c, "other-token", t + dt).reason,
+            Reason::InactiveToken
+        );
     }
     assert_eq!(srv.hits(), 1, "negative answer cached");
-    assert_eq!(verify(&c, "other-token", t + 10).reason, Reason::InactiveToken);
+    assert_eq!(
+        verify(&c, "other-token", t + 10).reason,
+        Reason::InactiveToken
+    );
     assert_eq!(srv.hits(), 2, "only briefly");
 }
 
@@ -725,7 +1038,10 @@ fn introspection_circuit_breaker_bounds_calls_while_down() {
         let o = verify(&c, &format!("tok-{i}"), t);
         assert_eq!(o.reason, Reason::IntrospectionUnavailable);
         if i >= 3 {
-            assert!(start.elapsed() < Duration::from_millis(20), "answered at once when open");
+            assert!(
+                start.elapsed() < Duration::from_millis(20),
+                "answered at once when open"
+            );
         }
     }
     assert_eq!(srv.hits(), 3, "no calls while the breaker is open");
@@ -746,7 +1062,14 @@ fn introspection_circuit_breaker_bounds_calls_while_down() {
     // Shared across processes: a second context on the same state sees it.
     srv.set(|_| reply(503, &[], ""));
     let shared = Arc::new(Shared::new_anonymous().unwrap());
-    let s2 = setup(None, "", Some((&srv.url("/i"), "  breaker_failures = 2\n  breaker_cooldown = 30\n")));
+    let s2 = setup(
+        None,
+        "",
+        Some((
+            &srv.url("/i"),
+            "  breaker_failures = 2\n  breaker_cooldown = 30\n",
+        )),
+    );
     let w1 = Context::new(&s2.path, Some(shared.clone())).unwrap();
     let w2 = Context::new(&s2.path, Some(shared.clone())).unwrap();
     let before = srv.hits();
@@ -762,7 +1085,10 @@ fn opaque_tokens_are_attributed_by_prefix_or_sole_endpoint_else_refused() {
     // Sole issuer with introspection, no prefix: opaque tokens go there; a
     // JWT-shaped token still takes the JWT path.
     let (_s, c) = intro_setup(&srv, "");
-    assert_eq!(verify(&c, "abc.def.ghi", now()).reason, Reason::MalformedToken);
+    assert_eq!(
+        verify(&c, "abc.def.ghi", now()).reason,
+        Reason::MalformedToken
+    );
     assert_eq!(srv.hits(), 0);
     // With a prefix: only tokens with it.
     let (_s, c) = intro_setup(&srv, "  token_prefix = \"as-\"\n");
@@ -779,16 +1105,30 @@ fn opaque_tokens_are_attributed_by_prefix_or_sole_endpoint_else_refused() {
     assert_eq!(verify(&c, REF, now()).reason, Reason::MalformedToken);
     assert_eq!(srv.hits(), 1);
     // Overlapping prefixes are a configuration error.
-    let s = setup(None, "", Some((&srv.url("/i"), "  token_prefix = \"as-\"\n")));
+    let s = setup(
+        None,
+        "",
+        Some((&srv.url("/i"), "  token_prefix = \"as-\"\n")),
+    );
     let t = std::fs::read_to_string(&s.path).unwrap();
-    let second = t[t.find("[[issuer]]").unwrap()..].replace(AS, "https://as2.example").replace("\"as-\"", "\"as-2\"");
+    let second = t[t.find("[[issuer]]").unwrap()..]
+        .replace(AS, "https://as2.example")
+        .replace("\"as-\"", "\"as-2\"");
     std::fs::write(&s.path, format!("{t}\n{second}")).unwrap();
     let e = Config::load(&s.path).unwrap_err();
-    assert_eq!(e.field.as_deref(), Some("issuer[1].introspection.token_prefix"), "{e}");
+    assert_eq!(
+        e.field.as_deref(),
+        Some("issuer[1].introspection.token_prefix"),
+        "{e}"
+    );
     // Endpoint over plain http to a non-loopback host: refused at load.
     let s = setup(None, "", Some(("http://192.0.2.1/introspect", "")));
     let e = Config::load(&s.path).unwrap_err();
-    assert_eq!(e.field.as_deref(), Some("issuer[0].introspection.endpoint"), "{e}");
+    assert_eq!(
+        e.field.as_deref(),
+        Some("issuer[0].introspection.endpoint"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -813,9 +1153,22 @@ fn http_framing_chunked_and_close_delimited_work_redirects_and_compression_do_no
     assert_eq!(verify(&c, &token("r3"), t + 2).reason, Reason::Ok);
     let target = srv.url("/jwks");
     for (what, raw) in [
-        ("redirect", format!("HTTP/1.1 301 Moved\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n")),
-        ("gzip", "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nxxxx".to_string()),
-        ("truncated", format!("HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}", jwks(&["r4"]))),
+        (
+            "redirect",
+            format!("HTTP/1.1 301 Moved\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n"),
+        ),
+        (
+            "gzip",
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nxxxx"
+                .to_string(),
+        ),
+        (
+            "truncated",
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{}",
+                jwks(&["r4"])
+            ),
+        ),
         ("not http", "SSH-2.0-OpenSSH\r\n\r\n".to_string()),
     ] {
         let before = srv.hits();
@@ -823,8 +1176,16 @@ fn http_framing_chunked_and_close_delimited_work_redirects_and_compression_do_no
         // (the last good answer had no max-age: due again after 300 s)
         let rep = c.tick(t + 400 * before as i64);
         assert!(rep.failed && !rep.published, "{what}");
-        assert_eq!(srv.hits(), before + 1, "{what}: one request, no redirect followed");
-        assert_eq!(verify(&c, &token("r3"), t + 10).reason, Reason::Ok, "{what}: good set kept");
+        assert_eq!(
+            srv.hits(),
+            before + 1,
+            "{what}: one request, no redirect followed"
+        );
+        assert_eq!(
+            verify(&c, &token("r3"), t + 10).reason,
+            Reason::Ok,
+            "{what}: good set kept"
+        );
     }
 }
 
@@ -857,28 +1218,65 @@ fn introspection_by_host_name_is_bounded_by_timeout_ms_cached_and_starts_one_thr
     })));
     let srv = intro_server("{}");
     // Loading a configuration and making a context start no thread.
-    let s = setup(None, "", Some(("https://hung-dns.invalid/introspect", "  timeout_ms = 300\n")));
+    let s = setup(
+        None,
+        "",
+        Some((
+            "https://hung-dns.invalid/introspect",
+            "  timeout_ms = 300\n",
+        )),
+    );
     let c = Context::new(&s.path, None).unwrap();
-    assert_eq!(wic_tna::dns::threads_started(), 0, "no thread before the first lookup");
+    assert_eq!(
+        wic_tna::dns::threads_started(),
+        0,
+        "no thread before the first lookup"
+    );
     // The DNS server hangs: the request still fails within timeout_ms.
     for (i, tok) in ["ref-1", "ref-2"].iter().enumerate() {
         let start = Instant::now();
         let o = verify(&c, tok, now());
         let took = start.elapsed();
-        assert_eq!((o.reason, o.sip_status), (Reason::IntrospectionUnavailable, 500), "{i}");
-        assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(1000), "{i}: took {took:?}");
+        assert_eq!(
+            (o.reason, o.sip_status),
+            (Reason::IntrospectionUnavailable, 500),
+            "{i}"
+        );
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_millis(1000),
+            "{i}: took {took:?}"
+        );
     }
-    assert_eq!(HUNG_LOOKUPS.load(Ordering::SeqCst), 1, "one lookup in flight, not one per request");
+    assert_eq!(
+        HUNG_LOOKUPS.load(Ordering::SeqCst),
+        1,
+        "one lookup in flight, not one per request"
+    );
     let msgs = logged.lock().unwrap().clone();
-    assert!(msgs.iter().any(|m| m.contains("resolving hung-dns.invalid did not finish within 300 ms")), "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("resolving hung-dns.invalid did not finish within 300 ms")),
+        "{msgs:?}"
+    );
     assert_eq!(wic_tna::dns::threads_started(), 1);
     // Once it failed, the failure is remembered briefly: answered at once.
     std::thread::sleep(Duration::from_millis(1400));
     let start = Instant::now();
-    assert_eq!(verify(&c, "ref-3", now()).reason, Reason::IntrospectionUnavailable);
-    assert!(start.elapsed() < Duration::from_millis(200), "took {:?}", start.elapsed());
+    assert_eq!(
+        verify(&c, "ref-3", now()).reason,
+        Reason::IntrospectionUnavailable
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "took {:?}",
+        start.elapsed()
+    );
     assert_eq!(HUNG_LOOKUPS.load(Ordering::SeqCst), 1);
-    assert!(logged.lock().unwrap().last().is_some_and(|m| m.contains("simulated DNS outage")));
+    assert!(logged
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|m| m.contains("simulated DNS outage")));
     wic_tna::log::set_sink(None);
 
     // A name that resolves: end to end through the same path.
@@ -886,11 +1284,22 @@ fn introspection_by_host_name_is_bounded_by_timeout_ms_cached_and_starts_one_thr
         eprintln!("localhost is not in /etc/hosts; end-to-end part skipped (no DNS query is sent)");
         return;
     }
-    let s = setup(None, "", Some((&format!("http://localhost:{}/introspect", srv.port), "")));
+    let s = setup(
+        None,
+        "",
+        Some((&format!("http://localhost:{}/introspect", srv.port), "")),
+    );
     let c = Context::new(&s.path, None).unwrap();
     assert_eq!(verify(&c, REF, now()).reason, Reason::Ok);
     assert_eq!(verify(&c, "another-token", now()).reason, Reason::Ok);
     assert_eq!(srv.hits(), 2);
-    assert_eq!(srv.last().header("Host"), Some(format!("localhost:{}", srv.port).as_str()));
-    assert_eq!(wic_tna::dns::threads_started(), 1, "still one thread per process");
+    assert_eq!(
+        srv.last().header("Host"),
+        Some(format!("localhost:{}", srv.port).as_str())
+    );
+    assert_eq!(
+        wic_tna::dns::threads_started(),
+        1,
+        "still one thread per process"
+    );
 }

@@ -63,7 +63,11 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => {
             let d = PathBuf::from(d);
-            if d.is_absolute() { d } else { root().join(d) }
+            if d.is_absolute() {
+                d
+            } else {
+                root().join(d)
+            }
         }
         None => root().join("target"),
     }
@@ -72,7 +76,11 @@ pub fn target_dir() -> PathBuf {
 /// Append `key value note` lines to `<out>/<file>` (read by scripts/bench.sh).
 pub fn record(file: &str, lines: &[(String, f64)]) {
     let p = out_dir().join(file);
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).expect("results file");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .expect("results file");
     for (k, v) in lines {
         writeln!(f, "{k} {v}").expect("write results");
     }
@@ -91,8 +99,12 @@ pub use tempdir::TempDir;
 /// absolute key paths; `cache` sets `verified_cache_size` (None: default,
 /// 10000). Returns the file's path.
 pub fn example_config(dir: &Path, cache: Option<usize>) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("config/wic-tna.toml")).expect("config/wic-tna.toml");
-    let text = text.replace("../tests/fixtures/keys", keys_dir().to_str().expect("UTF-8 path"));
+    let text =
+        std::fs::read_to_string(root().join("config/wic-tna.toml")).expect("config/wic-tna.toml");
+    let text = text.replace(
+        "../tests/fixtures/keys",
+        keys_dir().to_str().expect("UTF-8 path"),
+    );
     let text = match cache {
         // Top-level keys must come before the first table.
         Some(n) => format!("verified_cache_size = {n}\n{text}"),
@@ -160,7 +172,11 @@ pub fn request_a(alg: Alg) -> MintRequest {
 pub fn token_a(alg: Alg) -> String {
     let r = request_a(alg);
     let k = issuer_a_key(alg).1;
-    let kb = if k.ends_with(".secret") { secret(k) } else { key(k) };
+    let kb = if k.ends_with(".secret") {
+        secret(k)
+    } else {
+        key(k)
+    };
     mint(&r, &kb).expect("mint")
 }
 
@@ -185,13 +201,27 @@ impl Floor {
             _ => {
                 let pem = key(file);
                 let (dk, va): (DecodingKey, &'static dyn sig::VerificationAlgorithm) = match alg {
-                    Alg::RS256 => (DecodingKey::from_rsa_pem(&pem).expect("rsa pem"), &sig::RSA_PKCS1_2048_8192_SHA256),
-                    Alg::PS256 => (DecodingKey::from_rsa_pem(&pem).expect("rsa pem"), &sig::RSA_PSS_2048_8192_SHA256),
-                    Alg::ES256 => (DecodingKey::from_ec_pem(&pem).expect("ec pem"), &sig::ECDSA_P256_SHA256_FIXED),
-                    Alg::EdDSA => (DecodingKey::from_ed_pem(&pem).expect("ed pem"), &sig::ED25519),
+                    Alg::RS256 => (
+                        DecodingKey::from_rsa_pem(&pem).expect("rsa pem"),
+                        &sig::RSA_PKCS1_2048_8192_SHA256,
+                    ),
+                    Alg::PS256 => (
+                        DecodingKey::from_rsa_pem(&pem).expect("rsa pem"),
+                        &sig::RSA_PSS_2048_8192_SHA256,
+                    ),
+                    Alg::ES256 => (
+                        DecodingKey::from_ec_pem(&pem).expect("ec pem"),
+                        &sig::ECDSA_P256_SHA256_FIXED,
+                    ),
+                    Alg::EdDSA => (
+                        DecodingKey::from_ed_pem(&pem).expect("ed pem"),
+                        &sig::ED25519,
+                    ),
                     a => panic!("no floor for {a}"),
                 };
-                let DecodingKeyKind::SecretOrDer(der) = dk.kind() else { panic!("unexpected key form") };
+                let DecodingKeyKind::SecretOrDer(der) = dk.kind() else {
+                    panic!("unexpected key form")
+                };
                 Floor::Public(sig::ParsedPublicKey::new(va, der).expect("parse public key"))
             }
         }
@@ -209,7 +239,9 @@ impl Floor {
 pub fn split_token(token: &str) -> (Vec<u8>, Vec<u8>) {
     let dot = token.rfind('.').expect("compact JWS");
     let input = token.as_bytes()[..dot].to_vec();
-    let signature = URL_SAFE_NO_PAD.decode(&token[dot + 1..]).expect("base64url signature");
+    let signature = URL_SAFE_NO_PAD
+        .decode(&token[dot + 1..])
+        .expect("base64url signature");
     (input, signature)
 }
 
@@ -220,7 +252,11 @@ pub fn median(v: &mut [f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Nanoseconds per call of `f`, over `n` calls.
@@ -265,7 +301,11 @@ pub fn interleaved(rounds: usize, ms: f64, fs: &mut [&mut dyn FnMut()]) -> Vec<V
 
 /// Median of the per-round ratios a/b, and the medians of a and b.
 pub fn paired_ratio(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
-    (median(&mut per_round(a, b)), median(&mut a.to_vec()), median(&mut b.to_vec()))
+    (
+        median(&mut per_round(a, b)),
+        median(&mut a.to_vec()),
+        median(&mut b.to_vec()),
+    )
 }
 
 fn per_round(a: &[f64], b: &[f64]) -> Vec<f64> {
@@ -275,7 +315,11 @@ fn per_round(a: &[f64], b: &[f64]) -> Vec<f64> {
 /// The smallest and the largest of the per-round ratios a/b (how far the
 /// machine's speed moved the ratio during the run).
 pub fn ratio_range(a: &[f64], b: &[f64]) -> (f64, f64) {
-    per_round(a, b).into_iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r)))
+    per_round(a, b)
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+            (lo.min(r), hi.max(r))
+        })
 }
 
 /// Is this run a real measurement (`cargo bench`), not `cargo test --benches`?

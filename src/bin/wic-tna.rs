@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wic_tna::config::Issuer;
 use wic_tna::context::{now, Context, Outcome, Request};
 use wic_tna::keys::Alg;
 use wic_tna::mint::{mint, MintRequest};
-use wic_tna::config::Issuer;
 use wic_tna::Config;
 
 const USAGE: &str = "\
@@ -61,7 +61,9 @@ impl Args {
                 if name == "help" {
                     return Err("help".into());
                 }
-                let val = v.get(i + 1).ok_or_else(|| format!("--{name} needs a value"))?;
+                let val = v
+                    .get(i + 1)
+                    .ok_or_else(|| format!("--{name} needs a value"))?;
                 named.push((name.to_owned(), val.clone()));
                 i += 2;
             } else {
@@ -72,10 +74,18 @@ impl Args {
         Ok(Args { named, positional })
     }
     fn get(&self, n: &str) -> Option<&str> {
-        self.named.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
+        self.named
+            .iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
     }
     fn all(&self, n: &str) -> Vec<String> {
-        self.named.iter().filter(|(k, _)| k == n).map(|(_, v)| v.clone()).collect()
+        self.named
+            .iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
     fn req(&self, n: &str) -> Result<&str, String> {
         self.get(n).ok_or_else(|| format!("--{n} is required"))
@@ -83,7 +93,9 @@ impl Args {
     fn num(&self, n: &str, default: i64) -> Result<i64, String> {
         match self.get(n) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{n}: {v:?} is not a whole number")),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{n}: {v:?} is not a whole number")),
         }
     }
     fn check(&self, allowed: &[&str]) -> Result<(), String> {
@@ -137,7 +149,15 @@ fn check_config(a: &Args) -> Result<bool, String> {
 
 /// `verify`: an Authorization value checked as the proxy would.
 fn verify(a: &Args) -> Result<bool, String> {
-    a.check(&["config", "authorization", "to", "expires", "now", "binding", "origin"])?;
+    a.check(&[
+        "config",
+        "authorization",
+        "to",
+        "expires",
+        "now",
+        "binding",
+        "origin",
+    ])?;
     let c = context(a)?;
     let t = a.num("now", now())?;
     let exp = a.get("expires").map(|_| a.num("expires", 0)).transpose()?;
@@ -162,7 +182,11 @@ fn verify(a: &Args) -> Result<bool, String> {
 fn scscf_check(a: &Args) -> Result<bool, String> {
     a.check(&["config", "authorization", "source", "allowed"])?;
     let c = context(a)?;
-    let o = c.scscf_check(a.req("authorization")?.as_bytes(), a.req("source")?, a.get("allowed"));
+    let o = c.scscf_check(
+        a.req("authorization")?.as_bytes(),
+        a.req("source")?,
+        a.get("allowed"),
+    );
     println!("{}", if o.accepted() { "accepted" } else { "rejected" });
     println!("status: {}", o.sip_status);
     println!("reason: {}", o.reason);
@@ -177,9 +201,26 @@ fn scscf_check(a: &Args) -> Result<bool, String> {
 
 /// `mint`: a signed access token (demos, tests).
 fn mint_token(a: &Args) -> Result<bool, String> {
-    a.check(&["key", "alg", "iss", "impi", "impu", "kid", "aud", "scope", "sub", "jti", "lifetime", "iat", "iat-offset", "nbf-offset", "typ"])?;
+    a.check(&[
+        "key",
+        "alg",
+        "iss",
+        "impi",
+        "impu",
+        "kid",
+        "aud",
+        "scope",
+        "sub",
+        "jti",
+        "lifetime",
+        "iat",
+        "iat-offset",
+        "nbf-offset",
+        "typ",
+    ])?;
     let alg_name = a.req("alg")?;
-    let alg = Alg::from_name(alg_name).ok_or_else(|| format!("--alg: {alg_name:?} is not supported"))?;
+    let alg =
+        Alg::from_name(alg_name).ok_or_else(|| format!("--alg: {alg_name:?} is not supported"))?;
     let key_path = a.req("key")?;
     let mut key = std::fs::read(key_path).map_err(|e| format!("--key {key_path}: {e}"))?;
     if alg.family() == wic_tna::keys::Family::Hmac {
@@ -198,16 +239,26 @@ fn mint_token(a: &Args) -> Result<bool, String> {
         typ: a.get("typ").unwrap_or("at+jwt").to_owned(),
         iss: a.req("iss")?.to_owned(),
         aud: a.get("aud").unwrap_or("ims.example.net").to_owned(),
-        scope: a.get("scope").unwrap_or("webrtc-ims-client-access-to-ims").to_owned(),
+        scope: a
+            .get("scope")
+            .unwrap_or("webrtc-ims-client-access-to-ims")
+            .to_owned(),
         impi: a.req("impi")?.to_owned(),
         impus,
         sub: a.get("sub").map(str::to_owned),
         jti: a.get("jti").map(str::to_owned),
         iat,
-        nbf: a.get("nbf-offset").map(|_| a.num("nbf-offset", 0)).transpose()?.map(|o| now() + o),
+        nbf: a
+            .get("nbf-offset")
+            .map(|_| a.num("nbf-offset", 0))
+            .transpose()?
+            .map(|o| now() + o),
         exp: iat + a.num("lifetime", 3600)?,
     };
-    println!("{}", mint(&req, &key).map_err(|e| format!("--key {key_path}: {e}"))?);
+    println!(
+        "{}",
+        mint(&req, &key).map_err(|e| format!("--key {key_path}: {e}"))?
+    );
     Ok(true)
 }
 
@@ -225,7 +276,8 @@ fn bar(a: &Args, bar: bool) -> Result<bool, String> {
 fn reload(a: &Args) -> Result<bool, String> {
     a.check(&["config"])?;
     let c = context_with_state(a)?;
-    c.reload().map_err(|e| format!("reload refused, the previous configuration stays: {e}"))?;
+    c.reload()
+        .map_err(|e| format!("reload refused, the previous configuration stays: {e}"))?;
     println!("reload requested (generation {})", c.shared().reload_gen());
     Ok(true)
 }
@@ -262,7 +314,10 @@ fn stats(a: &Args) -> Result<bool, String> {
 /// is empty, which no token can pass.
 fn warn_empty_pools(path: &str, cfg: &Config) {
     for (n, i) in cfg.issuers.iter().enumerate() {
-        for (field, empty) in [("impi_patterns", i.impi_pool.is_empty()), ("impu_patterns", i.impu_pool.is_empty())] {
+        for (field, empty) in [
+            ("impi_patterns", i.impi_pool.is_empty()),
+            ("impu_patterns", i.impu_pool.is_empty()),
+        ] {
             if empty {
                 eprintln!("wic-tna check-config: warning: {path}: issuer[{n}] ({}): {field} is empty: no token of this issuer can be accepted", i.iss);
             }
@@ -272,7 +327,10 @@ fn warn_empty_pools(path: &str, cfg: &Config) {
 
 /// check-config's summary: the top-level settings, then each issuer.
 fn print_summary(cfg: &Config) {
-    println!("  home realm {}, audience {}, scope {}", cfg.home_realm, cfg.audience, cfg.required_scope);
+    println!(
+        "  home realm {}, audience {}, scope {}",
+        cfg.home_realm, cfg.audience, cfg.required_scope
+    );
     for i in &cfg.issuers {
         print_issuer(i);
     }
@@ -280,7 +338,11 @@ fn print_summary(cfg: &Config) {
 
 /// One issuer of check-config's summary: keys, pools, endpoints.
 fn print_issuer(i: &Issuer) {
-    let algs: Vec<String> = i.keys.iter().map(|k| format!("{}:{}", k.kid.as_deref().unwrap_or("-"), k.alg)).collect();
+    let algs: Vec<String> = i
+        .keys
+        .iter()
+        .map(|k| format!("{}:{}", k.kid.as_deref().unwrap_or("-"), k.alg))
+        .collect();
     println!(
         "  issuer {}{}: {} key bindings [{}], {} IMPI / {} IMPU patterns, {} origins",
         i.iss,
@@ -376,7 +438,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     if cmd == "help" || cmd == "--help" || cmd == "-h" {
-        print!("{}", help_for(argv.get(1).map(String::as_str).unwrap_or("")));
+        print!(
+            "{}",
+            help_for(argv.get(1).map(String::as_str).unwrap_or(""))
+        );
         return ExitCode::SUCCESS;
     }
     let args = match Args::parse(&argv[1..]) {

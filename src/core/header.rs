@@ -31,7 +31,11 @@ fn is_b64token_char(c: u8) -> bool {
 fn is_b64token_byte(c: u8) -> bool {
     let lower = c | 0x20;
     // '-' '.' '/' and the digits are the one range 0x2d..=0x39.
-    (lower.wrapping_sub(b'a') < 26) | (c.wrapping_sub(b'-') < 13) | (c == b'_') | (c == b'~') | (c == b'+')
+    (lower.wrapping_sub(b'a') < 26)
+        | (c.wrapping_sub(b'-') < 13)
+        | (c == b'_')
+        | (c == b'~')
+        | (c == b'+')
 }
 
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -50,7 +54,8 @@ fn check_folding(v: &[u8]) -> bool {
     while i < v.len() {
         match v[i] {
             b'\r' => {
-                if v.get(i + 1) != Some(&b'\n') || !matches!(v.get(i + 2), Some(b' ') | Some(b'\t')) {
+                if v.get(i + 1) != Some(&b'\n') || !matches!(v.get(i + 2), Some(b' ') | Some(b'\t'))
+                {
                     return false;
                 }
                 i += 3;
@@ -69,7 +74,9 @@ fn check_folding(v: &[u8]) -> bool {
 }
 
 fn is_jwt_shape(s: &str) -> bool {
-    s.bytes().filter(|&c| c == b'.').count() == 2 && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    s.bytes().filter(|&c| c == b'.').count() == 2
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// The common form in one pass: `Bearer <b64token>` with single spaces,
@@ -132,10 +139,18 @@ pub fn extract_token(value: &[u8], accept_bare: bool) -> Result<&str, Reason> {
     // Trailing CRLF as some proxies hand it over, then surrounding LWS.
     let mut v = value;
     while let Some((&last, rest)) = v.split_last() {
-        if is_lws(last) { v = rest } else { break }
+        if is_lws(last) {
+            v = rest
+        } else {
+            break;
+        }
     }
     while let Some((&first, rest)) = v.split_first() {
-        if is_lws(first) { v = rest } else { break }
+        if is_lws(first) {
+            v = rest
+        } else {
+            break;
+        }
     }
     if v.is_empty() {
         return Err(Reason::MalformedRequest);
@@ -164,11 +179,21 @@ pub fn extract_token(value: &[u8], accept_bare: bool) -> Result<&str, Reason> {
         // A bare JWT: accepted where configured; otherwise the client used
         // a method this proxy does not support (its own reason, answered
         // like a request without credentials: RFC 6750 3.1).
-        return if accept_bare { Ok(scheme) } else { Err(Reason::BareTokenNotAccepted) };
+        return if accept_bare {
+            Ok(scheme)
+        } else {
+            Err(Reason::BareTokenNotAccepted)
+        };
     }
     // Another scheme (Digest, Basic, ...): the request carries no bearer
     // token.
-    if scheme.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'%' | b'*' | b'+' | b'`' | b'\'' | b'~')) {
+    if scheme.bytes().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'_' | b'.' | b'!' | b'%' | b'*' | b'+' | b'`' | b'\'' | b'~'
+            )
+    }) {
         return Err(Reason::MissingToken);
     }
     Err(Reason::MalformedRequest)
@@ -183,7 +208,11 @@ fn parse_auth_params(s: &str) -> Result<&str, Reason> {
         rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
         let eq = rest.find('=').ok_or(Reason::MalformedRequest)?;
         let name = rest[..eq].trim_end_matches([' ', '\t', '\r', '\n']);
-        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
             return Err(Reason::MalformedRequest);
         }
         rest = rest[eq + 1..].trim_start_matches([' ', '\t', '\r', '\n']);
@@ -197,7 +226,9 @@ fn parse_auth_params(s: &str) -> Result<&str, Reason> {
             value = &q[..end];
             rest = &q[end + 1..];
         } else {
-            let end = rest.find([',', ' ', '\t', '\r', '\n']).unwrap_or(rest.len());
+            let end = rest
+                .find([',', ' ', '\t', '\r', '\n'])
+                .unwrap_or(rest.len());
             value = &rest[..end];
             rest = &rest[end..];
         }
@@ -252,34 +283,81 @@ mod tests {
         // Through the header: a bad byte anywhere leaves the fast path,
         // and the general parser refuses it.
         let tok: String = (0..300).map(|i| good[i % good.len()] as char).collect();
-        assert_eq!(extract_token(format!("Bearer {tok}").as_bytes(), false), Ok(tok.as_str()));
+        assert_eq!(
+            extract_token(format!("Bearer {tok}").as_bytes(), false),
+            Ok(tok.as_str())
+        );
         for pos in [0, 31, 32, 150, 299] {
             let mut t = tok.clone().into_bytes();
             t[pos] = b'"';
             let mut v = b"Bearer ".to_vec();
             v.extend_from_slice(&t);
-            assert_eq!(extract_token(&v, false), Err(Reason::MalformedRequest), "{pos}");
+            assert_eq!(
+                extract_token(&v, false),
+                Err(Reason::MalformedRequest),
+                "{pos}"
+            );
         }
     }
 
     #[test]
     fn forms() {
-        assert_eq!(extract_token(b"Bearer abc.def.ghi", false), Ok("abc.def.ghi"));
-        assert_eq!(extract_token(b"bEaReR   abc.def.ghi\r\n", false), Ok("abc.def.ghi"));
-        assert_eq!(extract_token(b"Bearer\r\n abc.def.ghi", false), Ok("abc.def.ghi"));
-        assert_eq!(extract_token(b"Bearer access_token=\"abc.def.ghi\"", false), Ok("abc.def.ghi"));
-        assert_eq!(extract_token(b"Bearer realm=\"x\", access_token=\"a.b.c\"", false), Ok("a.b.c"));
+        assert_eq!(
+            extract_token(b"Bearer abc.def.ghi", false),
+            Ok("abc.def.ghi")
+        );
+        assert_eq!(
+            extract_token(b"bEaReR   abc.def.ghi\r\n", false),
+            Ok("abc.def.ghi")
+        );
+        assert_eq!(
+            extract_token(b"Bearer\r\n abc.def.ghi", false),
+            Ok("abc.def.ghi")
+        );
+        assert_eq!(
+            extract_token(b"Bearer access_token=\"abc.def.ghi\"", false),
+            Ok("abc.def.ghi")
+        );
+        assert_eq!(
+            extract_token(b"Bearer realm=\"x\", access_token=\"a.b.c\"", false),
+            Ok("a.b.c")
+        );
         assert_eq!(extract_token(b"abc.def.ghi", true), Ok("abc.def.ghi"));
-        assert_eq!(extract_token(b"abc.def.ghi", false), Err(Reason::BareTokenNotAccepted));
-        assert_eq!(extract_token(b" abc.def.ghi\r\n", false), Err(Reason::BareTokenNotAccepted));
+        assert_eq!(
+            extract_token(b"abc.def.ghi", false),
+            Err(Reason::BareTokenNotAccepted)
+        );
+        assert_eq!(
+            extract_token(b" abc.def.ghi\r\n", false),
+            Err(Reason::BareTokenNotAccepted)
+        );
         // One word that is not JWT-shaped is a scheme without credentials.
         assert_eq!(extract_token(b"abcdef", false), Err(Reason::MissingToken));
         assert_eq!(extract_token(b"abcdef", true), Err(Reason::MissingToken));
-        assert_eq!(extract_token(b"Digest username=\"x\"", false), Err(Reason::MissingToken));
-        for bad in [&b""[..], b"   ", b"Bearer", b"Bearer ", b"Bearer a b", b"Bearer a\r\nb", b"Bearer \"a\"",
-            b"Bearer access_token=\"a\", access_token=\"b\"", b"Bearer access_token=\"a", b"Bearer a\0b",
-            b"Bearer \xff", b"Bearer x=\"a\\\"b\""] {
-            assert_eq!(extract_token(bad, true).map(|_| ()), Err(Reason::MalformedRequest), "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            extract_token(b"Digest username=\"x\"", false),
+            Err(Reason::MissingToken)
+        );
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer a\r\nb",
+            b"Bearer \"a\"",
+            b"Bearer access_token=\"a\", access_token=\"b\"",
+            b"Bearer access_token=\"a",
+            b"Bearer a\0b",
+            b"Bearer \xff",
+            b"Bearer x=\"a\\\"b\"",
+        ] {
+            assert_eq!(
+                extract_token(bad, true).map(|_| ()),
+                Err(Reason::MalformedRequest),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -93,7 +93,12 @@ fn check_hostname(host: &str) -> bool {
     if b[0] == b'[' {
         // IPv6 reference.
         return match host[1..].strip_suffix(']') {
-            Some(v6) => !v6.is_empty() && v6.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
+            Some(v6) => {
+                !v6.is_empty()
+                    && v6
+                        .bytes()
+                        .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+            }
             None => false,
         };
     }
@@ -158,7 +163,10 @@ fn check_impi_old(impi: &str) -> Result<(), &'static str> {
         return Err("user part has characters outside the NAI set");
     }
     let u = user.as_bytes();
-    if u[0] == b'.' || u[u.len() - 1] == b'.' || memchr::memchr_iter(b'.', u).any(|i| u.get(i + 1) == Some(&b'.')) {
+    if u[0] == b'.'
+        || u[u.len() - 1] == b'.'
+        || memchr::memchr_iter(b'.', u).any(|i| u.get(i + 1) == Some(&b'.'))
+    {
         return Err("user part has a misplaced dot");
     }
     if realm.contains('@') || !check_hostname(realm) || realm.starts_with('[') {
@@ -218,7 +226,13 @@ impl Uri {
 
     /// The same URI, borrowed.
     pub fn view(&self) -> UriView<'_> {
-        UriView { scheme: self.scheme, port: self.port, text: &self.text, user: self.user, host: self.host }
+        UriView {
+            scheme: self.scheme,
+            port: self.port,
+            text: &self.text,
+            user: self.user,
+            host: self.host,
+        }
     }
 }
 
@@ -238,8 +252,20 @@ pub struct UriView<'a> {
 impl<'a> UriView<'a> {
     /// `text`'s parts at the positions [`UriRef::write_canonical`] gave
     /// (relative to `text`).
-    pub(crate) fn new(scheme: Scheme, port: Option<u16>, text: &'a str, user: (usize, usize), host: (usize, usize)) -> UriView<'a> {
-        UriView { scheme, port, text, user, host }
+    pub(crate) fn new(
+        scheme: Scheme,
+        port: Option<u16>,
+        text: &'a str,
+        user: (usize, usize),
+        host: (usize, usize),
+    ) -> UriView<'a> {
+        UriView {
+            scheme,
+            port,
+            text,
+            user,
+            host,
+        }
     }
 
     /// Canonical form (see [`Uri::canonical`]).
@@ -291,7 +317,11 @@ fn is_visual_separator(c: u8) -> bool {
 /// RFC 3261 `unreserved` (alphanum / mark): the characters whose %-escape
 /// is the same as the character itself (19.1.4).
 fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -329,7 +359,10 @@ impl Iterator for NormalUser<'_> {
         if c != b'%' {
             return Some(c);
         }
-        let (Some(h), Some(l)) = (rest.first().copied().and_then(hex_value), rest.get(1).copied().and_then(hex_value)) else {
+        let (Some(h), Some(l)) = (
+            rest.first().copied().and_then(hex_value),
+            rest.get(1).copied().and_then(hex_value),
+        ) else {
             return Some(c);
         };
         self.rest = &rest[2..];
@@ -346,7 +379,11 @@ impl Iterator for NormalUser<'_> {
 
 /// The normal form of a SIP user part (see [`NormalUser`]), byte by byte.
 fn normal_user(user: &str) -> NormalUser<'_> {
-    NormalUser { rest: user.as_bytes(), pending: [0; 2], npending: 0 }
+    NormalUser {
+        rest: user.as_bytes(),
+        pending: [0; 2],
+        npending: 0,
+    }
 }
 
 /// Append the normal form of the SIP user part `user` to `out`: escapes of
@@ -368,12 +405,22 @@ impl UriRef<'_> {
     pub fn to_uri(&self) -> Uri {
         let mut text = String::with_capacity(self.user.len() + self.host.len() + 12);
         let (user, host) = self.write_canonical(&mut text);
-        Uri { scheme: self.scheme, port: self.canonical_port(), text, user, host }
+        Uri {
+            scheme: self.scheme,
+            port: self.canonical_port(),
+            text,
+            user,
+            host,
+        }
     }
 
     /// The port the canonical form keeps (none for tel).
     pub fn canonical_port(&self) -> Option<u16> {
-        if self.scheme == Scheme::Tel { None } else { self.port }
+        if self.scheme == Scheme::Tel {
+            None
+        } else {
+            self.port
+        }
     }
 
     /// Append the canonical form (what [`to_uri`](Self::to_uri) holds) to
@@ -384,12 +431,21 @@ impl UriRef<'_> {
         match self.scheme {
             Scheme::Tel => {
                 out.push_str("tel:");
-                out.extend(self.user.bytes().filter(|&c| !is_visual_separator(c)).map(|c| c.to_ascii_lowercase() as char));
+                out.extend(
+                    self.user
+                        .bytes()
+                        .filter(|&c| !is_visual_separator(c))
+                        .map(|c| c.to_ascii_lowercase() as char),
+                );
                 let end = out.len() - start;
                 ((4, end), (end, end))
             }
             Scheme::Sip | Scheme::Sips => {
-                out.push_str(if self.scheme == Scheme::Sip { "sip:" } else { "sips:" });
+                out.push_str(if self.scheme == Scheme::Sip {
+                    "sip:"
+                } else {
+                    "sips:"
+                });
                 let u0 = out.len() - start;
                 normalize_user(self.user, out);
                 let u1 = out.len() - start;
@@ -419,7 +475,10 @@ impl UriRef<'_> {
 
     /// [`same_as`](Self::same_as) for a borrowed canonical URI.
     pub fn same_as_view(&self, u: UriView<'_>) -> bool {
-        if self.scheme != u.scheme || self.port != u.port || !self.host.eq_ignore_ascii_case(u.host()) {
+        if self.scheme != u.scheme
+            || self.port != u.port
+            || !self.host.eq_ignore_ascii_case(u.host())
+        {
             return false;
         }
         match self.scheme {
@@ -455,7 +514,10 @@ pub fn parse_impu_ref(s: &str) -> Result<UriRef<'_>, &'static str> {
 /// [`parse_impu_ref`], where `known_host` (if any) is a host name that has
 /// already passed the host name check (such as the realm of an IMPI that
 /// [`check_impi`] accepted): a host equal to it is not checked again.
-pub fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<UriRef<'a>, &'static str> {
+pub fn parse_impu_ref_known<'a>(
+    s: &'a str,
+    known_host: Option<&str>,
+) -> Result<UriRef<'a>, &'static str> {
     if s.is_empty() || s.len() > MAX_IDENTITY_LEN {
         return Err("empty or too long");
     }
@@ -502,7 +564,12 @@ pub fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<
             if !any {
                 return Err("tel number has characters outside the phone-number set");
             }
-            Ok(UriRef { scheme, user: main, host: "", port: None })
+            Ok(UriRef {
+                scheme,
+                user: main,
+                host: "",
+                port: None,
+            })
         }
         Scheme::Sip | Scheme::Sips => {
             let (user, hostport) = match memchr::memrchr(b'@', main.as_bytes()) {
@@ -524,7 +591,9 @@ pub fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<
             let mut rest = user.as_bytes();
             while let Some(i) = memchr::memchr(b'%', rest) {
                 match (rest.get(i + 1), rest.get(i + 2)) {
-                    (Some(&h), Some(&l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => rest = &rest[i + 3..],
+                    (Some(&h), Some(&l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                        rest = &rest[i + 3..]
+                    }
                     _ => return Err("user part has a '%' not followed by two hex digits"),
                 }
             }
@@ -532,7 +601,12 @@ pub fn parse_impu_ref_known<'a>(s: &'a str, known_host: Option<&str>) -> Result<
             if known_host != Some(host) && !check_hostname(host) {
                 return Err("host is not a domain name or IP address");
             }
-            Ok(UriRef { scheme, user, host, port })
+            Ok(UriRef {
+                scheme,
+                user,
+                host,
+                port,
+            })
         }
     }
 }
@@ -633,7 +707,11 @@ impl Pattern {
             return Err("pattern has characters that never occur in an identity");
         }
         Ok(Pattern {
-            parts: text.to_ascii_lowercase().split('*').map(str::to_owned).collect(),
+            parts: text
+                .to_ascii_lowercase()
+                .split('*')
+                .map(str::to_owned)
+                .collect(),
             text: text.to_owned(),
         })
     }
@@ -655,7 +733,10 @@ impl Pattern {
         }
         let first = self.parts[0].as_bytes();
         let last = self.parts[n - 1].as_bytes();
-        if v.len() < first.len() + last.len() || !v[..first.len()].eq_ignore_ascii_case(first) || !v[v.len() - last.len()..].eq_ignore_ascii_case(last) {
+        if v.len() < first.len() + last.len()
+            || !v[..first.len()].eq_ignore_ascii_case(first)
+            || !v[v.len() - last.len()..].eq_ignore_ascii_case(last)
+        {
             return false;
         }
         let mut pos = first.len();
@@ -664,7 +745,13 @@ impl Pattern {
         // run may not contain '@'.
         for part in &self.parts[1..n - 1] {
             let p = part.as_bytes();
-            let found = if p.is_empty() { Some(0) } else { v[pos..end].windows(p.len()).position(|w| w.eq_ignore_ascii_case(p)) };
+            let found = if p.is_empty() {
+                Some(0)
+            } else {
+                v[pos..end]
+                    .windows(p.len())
+                    .position(|w| w.eq_ignore_ascii_case(p))
+            };
             match found {
                 Some(i) => {
                     if v[pos..pos + i].contains(&b'@') {
@@ -689,7 +776,10 @@ impl Pattern {
         }
         let first = &self.parts[0];
         let last = &self.parts[n - 1];
-        if !v.starts_with(first.as_str()) || v.len() < first.len() + last.len() || !v.ends_with(last.as_str()) {
+        if !v.starts_with(first.as_str())
+            || v.len() < first.len() + last.len()
+            || !v.ends_with(last.as_str())
+        {
             return false;
         }
         let mut pos = first.len();
@@ -722,8 +812,21 @@ mod tests {
     fn impi_syntax() {
         assert!(check_impi("alice@socialnet.ims.example.net").is_ok());
         for bad in [
-            "", "alice", "@x.net", "a@", "a b@x.net", "a\"@x.net", "a\\@x.net", "a\r@x.net", "a\n@x.net",
-            "a\0@x.net", "al\u{e9}@x.net", "a@b@x.net", "a@x..net", "a@-x.net", ".a@x.net",
+            "",
+            "alice",
+            "@x.net",
+            "a@",
+            "a b@x.net",
+            "a\"@x.net",
+            "a\\@x.net",
+            "a\r@x.net",
+            "a\n@x.net",
+            "a\0@x.net",
+            "al\u{e9}@x.net",
+            "a@b@x.net",
+            "a@x..net",
+            "a@-x.net",
+            ".a@x.net",
         ] {
             assert!(check_impi(bad).is_err(), "{bad:?} accepted");
         }
@@ -737,10 +840,27 @@ mod tests {
         assert_eq!(a.canonical(), "sip:Alice@socialnet.example");
         let t = parse_impu("tel:+1-555-0100").unwrap();
         assert_eq!(t.canonical(), "tel:+15550100");
-        assert!(!same_identity(&a, &parse_impu("sips:Alice@socialnet.example").unwrap()));
+        assert!(!same_identity(
+            &a,
+            &parse_impu("sips:Alice@socialnet.example").unwrap()
+        ));
         for bad in [
-            "", "alice@x", "http://x", "sip:a b@x", "sip:a\"@x", "sip:a@x\r\n", "sip:a:pw@x", "sip:@x", "sip:a@", "sip:a@x:99999", "tel:abc",
-            "sip:a@x>", "sip:a%@x", "sip:a%4@x", "sip:a%zz@x", "sip:%g1@x",
+            "",
+            "alice@x",
+            "http://x",
+            "sip:a b@x",
+            "sip:a\"@x",
+            "sip:a@x\r\n",
+            "sip:a:pw@x",
+            "sip:@x",
+            "sip:a@",
+            "sip:a@x:99999",
+            "tel:abc",
+            "sip:a@x>",
+            "sip:a%@x",
+            "sip:a%4@x",
+            "sip:a%zz@x",
+            "sip:%g1@x",
         ] {
             assert!(parse_impu(bad).is_err(), "{bad:?} accepted");
         }
@@ -780,12 +900,26 @@ mod tests {
             assert_eq!(same_identity(&ux, &uy), want, "{x} vs {y}");
             assert_eq!(same_identity(&uy, &ux), want, "{y} vs {x}");
             // The borrowed check (the To check) says the same, both ways.
-            assert_eq!(parse_impu_ref(y).unwrap().same_as(&ux), want, "{y} as To, {x} in the token");
-            assert_eq!(parse_impu_ref(x).unwrap().same_as(&uy), want, "{x} as To, {y} in the token");
+            assert_eq!(
+                parse_impu_ref(y).unwrap().same_as(&ux),
+                want,
+                "{y} as To, {x} in the token"
+            );
+            assert_eq!(
+                parse_impu_ref(x).unwrap().same_as(&uy),
+                want,
+                "{x} as To, {y} in the token"
+            );
         }
-        assert_eq!(parse_impu("SIP:%61lice%3b@X.Net:5070").unwrap().canonical(), "sip:alice%3B@x.net:5070");
+        assert_eq!(
+            parse_impu("SIP:%61lice%3b@X.Net:5070").unwrap().canonical(),
+            "sip:alice%3B@x.net:5070"
+        );
         // tel: numbers as before (no case, separators ignored).
-        assert!(same_identity(&parse_impu("tel:+1-555-0100").unwrap(), &parse_impu("TEL:+1.555.0100").unwrap()));
+        assert!(same_identity(
+            &parse_impu("tel:+1-555-0100").unwrap(),
+            &parse_impu("TEL:+1.555.0100").unwrap()
+        ));
     }
 
     /// Every string of `len` letters of `alphabet`.
@@ -805,12 +939,28 @@ mod tests {
 
     #[test]
     fn pattern_in_place_agrees() {
-        let pats = ["*@socialnet.com", "sip:*@x.net", "tel:+1555*", "a*b*c", "**", "*", "x", "*@*", "sip:a*@*.net", "A*B"];
+        let pats = [
+            "*@socialnet.com",
+            "sip:*@x.net",
+            "tel:+1555*",
+            "a*b*c",
+            "**",
+            "*",
+            "x",
+            "*@*",
+            "sip:a*@*.net",
+            "A*B",
+        ];
         let alphabet = [b'a', b'B', b'@', b'c', b'.', b'*'];
         for p in pats {
             let pat = Pattern::new(p).unwrap();
             for s in (0..=5).flat_map(|len| words(&alphabet, len)) {
-                for v in [s.clone(), format!("sip:{s}@x.net"), format!("{s}@socialnet.com"), format!("tel:+1555{s}")] {
+                for v in [
+                    s.clone(),
+                    format!("sip:{s}@x.net"),
+                    format!("{s}@socialnet.com"),
+                    format!("tel:+1555{s}"),
+                ] {
                     assert_eq!(pat.matches(&v), pat.matches_by_copy(&v), "{p} {v}");
                 }
             }
@@ -820,9 +970,18 @@ mod tests {
     #[test]
     fn class_tables_agree() {
         for c in 0..=255u8 {
-            assert_eq!(is_nai_user_char(c), c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c));
-            assert_eq!(is_uri_user_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c));
-            assert_eq!(is_param_char(c), c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c));
+            assert_eq!(
+                is_nai_user_char(c),
+                c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c)
+            );
+            assert_eq!(
+                is_uri_user_char(c),
+                c.is_ascii_alphanumeric() || b"-_.!~*'()%&=+$;/".contains(&c)
+            );
+            assert_eq!(
+                is_param_char(c),
+                c.is_ascii_alphanumeric() || b"-_.!~*'()%[]/:&+$=;".contains(&c)
+            );
         }
     }
 
@@ -832,22 +991,48 @@ mod tests {
         for s in (0..=7).flat_map(|len| words(&alphabet, len)) {
             assert_eq!(check_impi(&s), check_impi_old(&s), "{s:?}");
         }
-        for s in ["alice@socialnet.ims.example.net", "a.b@x.y", "a@[::1]", "a@x@y", "\u{e9}@x.net", "a\u{0}@x"] {
+        for s in [
+            "alice@socialnet.ims.example.net",
+            "a.b@x.y",
+            "a@[::1]",
+            "a@x@y",
+            "\u{e9}@x.net",
+            "a\u{0}@x",
+        ] {
             assert_eq!(check_impi(s), check_impi_old(s), "{s:?}");
         }
     }
 
     #[test]
     fn write_canonical_appends_what_to_uri_holds() {
-        for s in ["sip:Alice@SocialNet.example;transport=ws", "SIPS:Bob@Example.NET:5061", "tel:+1-555-0100", "tel:+1.(555).0100;phone-context=x", "sip:host.example", "sip:a@[::1]:5060"] {
+        for s in [
+            "sip:Alice@SocialNet.example;transport=ws",
+            "SIPS:Bob@Example.NET:5061",
+            "tel:+1-555-0100",
+            "tel:+1.(555).0100;phone-context=x",
+            "sip:host.example",
+            "sip:a@[::1]:5060",
+        ] {
             let r = parse_impu_ref(s).unwrap();
             let u = r.to_uri();
             let mut out = String::from("Keep-Case\0");
             let (user, host) = r.write_canonical(&mut out);
-            assert_eq!(&out[..10], "Keep-Case\0", "{s}: what was there is untouched");
+            assert_eq!(
+                &out[..10],
+                "Keep-Case\0",
+                "{s}: what was there is untouched"
+            );
             let v = UriView::new(u.scheme, u.port, &out[10..], user, host);
-            assert_eq!((v.canonical(), v.user(), v.host()), (u.canonical(), u.user(), u.host()), "{s}");
-            assert_eq!(u.view(), UriView::new(u.scheme, u.port, u.canonical(), user, host), "{s}");
+            assert_eq!(
+                (v.canonical(), v.user(), v.host()),
+                (u.canonical(), u.user(), u.host()),
+                "{s}"
+            );
+            assert_eq!(
+                u.view(),
+                UriView::new(u.scheme, u.port, u.canonical(), user, host),
+                "{s}"
+            );
             assert!(r.same_as_view(v) && r.same_as(&u), "{s}");
         }
     }
@@ -858,16 +1043,36 @@ mod tests {
         // check (the only ones the caller passes): the result is that of
         // parse_impu, whether or not the host equals the realm.
         let alphabet = [b'a', b'-', b'.', b'1', b'_'];
-        let hosts: Vec<String> = (1..=4).flat_map(|len| words(&alphabet, len)).chain(["[::1]".to_string(), "x.net:5060".to_string()]).collect();
-        let realms: Vec<&String> = hosts.iter().filter(|h| check_hostname(h) && !h.starts_with('[')).collect();
+        let hosts: Vec<String> = (1..=4)
+            .flat_map(|len| words(&alphabet, len))
+            .chain(["[::1]".to_string(), "x.net:5060".to_string()])
+            .collect();
+        let realms: Vec<&String> = hosts
+            .iter()
+            .filter(|h| check_hostname(h) && !h.starts_with('['))
+            .collect();
         for h in &hosts {
             for user in ["alice@", ""] {
                 let s = format!("sip:{user}{h}");
                 let want = parse_impu(&s).map(|u| u.canonical().to_string());
-                for r in realms.iter().take(40).map(|r| r.as_str()).chain([h.as_str()].into_iter().filter(|h| check_hostname(h))) {
-                    assert_eq!(parse_impu_ref_known(&s, Some(r)).map(|u| u.to_uri().canonical().to_string()), want, "{s:?} realm {r:?}");
+                for r in realms
+                    .iter()
+                    .take(40)
+                    .map(|r| r.as_str())
+                    .chain([h.as_str()].into_iter().filter(|h| check_hostname(h)))
+                {
+                    assert_eq!(
+                        parse_impu_ref_known(&s, Some(r))
+                            .map(|u| u.to_uri().canonical().to_string()),
+                        want,
+                        "{s:?} realm {r:?}"
+                    );
                 }
-                assert_eq!(parse_impu_ref_known(&s, None).map(|u| u.to_uri().canonical().to_string()), want, "{s:?}");
+                assert_eq!(
+                    parse_impu_ref_known(&s, None).map(|u| u.to_uri().canonical().to_string()),
+                    want,
+                    "{s:?}"
+                );
             }
         }
     }
@@ -877,7 +1082,9 @@ mod tests {
         fn old(host: &str) -> bool {
             host.bytes().all(is_host_char)
                 && host.split('.').enumerate().all(|(i, label)| {
-                    (!label.is_empty() || i == host.split('.').count() - 1 && i > 0) && !label.starts_with('-') && !label.ends_with('-')
+                    (!label.is_empty() || i == host.split('.').count() - 1 && i > 0)
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
                 })
         }
         let alphabet = [b'a', b'-', b'.', b'1', b'_'];
@@ -888,10 +1095,27 @@ mod tests {
 
     #[test]
     fn borrowed_to_check_agrees() {
-        let impus = ["sip:alice@socialnet.example", "sip:Alice@X.net:5060", "tel:+1-555-0100", "sips:a@b", "sip:x.net", "tel:*12#"];
+        let impus = [
+            "sip:alice@socialnet.example",
+            "sip:Alice@X.net:5060",
+            "tel:+1-555-0100",
+            "sips:a@b",
+            "sip:x.net",
+            "tel:*12#",
+        ];
         let tos = [
-            "<sip:ALICE@SocialNet.example>;tag=1", "sip:alice@socialnet.example;transport=ws", "tel:+1(555)0100", "tel:+15550100",
-            "\"A\" <sips:A@B>", "sip:alice@x.net:5060", "sip:alice@x.net", "sip:X.NET", "tel:*12#", "tel:+", "sip:a@", "<sip:a@b",
+            "<sip:ALICE@SocialNet.example>;tag=1",
+            "sip:alice@socialnet.example;transport=ws",
+            "tel:+1(555)0100",
+            "tel:+15550100",
+            "\"A\" <sips:A@B>",
+            "sip:alice@x.net:5060",
+            "sip:alice@x.net",
+            "sip:X.NET",
+            "tel:*12#",
+            "tel:+",
+            "sip:a@",
+            "<sip:a@b",
         ];
         for i in impus {
             let u = parse_impu(i).unwrap();
@@ -907,9 +1131,16 @@ mod tests {
     /// exactly as an IMPU that parsed names that IMPU.
     #[test]
     fn same_text_same_identity() {
-        let alphabet = [b'a', b'A', b'.', b'-', b'@', b':', b';', b'1', b'+', b'(', b'='];
+        let alphabet = [
+            b'a', b'A', b'.', b'-', b'@', b':', b';', b'1', b'+', b'(', b'=',
+        ];
         for w in (0..=4).flat_map(|len| words(&alphabet, len)) {
-            for s in [format!("sip:{w}@x.net"), format!("sips:a{w}@x.net"), format!("tel:+1{w}"), format!("sip:{w}")] {
+            for s in [
+                format!("sip:{w}@x.net"),
+                format!("sips:a{w}@x.net"),
+                format!("tel:+1{w}"),
+                format!("sip:{w}"),
+            ] {
                 if let Ok(u) = parse_impu(&s) {
                     // (with parameters, the To's URI text is shorter: no shortcut)
                     if to_uri_text(&s) == Ok(s.as_str()) {

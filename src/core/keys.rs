@@ -6,7 +6,9 @@
 //! exist here.
 
 use aws_lc_rs::{hmac, signature as sig};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use rustc_hash::FxHashMap;
 use std::fmt;
@@ -83,7 +85,9 @@ impl Alg {
     pub fn family(self) -> Family {
         match self {
             Alg::HS256 | Alg::HS384 | Alg::HS512 => Family::Hmac,
-            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => Family::Rsa,
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
+                Family::Rsa
+            }
             Alg::ES256 => Family::P256,
             Alg::ES384 => Family::P384,
             Alg::EdDSA => Family::Ed25519,
@@ -186,7 +190,11 @@ pub struct Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key").field("kid", &self.kid).field("alg", &self.alg).field("source", &self.source).finish()
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -210,7 +218,9 @@ pub enum KeySource<'a> {
 }
 
 fn public_key(alg: Alg, bytes: &[u8]) -> Result<Verifier, String> {
-    let va = alg.verification_algorithm().ok_or_else(|| format!("{alg} is not a public-key algorithm"))?;
+    let va = alg
+        .verification_algorithm()
+        .ok_or_else(|| format!("{alg} is not a public-key algorithm"))?;
     sig::ParsedPublicKey::new(va, bytes)
         .map(Verifier::Public)
         .map_err(|e| format!("not a valid key for {alg}: {e}"))
@@ -223,7 +233,12 @@ fn pem_bytes(alg: Alg, pem: &[u8]) -> Result<Vec<u8>, String> {
         Family::Ed25519 => DecodingKey::from_ed_pem(pem),
         Family::Hmac => return Err(format!("{alg} needs a secret_file, not a PEM key")),
     }
-    .map_err(|e| format!("not a PEM {} public key or certificate: {e}", family_name(alg.family())))?;
+    .map_err(|e| {
+        format!(
+            "not a PEM {} public key or certificate: {e}",
+            family_name(alg.family())
+        )
+    })?;
     match dk.kind() {
         DecodingKeyKind::SecretOrDer(b) => Ok(b.clone()),
         DecodingKeyKind::RsaModulusExponent { .. } => Err("unexpected RSA component form".into()),
@@ -241,7 +256,12 @@ fn family_name(f: Family) -> &'static str {
 }
 
 /// Build the keys of one configured file key, one per allowed algorithm.
-pub fn load_file_key(kid: Option<&str>, algs: &[Alg], src: KeySource<'_>, source: &str) -> Result<Vec<Key>, String> {
+pub fn load_file_key(
+    kid: Option<&str>,
+    algs: &[Alg],
+    src: KeySource<'_>,
+    source: &str,
+) -> Result<Vec<Key>, String> {
     let mut out = Vec::with_capacity(algs.len());
     for &alg in algs {
         let verifier = match (&src, alg.family()) {
@@ -257,11 +277,20 @@ pub fn load_file_key(kid: Option<&str>, algs: &[Alg], src: KeySource<'_>, source
                 let ha = alg.hmac_algorithm().ok_or("internal: no HMAC algorithm")?;
                 Verifier::Hmac(hmac::Key::new(ha, s))
             }
-            (KeySource::Secret(_), _) => return Err(format!("{alg} cannot be used with a secret_file")),
-            (KeySource::Pem(_), Family::Hmac) => return Err(format!("{alg} needs a secret_file, not a PEM key")),
+            (KeySource::Secret(_), _) => {
+                return Err(format!("{alg} cannot be used with a secret_file"))
+            }
+            (KeySource::Pem(_), Family::Hmac) => {
+                return Err(format!("{alg} needs a secret_file, not a PEM key"))
+            }
             (KeySource::Pem(p), _) => public_key(alg, &pem_bytes(alg, p)?)?,
         };
-        out.push(Key { kid: kid.map(Arc::from), alg, source: source.to_owned(), verifier });
+        out.push(Key {
+            kid: kid.map(Arc::from),
+            alg,
+            source: source.to_owned(),
+            verifier,
+        });
     }
     Ok(out)
 }
@@ -319,7 +348,11 @@ impl fmt::Display for JwksNote {
 /// not meant for verification (`use: enc`, `key_ops` without `verify`), or
 /// of types not supported, are skipped and reported in the returned notes.
 /// A set that yields no key is an error.
-pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, Vec<JwksNote>), String> {
+pub fn load_jwks(
+    json: &[u8],
+    algs: &[Alg],
+    source: &str,
+) -> Result<(Vec<Key>, Vec<JwksNote>), String> {
     let set: JwkSet = serde_json::from_slice(json).map_err(|e| format!("not a JWK Set: {e}"))?;
     let mut keys = Vec::new();
     let mut notes = Vec::new();
@@ -329,19 +362,37 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
             Some(k) => format!("key {i} (kid {k:?})"),
             None => format!("key {i}"),
         };
-        let warn = |message: String| JwksNote { not_for_verification: false, message };
+        let warn = |message: String| JwksNote {
+            not_for_verification: false,
+            message,
+        };
         if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-            notes.push(JwksNote { not_for_verification: true, message: format!("{label}: skipped, meant for encryption (use: enc)") });
+            notes.push(JwksNote {
+                not_for_verification: true,
+                message: format!("{label}: skipped, meant for encryption (use: enc)"),
+            });
             continue;
         }
         // RFC 7517 4.3: a key whose key_ops do not include "verify" is not
         // for verifying signatures or MACs.
-        if jwk.common.key_operations.as_ref().is_some_and(|ops| !ops.contains(&KeyOperations::Verify)) {
-            notes.push(JwksNote { not_for_verification: true, message: format!("{label}: skipped, not meant for verification (key_ops without verify)") });
+        if jwk
+            .common
+            .key_operations
+            .as_ref()
+            .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+        {
+            notes.push(JwksNote {
+                not_for_verification: true,
+                message: format!(
+                    "{label}: skipped, not meant for verification (key_ops without verify)"
+                ),
+            });
             continue;
         }
         let Some(family) = jwk_family(jwk) else {
-            notes.push(warn(format!("{label}: skipped, unsupported key type or curve")));
+            notes.push(warn(format!(
+                "{label}: skipped, unsupported key type or curve"
+            )));
             continue;
         };
         let own_alg = jwk.common.key_algorithm.map(|a| a.to_string());
@@ -351,7 +402,9 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
             .filter(|a| a.family() == family && own_alg.as_deref().is_none_or(|o| o == a.name()))
             .collect();
         if usable.is_empty() {
-            notes.push(warn(format!("{label}: skipped, none of the configured algorithms fits it")));
+            notes.push(warn(format!(
+                "{label}: skipped, none of the configured algorithms fits it"
+            )));
             continue;
         }
         let dk = DecodingKey::from_jwk(jwk).map_err(|e| format!("{label}: {e}"))?;
@@ -366,15 +419,27 @@ pub fn load_jwks(json: &[u8], algs: &[Alg], source: &str) -> Result<(Vec<Key>, V
                 }
                 (DecodingKeyKind::RsaModulusExponent { n, e }, Family::Rsa) => {
                     let params = alg.rsa_parameters().ok_or("internal: no RSA parameters")?;
-                    let comps = sig::RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
+                    let comps = sig::RsaPublicKeyComponents {
+                        n: n.as_slice(),
+                        e: e.as_slice(),
+                    };
                     Verifier::Public(
-                        comps.to_parsed_public_key(params).map_err(|e| format!("{label}: bad RSA key: {e}"))?,
+                        comps
+                            .to_parsed_public_key(params)
+                            .map_err(|e| format!("{label}: bad RSA key: {e}"))?,
                     )
                 }
-                (DecodingKeyKind::SecretOrDer(b), _) => public_key(alg, b).map_err(|e| format!("{label}: {e}"))?,
+                (DecodingKeyKind::SecretOrDer(b), _) => {
+                    public_key(alg, b).map_err(|e| format!("{label}: {e}"))?
+                }
                 _ => return Err(format!("{label}: key form does not fit {alg}")),
             };
-            keys.push(Key { kid: kid.as_deref().map(Arc::from), alg, source: format!("{source} {label}"), verifier });
+            keys.push(Key {
+                kid: kid.as_deref().map(Arc::from),
+                alg,
+                source: format!("{source} {label}"),
+                verifier,
+            });
         }
     }
     if keys.is_empty() {
@@ -397,7 +462,11 @@ impl KeySet {
     /// Parse a JWKS document with the same rules as a JWKS file (keys bound
     /// to kids, algorithms from `algs` only). A kid naming two different
     /// keys is an error.
-    pub fn parse(json: &[u8], algs: &[Alg], source: &str) -> Result<(KeySet, Vec<JwksNote>), String> {
+    pub fn parse(
+        json: &[u8],
+        algs: &[Alg],
+        source: &str,
+    ) -> Result<(KeySet, Vec<JwksNote>), String> {
         let (keys, notes) = load_jwks(json, algs, source)?;
         let mut by_kid: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         for (i, k) in keys.iter().enumerate() {

@@ -25,12 +25,17 @@ pub struct MintRequest {
 
 /// Sign `req` with `key` (PKCS#8 / PEM private key, or the HMAC secret).
 pub fn mint(req: &MintRequest, key: &[u8]) -> Result<String, String> {
-    let ek = match req.alg.family() {
-        Family::Hmac => EncodingKey::from_secret(key),
-        Family::Rsa => EncodingKey::from_rsa_pem(key).map_err(|e| format!("not an RSA private key: {e}"))?,
-        Family::P256 | Family::P384 => EncodingKey::from_ec_pem(key).map_err(|e| format!("not an EC private key: {e}"))?,
-        Family::Ed25519 => EncodingKey::from_ed_pem(key).map_err(|e| format!("not an Ed25519 private key: {e}"))?,
-    };
+    let ek =
+        match req.alg.family() {
+            Family::Hmac => EncodingKey::from_secret(key),
+            Family::Rsa => EncodingKey::from_rsa_pem(key)
+                .map_err(|e| format!("not an RSA private key: {e}"))?,
+            Family::P256 | Family::P384 => {
+                EncodingKey::from_ec_pem(key).map_err(|e| format!("not an EC private key: {e}"))?
+            }
+            Family::Ed25519 => EncodingKey::from_ed_pem(key)
+                .map_err(|e| format!("not an Ed25519 private key: {e}"))?,
+        };
     let mut header = Header::new(req.alg.to_jsonwebtoken());
     header.kid = req.kid.clone();
     header.typ = Some(req.typ.clone());
@@ -41,7 +46,11 @@ pub fn mint(req: &MintRequest, key: &[u8]) -> Result<String, String> {
     claims.insert("impi".into(), json!(req.impi));
     claims.insert(
         "impu".into(),
-        if req.impus.len() == 1 { json!(req.impus[0]) } else { json!(req.impus) },
+        if req.impus.len() == 1 {
+            json!(req.impus[0])
+        } else {
+            json!(req.impus)
+        },
     );
     if let Some(s) = &req.sub {
         claims.insert("sub".into(), json!(s));
@@ -54,5 +63,6 @@ pub fn mint(req: &MintRequest, key: &[u8]) -> Result<String, String> {
         claims.insert("nbf".into(), json!(n));
     }
     claims.insert("exp".into(), json!(req.exp));
-    jsonwebtoken::encode(&header, &Value::Object(claims), &ek).map_err(|e| format!("cannot sign: {e}"))
+    jsonwebtoken::encode(&header, &Value::Object(claims), &ek)
+        .map_err(|e| format!("cannot sign: {e}"))
 }

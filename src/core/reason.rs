@@ -208,7 +208,9 @@ impl Reason {
             Some(BearerError::InsufficientScope) => 403,
             None => match self {
                 Reason::Ok => 200,
-                Reason::InternalError | Reason::KeysUnavailable | Reason::IntrospectionUnavailable => 500,
+                Reason::InternalError
+                | Reason::KeysUnavailable
+                | Reason::IntrospectionUnavailable => 500,
                 _ => 403,
             },
         }
@@ -343,7 +345,10 @@ pub fn www_authenticate(reason: Reason, p: &ChallengeParams<'_>) -> Option<Strin
             ));
         }
         BearerError::InsufficientScope => {
-            v.push_str(&format!(", error=\"insufficient_scope\", scope=\"{}\"", p.scope));
+            v.push_str(&format!(
+                ", error=\"insufficient_scope\", scope=\"{}\"",
+                p.scope
+            ));
         }
     }
     Some(v)

@@ -16,8 +16,8 @@
 //! an expired slot is "full" and the request fails closed (500
 //! `internal_error`, logged).
 
-use crate::log;
 use crate::core::reason::Reason;
+use crate::log;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -96,8 +96,14 @@ fn live_binding(s: &ReplaySlot, key: &Hash128, now: i64) -> Option<Hash128> {
     if s.state.load(Ordering::SeqCst) != 2 {
         return None;
     }
-    let k = [s.key[0].load(Ordering::SeqCst), s.key[1].load(Ordering::SeqCst)];
-    let b = [s.binding[0].load(Ordering::SeqCst), s.binding[1].load(Ordering::SeqCst)];
+    let k = [
+        s.key[0].load(Ordering::SeqCst),
+        s.key[1].load(Ordering::SeqCst),
+    ];
+    let b = [
+        s.binding[0].load(Ordering::SeqCst),
+        s.binding[1].load(Ordering::SeqCst),
+    ];
     let until = s.until.load(Ordering::SeqCst);
     if s.state.load(Ordering::SeqCst) != 2 || s.seq.load(Ordering::SeqCst) != seq {
         return None;
@@ -123,7 +129,13 @@ fn settle(s: &ReplaySlot) {
 /// both write; the entry in the lower slot wins and the other process
 /// withdraws its entry and answers [`Local::Other`] (or `Same` when the
 /// bindings agree).
-pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64, now: i64) -> Local {
+pub fn check(
+    table: &[ReplaySlot],
+    key: &Hash128,
+    binding: &Hash128,
+    until: i64,
+    now: i64,
+) -> Local {
     if table.is_empty() {
         return Local::Full;
     }
@@ -132,7 +144,11 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
     let mut candidate = None;
     for (i, s) in window(table, key) {
         if let Some(b) = live_binding(s, key, now) {
-            return if b == *binding { Local::Same } else { Local::Other };
+            return if b == *binding {
+                Local::Same
+            } else {
+                Local::Other
+            };
         }
         if candidate.is_none() {
             if let Some(st) = claimable(s, now) {
@@ -150,7 +166,11 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
                 break;
             }
             let s = &table[i];
-            let claimed = claimable(s, now).is_some_and(|st| s.state.compare_exchange(st, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok());
+            let claimed = claimable(s, now).is_some_and(|st| {
+                s.state
+                    .compare_exchange(st, 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            });
             if claimed {
                 s.seq.fetch_add(1, Ordering::SeqCst);
                 s.key[0].store(key[0], Ordering::SeqCst);
@@ -174,7 +194,11 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
         settle(s);
         if let Some(b) = live_binding(s, key, now) {
             table[mine].state.store(0, Ordering::SeqCst);
-            return if b == *binding { Local::Same } else { Local::Other };
+            return if b == *binding {
+                Local::Same
+            } else {
+                Local::Other
+            };
         }
     }
     Local::First
@@ -182,7 +206,10 @@ pub fn check(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64,
 
 /// The probe window of `key`: up to [`PROBES`] slots from its home slot,
 /// wrapping, with their indices (empty for an empty table).
-fn window<'t>(table: &'t [ReplaySlot], key: &Hash128) -> impl Iterator<Item = (usize, &'t ReplaySlot)> {
+fn window<'t>(
+    table: &'t [ReplaySlot],
+    key: &Hash128,
+) -> impl Iterator<Item = (usize, &'t ReplaySlot)> {
     let n = table.len();
     let start = if n == 0 { 0 } else { (key[0] as usize) % n };
     (0..PROBES.min(n)).map(move |p| {
@@ -201,7 +228,11 @@ fn claimable(s: &ReplaySlot, now: i64) -> Option<u32> {
 /// insert it. Best effort: a full window leaves the table as it is.
 pub fn rebind(table: &[ReplaySlot], key: &Hash128, binding: &Hash128, until: i64, now: i64) {
     for (_, s) in window(table, key) {
-        if ready_match(s, key, now) && s.state.compare_exchange(2, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        if ready_match(s, key, now)
+            && s.state
+                .compare_exchange(2, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
             s.seq.fetch_add(1, Ordering::SeqCst);
             s.binding[0].store(binding[0], Ordering::SeqCst);
             s.binding[1].store(binding[1], Ordering::SeqCst);
@@ -328,7 +359,9 @@ pub fn decide(
         Local::Same => Ok(None),
         Local::Other => Err(Reason::TokenReplayed),
         Local::Full => {
-            log::error("wic-tna: the replay table has no free slot for this token: rejected (fail closed)");
+            log::error(
+                "wic-tna: the replay table has no free slot for this token: rejected (fail closed)",
+            );
             Err(Reason::InternalError)
         }
         Local::First => Ok(Some(FirstUse { key, bind, until })),
@@ -338,7 +371,13 @@ pub fn decide(
 /// The rule's last step for a [`FirstUse`], given the fleet store's
 /// answer: another binding's is a replay (this node's table learns the
 /// owner); an unreachable store is handled as `store_unavailable` says.
-pub fn after_fleet(cfg: &ReplayConfig, table: &[ReplaySlot], first: &FirstUse, answer: FleetAnswer, now: i64) -> Result<(), Reason> {
+pub fn after_fleet(
+    cfg: &ReplayConfig,
+    table: &[ReplaySlot],
+    first: &FirstUse,
+    answer: FleetAnswer,
+    now: i64,
+) -> Result<(), Reason> {
     match answer {
         FleetAnswer::Ours => Ok(()),
         FleetAnswer::Theirs(owner) => {

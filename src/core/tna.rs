@@ -19,7 +19,12 @@ pub fn build(impi: &str, realm: &str, uri: Option<&str>, entity: Option<&str>) -
     let uri_len = uri.map_or(PARTS[3].len() + realm.len(), str::len);
     let fixed = PARTS[0].len() + PARTS[1].len() + PARTS[2].len() + PARTS[4].len();
     // (+ 1: room for the NUL the C ABI appends in place.)
-    let len = fixed + impi.len() + realm.len() + uri_len + entity.map_or(0, |e| PARTS[5].len() + e.len() + 1) + 1;
+    let len = fixed
+        + impi.len()
+        + realm.len()
+        + uri_len
+        + entity.map_or(0, |e| PARTS[5].len() + e.len() + 1)
+        + 1;
     let mut v = String::with_capacity(len);
     v.push_str(PARTS[0]);
     v.push_str(impi);
@@ -77,8 +82,14 @@ pub fn parse(value: &[u8]) -> Result<TnaParams, Reason> {
     loop {
         rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
         let eq = rest.find('=').ok_or(Reason::NotTrustedNodeAuth)?;
-        let name = rest[..eq].trim_end_matches([' ', '\t', '\r', '\n']).to_ascii_lowercase();
-        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+        let name = rest[..eq]
+            .trim_end_matches([' ', '\t', '\r', '\n'])
+            .to_ascii_lowercase();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
             return Err(Reason::NotTrustedNodeAuth);
         }
         if seen.contains(&name) {
@@ -107,7 +118,9 @@ pub fn parse(value: &[u8]) -> Result<TnaParams, Reason> {
             value = out;
             rest = &q[end + 1..];
         } else {
-            let end = rest.find([',', ' ', '\t', '\r', '\n']).unwrap_or(rest.len());
+            let end = rest
+                .find([',', ' ', '\t', '\r', '\n'])
+                .unwrap_or(rest.len());
             value = rest[..end].to_owned();
             rest = &rest[end..];
         }
@@ -140,9 +153,16 @@ pub fn scscf_check(
     allowed: &[&str],
     barred: &dyn Fn(&str) -> bool,
 ) -> Result<TnaParams, (Reason, Option<TnaParams>)> {
-    let src: Option<IpAddr> = source.trim().trim_start_matches('[').trim_end_matches(']').parse().ok();
+    let src: Option<IpAddr> = source
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok();
     let trusted_src = match src {
-        Some(ip) => trusted.iter().any(|t| *t == ip || canonical(*t) == canonical(ip)),
+        Some(ip) => trusted
+            .iter()
+            .any(|t| *t == ip || canonical(*t) == canonical(ip)),
         None => false,
     };
     if !trusted_src {
@@ -187,9 +207,15 @@ mod tests {
             build("alice@x.net", "x.net", Some("sips:scscf.x.net"), None),
             "Digest username=\"alice@x.net\", realm=\"x.net\", uri=\"sips:scscf.x.net\", nonce=\"\", response=\"\", integrity-protected=auth-done"
         );
-        assert!(build("a@x", "r", None, Some("https://iss")).ends_with(", authorization-entity=\"https://iss\""));
+        assert!(build("a@x", "r", None, Some("https://iss"))
+            .ends_with(", authorization-entity=\"https://iss\""));
         // Room for the C ABI's NUL without a reallocation.
-        for (uri, entity) in [(None, None), (Some("sip:u.example"), None), (None, Some("https://i")), (Some("sip:u"), Some("https://i"))] {
+        for (uri, entity) in [
+            (None, None),
+            (Some("sip:u.example"), None),
+            (None, Some("https://i")),
+            (Some("sip:u"), Some("https://i")),
+        ] {
             let h = build("alice@x.net", "realm.example", uri, entity);
             assert!(h.capacity() > h.len(), "{h}");
         }
@@ -213,11 +239,29 @@ mod tests {
         let h = build("alice@x.net", "x.net", None, Some("https://a"));
         let nob = |_: &str| false;
         assert!(scscf_check(h.as_bytes(), "127.0.0.1", &t, &["https://a"], &nob).is_ok());
-        assert_eq!(scscf_check(h.as_bytes(), "127.0.0.2", &t, &["https://a"], &nob).unwrap_err().0, Reason::UntrustedSource);
-        assert_eq!(scscf_check(h.as_bytes(), "127.0.0.1", &t, &["https://b"], &nob).unwrap_err().0, Reason::EntityNotAllowed);
-        assert_eq!(scscf_check(h.as_bytes(), "127.0.0.1", &t, &["https://a"], &|_| true).unwrap_err().0, Reason::IssuerBarred);
+        assert_eq!(
+            scscf_check(h.as_bytes(), "127.0.0.2", &t, &["https://a"], &nob)
+                .unwrap_err()
+                .0,
+            Reason::UntrustedSource
+        );
+        assert_eq!(
+            scscf_check(h.as_bytes(), "127.0.0.1", &t, &["https://b"], &nob)
+                .unwrap_err()
+                .0,
+            Reason::EntityNotAllowed
+        );
+        assert_eq!(
+            scscf_check(h.as_bytes(), "127.0.0.1", &t, &["https://a"], &|_| true)
+                .unwrap_err()
+                .0,
+            Reason::IssuerBarred
+        );
         let no = b"Digest username=\"alice@x.net\", integrity-protected=no";
-        assert_eq!(scscf_check(no, "127.0.0.1", &t, &[], &nob).unwrap_err().0, Reason::NotAuthDone);
+        assert_eq!(
+            scscf_check(no, "127.0.0.1", &t, &[], &nob).unwrap_err().0,
+            Reason::NotAuthDone
+        );
         assert!(scscf_check(h.as_bytes(), "::ffff:127.0.0.1", &t, &["https://a"], &nob).is_ok());
     }
 }

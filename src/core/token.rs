@@ -128,7 +128,8 @@ impl Verified {
     }
 
     pub(crate) fn sub_z(&self) -> &[u8] {
-        self.sub_at.map_or(b"\0", |(a, b)| &self.text.as_bytes()[a..=b])
+        self.sub_at
+            .map_or(b"\0", |(a, b)| &self.text.as_bytes()[a..=b])
     }
 
     pub(crate) fn impu_z(&self, i: usize) -> Option<&[u8]> {
@@ -168,11 +169,19 @@ fn fail(reason: Reason) -> Failure {
 /// `stack` when it fits, else into `heap`. SIMD (base64-simd); the
 /// `tests` module holds it to what the `base64` crate's `URL_SAFE_NO_PAD`
 /// accepts.
-fn b64<'b>(s: &str, stack: &'b mut [MaybeUninit<u8>], heap: &'b mut Vec<u8>) -> Result<&'b [u8], Failure> {
+fn b64<'b>(
+    s: &str,
+    stack: &'b mut [MaybeUninit<u8>],
+    heap: &'b mut Vec<u8>,
+) -> Result<&'b [u8], Failure> {
     b64_decode(s.as_bytes(), stack, heap).ok_or_else(|| fail(Reason::MalformedToken))
 }
 
-fn b64_decode<'b>(s: &[u8], stack: &'b mut [MaybeUninit<u8>], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+fn b64_decode<'b>(
+    s: &[u8],
+    stack: &'b mut [MaybeUninit<u8>],
+    heap: &'b mut Vec<u8>,
+) -> Option<&'b [u8]> {
     use base64_simd::URL_SAFE_NO_PAD as B64;
     // No padding, and (like the `base64` crate) no non-zero unused bits in
     // the last character: one encoding per byte string (tested below).
@@ -180,7 +189,9 @@ fn b64_decode<'b>(s: &[u8], stack: &'b mut [MaybeUninit<u8>], heap: &'b mut Vec<
     if n <= stack.len() {
         // The stack buffer is not cleared first: base64-simd writes it
         // through `Out` and hands back only what it wrote.
-        B64.decode(s, base64_simd::Out::from_uninit_slice(&mut stack[..n])).ok().map(|d| &*d)
+        B64.decode(s, base64_simd::Out::from_uninit_slice(&mut stack[..n]))
+            .ok()
+            .map(|d| &*d)
     } else {
         *heap = B64.decode_to_vec(s).ok()?;
         Some(heap)
@@ -212,7 +223,9 @@ fn numeric_date(v: Option<Val<'_>>, required: bool) -> Result<Option<i64>, Reaso
 fn printable(s: &str) -> bool {
     // Printable ASCII (the usual case) without decoding characters; else
     // no control character (C0, DEL, C1) anywhere.
-    s.len() <= 1024 && (s.bytes().fold(true, |ok, c| ok & (0x20..0x7f).contains(&c)) || !s.chars().any(|c| c.is_control()))
+    s.len() <= 1024
+        && (s.bytes().fold(true, |ok, c| ok & (0x20..0x7f).contains(&c))
+            || !s.chars().any(|c| c.is_control()))
 }
 
 /// An optional printable string claim (`sub`, `jti`): absent or `null` is
@@ -280,7 +293,10 @@ fn jose_header(h64: &str) -> Result<JoseHeader, Reason> {
     let hit = HEADERS
         .try_with(|c| {
             let c = c.try_borrow().ok()?;
-            c.1.iter().flatten().find(|(k, _)| **k == *h64).map(|(_, h)| h.clone())
+            c.1.iter()
+                .flatten()
+                .find(|(k, _)| **k == *h64)
+                .map(|(_, h)| h.clone())
         })
         .ok()
         .flatten();
@@ -319,7 +335,11 @@ fn parse_jose_header(h64: &str) -> Result<JoseHeader, Reason> {
     }
     let typ = match header.get("typ") {
         None => Typ::Absent,
-        Some(Val::Str(t)) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => Typ::At,
+        Some(Val::Str(t))
+            if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") =>
+        {
+            Typ::At
+        }
         Some(Val::Str(t)) if t.eq_ignore_ascii_case("jwt") => Typ::Jwt,
         Some(_) => Typ::Other,
     };
@@ -344,7 +364,12 @@ pub enum RemoteKeys {
 /// Verify `token` (the token alone, out of the header) at time `now`.
 /// `barred` tells whether an issuer is barred right now. Only the issuers'
 /// configured keys are used (see [`verify_with`]).
-pub fn verify(cfg: &Config, token: &str, now: i64, barred: &dyn Fn(&Issuer) -> bool) -> Result<Verified, Failure> {
+pub fn verify(
+    cfg: &Config,
+    token: &str,
+    now: i64,
+    barred: &dyn Fn(&Issuer) -> bool,
+) -> Result<Verified, Failure> {
     verify_with(cfg, token, now, barred, &|_| RemoteKeys::None)
 }
 
@@ -398,15 +423,25 @@ pub fn verify_with(
         Some(_) => return Err(fail(Reason::InvalidClaim)),
         None => return Err(fail(Reason::UnknownIssuer)),
     };
-    let issuer_index = *cfg.issuer_index.get(&*iss_value).ok_or_else(|| fail(Reason::UnknownIssuer))?;
-    let issuer = cfg.issuers.get(issuer_index).ok_or_else(|| fail(Reason::UnknownIssuer))?;
-    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+    let issuer_index = *cfg
+        .issuer_index
+        .get(&*iss_value)
+        .ok_or_else(|| fail(Reason::UnknownIssuer))?;
+    let issuer = cfg
+        .issuers
+        .get(issuer_index)
+        .ok_or_else(|| fail(Reason::UnknownIssuer))?;
+    let with_iss = |reason: Reason| Failure {
+        reason,
+        iss: Some(issuer.iss.clone()),
+    };
 
     let mut sig_buf = [MaybeUninit::uninit(); 512];
     let mut sig_heap = Vec::new();
     let signature = b64(s64, &mut sig_buf, &mut sig_heap).map_err(|f| with_iss(f.reason))?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-    let alg = select_and_verify(issuer, remote, kid, alg, signing_input, signature).map_err(with_iss)?;
+    let alg =
+        select_and_verify(issuer, remote, kid, alg, signing_input, signature).map_err(with_iss)?;
     check_claims(cfg, issuer_index, issuer, &claims, now, barred, Some(alg))
 }
 
@@ -425,7 +460,10 @@ pub fn check_claims(
     alg: Option<Alg>,
 ) -> Result<Verified, Failure> {
     let (names, keys) = (&cfg.claims, &cfg.claim_keys);
-    let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+    let with_iss = |reason: Reason| Failure {
+        reason,
+        iss: Some(issuer.iss.clone()),
+    };
     let (exp, valid_from) = lifetime(cfg, issuer, claims, now).map_err(with_iss)?;
     audience(cfg, claims).map_err(with_iss)?;
     if barred(issuer) {
@@ -445,11 +483,19 @@ pub fn check_claims(
         _ => 0,
     };
     // (An IMPU's canonical form is never longer than the IMPU as written.)
-    let mut text = String::with_capacity(impi.len() + 1 + scope.len() + 1 + 2 * room(&impu_v) + room(&sub_v) + room(&jti_v));
+    let mut text = String::with_capacity(
+        impi.len() + 1 + scope.len() + 1 + 2 * room(&impu_v) + room(&sub_v) + room(&jti_v),
+    );
     let impi_at = push_text(&mut text, &impi);
     let scope_at = push_text(&mut text, &scope);
     let (first_impu, more_impus) = impus(&mut text, &impi, impu_v).map_err(with_iss)?;
-    in_pools(issuer, &impi, &text, first_impu.iter().chain(more_impus.iter())).map_err(with_iss)?;
+    in_pools(
+        issuer,
+        &impi,
+        &text,
+        first_impu.iter().chain(more_impus.iter()),
+    )
+    .map_err(with_iss)?;
     let sub_at = push_optional(&mut text, sub_v).map_err(with_iss)?;
     let jti_at = push_optional(&mut text, jti_v).map_err(with_iss)?;
     Ok(Verified {
@@ -471,7 +517,12 @@ pub fn check_claims(
 /// The lifetime rules: `exp` (required), `nbf` and `iat` against `now`
 /// within the leeway, and the issuer's longest lifetime. Gives `exp` and
 /// the time the token is valid from.
-fn lifetime(cfg: &Config, issuer: &Issuer, claims: &StrictObject<'_>, now: i64) -> Result<(i64, i64), Reason> {
+fn lifetime(
+    cfg: &Config,
+    issuer: &Issuer,
+    claims: &StrictObject<'_>,
+    now: i64,
+) -> Result<(i64, i64), Reason> {
     let (names, keys) = (&cfg.claims, &cfg.claim_keys);
     let leeway = cfg.leeway as i64;
     let exp = numeric_date(claims.get_keyed(&names.exp, keys.exp, false), true)?.unwrap_or(0);
@@ -535,7 +586,11 @@ fn scope<'a>(cfg: &Config, claims: &StrictObject<'a>) -> Result<Cow<'a, str>, Re
     if !printable(&scope) {
         return Err(Reason::InvalidClaim);
     }
-    if !scope.as_bytes().split(|&c| c == b' ').any(|s| s == cfg.required_scope.as_bytes()) {
+    if !scope
+        .as_bytes()
+        .split(|&c| c == b' ')
+        .any(|s| s == cfg.required_scope.as_bytes())
+    {
         return Err(Reason::InsufficientScope);
     }
     Ok(scope)
@@ -564,7 +619,11 @@ fn push_text(text: &mut String, s: &str) -> (usize, usize) {
 /// `impu` (one string, or an array of 1 to MAX_IMPUS): each IMPU parsed
 /// as written (before it goes into `text`, where a NUL would separate it),
 /// then written into `text` as written and in canonical form.
-fn impus(text: &mut String, impi: &str, v: Option<Val<'_>>) -> Result<(Option<ImpuAt>, Vec<ImpuAt>), Reason> {
+fn impus(
+    text: &mut String,
+    impi: &str,
+    v: Option<Val<'_>>,
+) -> Result<(Option<ImpuAt>, Vec<ImpuAt>), Reason> {
     // A host equal to the IMPI's realm, which check_impi accepted, is not
     // checked again.
     let realm = impi.split_once('@').map(|(_, r)| r);
@@ -613,12 +672,24 @@ fn push_impu(text: &mut String, s: &str, realm: Option<&str>) -> Option<ImpuAt> 
     let (user, host) = u.write_canonical(text);
     let canonical = (c0, text.len());
     text.push('\0');
-    Some(ImpuAt { written, canonical, user, host, scheme: u.scheme, port: u.canonical_port() })
+    Some(ImpuAt {
+        written,
+        canonical,
+        user,
+        host,
+        scheme: u.scheme,
+        port: u.canonical_port(),
+    })
 }
 
 /// The issuer's pools: the IMPI in its IMPI pool, every IMPU (canonical,
 /// in `text`) in its IMPU pool.
-fn in_pools<'i>(issuer: &Issuer, impi: &str, text: &str, impus: impl Iterator<Item = &'i ImpuAt>) -> Result<(), Reason> {
+fn in_pools<'i>(
+    issuer: &Issuer,
+    impi: &str,
+    text: &str,
+    impus: impl Iterator<Item = &'i ImpuAt>,
+) -> Result<(), Reason> {
     if !identity::in_pool(&issuer.impi_pool, impi) {
         return Err(Reason::ImpiOutsidePool);
     }
@@ -650,7 +721,11 @@ fn select_and_verify(
     signature: &[u8],
 ) -> Result<Alg, Reason> {
     let by_kid = |keys: &[Key], idxs: &[usize]| -> Result<Alg, Reason> {
-        let key = idxs.iter().map(|&i| &keys[i]).find(|k| k.alg == alg).ok_or(Reason::UnsupportedAlgorithm)?;
+        let key = idxs
+            .iter()
+            .map(|&i| &keys[i])
+            .find(|k| k.alg == alg)
+            .ok_or(Reason::UnsupportedAlgorithm)?;
         if key.verify(input, signature) {
             Ok(key.alg)
         } else {
@@ -666,18 +741,29 @@ fn select_and_verify(
                 return Err(Reason::UnknownKey);
             }
             match remote(issuer) {
-                RemoteKeys::Set(set) => by_kid(&set.keys, set.by_kid.get(kid).ok_or(Reason::UnknownKey)?),
+                RemoteKeys::Set(set) => {
+                    by_kid(&set.keys, set.by_kid.get(kid).ok_or(Reason::UnknownKey)?)
+                }
                 RemoteKeys::Unavailable => Err(Reason::KeysUnavailable),
                 RemoteKeys::None => Err(Reason::UnknownKey),
             }
         }
         None => {
-            let fetched = if issuer.remote_jwks.is_some() { remote(issuer) } else { RemoteKeys::None };
+            let fetched = if issuer.remote_jwks.is_some() {
+                remote(issuer)
+            } else {
+                RemoteKeys::None
+            };
             let set_keys: &[Key] = match &fetched {
                 RemoteKeys::Set(set) => &set.keys,
                 _ => &[],
             };
-            let mut candidates = issuer.keys.iter().chain(set_keys.iter()).filter(|k| k.alg == alg).peekable();
+            let mut candidates = issuer
+                .keys
+                .iter()
+                .chain(set_keys.iter())
+                .filter(|k| k.alg == alg)
+                .peekable();
             if candidates.peek().is_none() {
                 return Err(match fetched {
                     RemoteKeys::Unavailable => Reason::KeysUnavailable,

@@ -83,7 +83,12 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { ttl: POSITIVE_TTL, negative_ttl: NEGATIVE_TTL, max_stale: MAX_STALE, max_names: MAX_NAMES }
+        Settings {
+            ttl: POSITIVE_TTL,
+            negative_ttl: NEGATIVE_TTL,
+            max_stale: MAX_STALE,
+            max_names: MAX_NAMES,
+        }
     }
 }
 
@@ -139,7 +144,10 @@ fn lock(m: &Mutex<Table>) -> MutexGuard<'_, Table> {
 
 impl Resolver {
     /// A resolver using `resolve` for the lookups. Starts nothing.
-    pub fn new(resolve: impl Fn(&str) -> io::Result<Vec<IpAddr>> + Send + Sync + 'static, settings: Settings) -> Resolver {
+    pub fn new(
+        resolve: impl Fn(&str) -> io::Result<Vec<IpAddr>> + Send + Sync + 'static,
+        settings: Settings,
+    ) -> Resolver {
         Resolver {
             pid: std::process::id(),
             inner: Arc::new(Inner {
@@ -175,7 +183,11 @@ impl Resolver {
                         return Ok(a.clone());
                     }
                 }
-                let stale = e.good.as_ref().filter(|(_, at)| now.saturating_duration_since(*at) < s.max_stale).map(|(a, _)| a.clone());
+                let stale = e
+                    .good
+                    .as_ref()
+                    .filter(|(_, at)| now.saturating_duration_since(*at) < s.max_stale)
+                    .map(|(a, _)| a.clone());
                 if let Some((why, at)) = &e.failed {
                     if now.saturating_duration_since(*at) < s.negative_ttl {
                         return stale.ok_or_else(|| why.clone());
@@ -185,7 +197,15 @@ impl Resolver {
             }
             None => {
                 self.make_room(&mut t, now)?;
-                t.entries.insert(key.clone(), Entry { good: None, failed: None, pending: false, generation: 0 });
+                t.entries.insert(
+                    key.clone(),
+                    Entry {
+                        good: None,
+                        failed: None,
+                        pending: false,
+                        generation: 0,
+                    },
+                );
                 (0, None, true)
             }
         };
@@ -199,7 +219,11 @@ impl Resolver {
         }
         loop {
             match t.entries.get(&*key) {
-                None => return Err(format!("resolving {host}: the answer was dropped from the cache")),
+                None => {
+                    return Err(format!(
+                        "resolving {host}: the answer was dropped from the cache"
+                    ))
+                }
                 Some(e) if e.generation != seen => {
                     return match (&e.failed, &e.good) {
                         (None, Some((a, _))) => Ok(a.clone()),
@@ -211,7 +235,10 @@ impl Resolver {
             }
             let now = Instant::now();
             if now >= deadline {
-                let ms = deadline.saturating_duration_since(start).as_micros().div_ceil(1000);
+                let ms = deadline
+                    .saturating_duration_since(start)
+                    .as_micros()
+                    .div_ceil(1000);
                 return Err(format!("resolving {host} did not finish within {ms} ms (the lookup goes on in the background)"));
             }
             t = match self.inner.done.wait_timeout(t, deadline - now) {
@@ -228,12 +255,20 @@ impl Resolver {
         if t.entries.len() < s.max_names {
             return Ok(());
         }
-        t.entries.retain(|_, e| e.pending || e.good.as_ref().is_some_and(|(_, at)| now.saturating_duration_since(*at) < s.ttl));
+        t.entries.retain(|_, e| {
+            e.pending
+                || e.good
+                    .as_ref()
+                    .is_some_and(|(_, at)| now.saturating_duration_since(*at) < s.ttl)
+        });
         if t.entries.len() >= s.max_names {
             t.entries.retain(|_, e| e.pending);
         }
         if t.entries.len() >= s.max_names {
-            return Err(format!("too many host names being resolved at once (at most {})", s.max_names));
+            return Err(format!(
+                "too many host names being resolved at once (at most {})",
+                s.max_names
+            ));
         }
         Ok(())
     }
@@ -260,7 +295,9 @@ impl Resolver {
                     if let Some(e) = t.entries.get_mut(key) {
                         e.pending = false;
                     }
-                    return Err(format!("resolving {key}: cannot start the resolver thread: {e}"));
+                    return Err(format!(
+                        "resolving {key}: cannot start the resolver thread: {e}"
+                    ));
                 }
             }
         }
@@ -278,12 +315,17 @@ fn spawn_helper(inner: Arc<Inner>) -> io::Result<()> {
     // SAFETY: as above; pthread_sigmask fills it.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers to sigset_t values owned by this frame.
-    let blocked = unsafe { libc::sigfillset(&mut all) == 0 && libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) == 0 };
+    let blocked = unsafe {
+        libc::sigfillset(&mut all) == 0
+            && libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) == 0
+    };
     if !blocked {
         // Never start a thread that could run the proxy's signal handlers.
         return Err(io::Error::other("cannot block signals"));
     }
-    let spawned = std::thread::Builder::new().name("wic-tna-dns".into()).spawn(move || helper(&inner));
+    let spawned = std::thread::Builder::new()
+        .name("wic-tna-dns".into())
+        .spawn(move || helper(&inner));
     // SAFETY: `old` is the mask pthread_sigmask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     spawned.map(|_| ())
@@ -400,7 +442,10 @@ pub fn lookup(host: &str, deadline: Instant) -> Result<Addrs, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(Arc::from([ip]));
     }
-    current(&GLOBAL, || Resolver::new(system_resolve, Settings::default())).lookup(host, deadline)
+    current(&GLOBAL, || {
+        Resolver::new(system_resolve, Settings::default())
+    })
+    .lookup(host, deadline)
 }
 
 #[cfg(test)]
@@ -442,12 +487,19 @@ mod tests {
         let e = r.lookup("AS.example", start + ms(100)).unwrap_err();
         let took = start.elapsed();
         assert!(took >= ms(100) && took < ms(100) + MARGIN, "took {took:?}");
-        assert!(e.starts_with("resolving AS.example did not finish within 100 ms"), "{e}");
+        assert!(
+            e.starts_with("resolving AS.example did not finish within 100 ms"),
+            "{e}"
+        );
         sleep(ms(900)); // the lookup went on in the background
         let start = Instant::now();
         let a = r.lookup("as.example", start + ms(100)).unwrap();
         assert!(start.elapsed() < ms(50), "from the cache");
-        assert_eq!(&a[..], &[ip("192.0.2.7"), ip("2001:db8::7")], "deduplicated");
+        assert_eq!(
+            &a[..],
+            &[ip("192.0.2.7"), ip("2001:db8::7")],
+            "deduplicated"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1, "no second lookup");
     }
 
@@ -475,10 +527,16 @@ mod tests {
     fn failures_are_remembered_briefly() {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
-        let settings = Settings { negative_ttl: ms(300), ..Settings::default() };
+        let settings = Settings {
+            negative_ttl: ms(300),
+            ..Settings::default()
+        };
         let r = Resolver::new(
             move |h| match c.fetch_add(1, Ordering::SeqCst) {
-                0 => Err(io::Error::new(io::ErrorKind::NotFound, format!("{h}: no such name"))),
+                0 => Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{h}: no such name"),
+                )),
                 1 => Ok(vec![]),
                 2 => panic!("resolver bug"),
                 _ => Ok(vec![ip("192.0.2.9")]),
@@ -487,17 +545,33 @@ mod tests {
         );
         let dl = || Instant::now() + ms(2000);
         let e = r.lookup("gone.example", dl()).unwrap_err();
-        assert!(e.contains("cannot resolve gone.example") && e.contains("no such name"), "{e}");
+        assert!(
+            e.contains("cannot resolve gone.example") && e.contains("no such name"),
+            "{e}"
+        );
         let start = Instant::now();
         assert_eq!(r.lookup("gone.example", dl()).unwrap_err(), e, "remembered");
         assert!(start.elapsed() < ms(50), "answered at once");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         sleep(ms(350));
-        assert!(r.lookup("gone.example", dl()).unwrap_err().contains("no address"), "an empty answer is a failure");
+        assert!(
+            r.lookup("gone.example", dl())
+                .unwrap_err()
+                .contains("no address"),
+            "an empty answer is a failure"
+        );
         sleep(ms(350));
-        assert!(r.lookup("gone.example", dl()).unwrap_err().contains("the resolver failed"), "a panic is a failure");
+        assert!(
+            r.lookup("gone.example", dl())
+                .unwrap_err()
+                .contains("the resolver failed"),
+            "a panic is a failure"
+        );
         sleep(ms(350));
-        assert_eq!(&r.lookup("gone.example", dl()).unwrap()[..], &[ip("192.0.2.9")]);
+        assert_eq!(
+            &r.lookup("gone.example", dl()).unwrap()[..],
+            &[ip("192.0.2.9")]
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
@@ -507,7 +581,12 @@ mod tests {
         // 3 and later fail.
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
-        let settings = Settings { ttl: ms(400), negative_ttl: ms(100), max_stale: ms(3000), ..Settings::default() };
+        let settings = Settings {
+            ttl: ms(400),
+            negative_ttl: ms(100),
+            max_stale: ms(3000),
+            ..Settings::default()
+        };
         let r = Resolver::new(
             move |_| match c.fetch_add(1, Ordering::SeqCst) {
                 0 => Ok(vec![ip("192.0.2.1")]),
@@ -520,19 +599,38 @@ mod tests {
             settings,
         );
         let dl = || Instant::now() + ms(1000);
-        assert_eq!(&r.lookup("as.example", dl()).unwrap()[..], &[ip("192.0.2.1")]);
+        assert_eq!(
+            &r.lookup("as.example", dl()).unwrap()[..],
+            &[ip("192.0.2.1")]
+        );
         sleep(ms(450)); // expired
         let start = Instant::now();
-        assert_eq!(&r.lookup("as.example", dl()).unwrap()[..], &[ip("192.0.2.1")], "stale");
+        assert_eq!(
+            &r.lookup("as.example", dl()).unwrap()[..],
+            &[ip("192.0.2.1")],
+            "stale"
+        );
         assert!(start.elapsed() < ms(50), "no wait for the refresh");
-        assert_eq!(&r.lookup("as.example", dl()).unwrap()[..], &[ip("192.0.2.1")], "stale, refresh not queued twice");
+        assert_eq!(
+            &r.lookup("as.example", dl()).unwrap()[..],
+            &[ip("192.0.2.1")],
+            "stale, refresh not queued twice"
+        );
         sleep(ms(800)); // the refresh answered about 300 ms ago
-        assert_eq!(&r.lookup("as.example", dl()).unwrap()[..], &[ip("192.0.2.2")], "refreshed");
+        assert_eq!(
+            &r.lookup("as.example", dl()).unwrap()[..],
+            &[ip("192.0.2.2")],
+            "refreshed"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         sleep(ms(450)); // expired again; the refreshes now fail
         let resolved_before = Instant::now() - ms(450);
         while resolved_before.elapsed() < ms(2000) {
-            assert_eq!(&r.lookup("as.example", dl()).unwrap()[..], &[ip("192.0.2.2")], "stale while refreshes fail");
+            assert_eq!(
+                &r.lookup("as.example", dl()).unwrap()[..],
+                &[ip("192.0.2.2")],
+                "stale while refreshes fail"
+            );
             sleep(ms(50));
         }
         assert!(calls.load(Ordering::SeqCst) >= 3);
@@ -552,7 +650,10 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         // The process-wide entry point: an IP literal does not even build
         // the state.
-        assert_eq!(&lookup("127.0.0.1", Instant::now()).unwrap()[..], &[ip("127.0.0.1")]);
+        assert_eq!(
+            &lookup("127.0.0.1", Instant::now()).unwrap()[..],
+            &[ip("127.0.0.1")]
+        );
         assert!(r.lookup("as.example", Instant::now() + ms(2000)).is_ok());
         assert!(r.thread_started());
     }
@@ -570,22 +671,35 @@ mod tests {
         );
         assert!(r.lookup("down.example", Instant::now() + ms(50)).is_err());
         let start = Instant::now();
-        assert_eq!(&r.lookup("up.example", start + ms(1000)).unwrap()[..], &[ip("192.0.2.3")]);
+        assert_eq!(
+            &r.lookup("up.example", start + ms(1000)).unwrap()[..],
+            &[ip("192.0.2.3")]
+        );
         assert!(start.elapsed() < ms(500), "took {:?}", start.elapsed());
         assert_eq!(lock(&r.inner.table).threads, 2);
         // More hanging names: idle threads are taken first, then new ones,
         // never more than MAX_THREADS; the rest wait in the queue.
         for i in 0..3 * MAX_THREADS {
-            assert!(r.lookup(&format!("down{i}.example"), Instant::now()).is_err());
+            assert!(r
+                .lookup(&format!("down{i}.example"), Instant::now())
+                .is_err());
         }
         assert_eq!(lock(&r.inner.table).threads, MAX_THREADS);
     }
 
     #[test]
     fn bounded_number_of_names() {
-        let (r, _) = slow(ms(0), Settings { max_names: 4, ..Settings::default() });
+        let (r, _) = slow(
+            ms(0),
+            Settings {
+                max_names: 4,
+                ..Settings::default()
+            },
+        );
         for i in 0..20 {
-            assert!(r.lookup(&format!("h{i}.example"), Instant::now() + ms(2000)).is_ok());
+            assert!(r
+                .lookup(&format!("h{i}.example"), Instant::now() + ms(2000))
+                .is_ok());
             assert!(lock(&r.inner.table).entries.len() <= 4);
         }
     }
@@ -609,11 +723,22 @@ mod tests {
         let r = Resolver::new(
             |_| {
                 let m = mask();
-                let all = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGPIPE];
+                let all = [
+                    libc::SIGTERM,
+                    libc::SIGINT,
+                    libc::SIGHUP,
+                    libc::SIGCHLD,
+                    libc::SIGUSR1,
+                    libc::SIGUSR2,
+                    libc::SIGALRM,
+                    libc::SIGPIPE,
+                ];
                 if all.iter().all(|&s| blocked(&m, s)) {
                     Ok(vec!["192.0.2.1".parse().unwrap()])
                 } else {
-                    Err(io::Error::other("a signal is not blocked on the helper thread"))
+                    Err(io::Error::other(
+                        "a signal is not blocked on the helper thread",
+                    ))
                 }
             },
             Settings::default(),
@@ -622,17 +747,31 @@ mod tests {
         assert!(res.is_ok(), "{res:?}");
         let after = mask();
         for s in 1..32 {
-            assert_eq!(blocked(&before, s), blocked(&after, s), "signal {s}: the caller's mask is restored");
+            assert_eq!(
+                blocked(&before, s),
+                blocked(&after, s),
+                "signal {s}: the caller's mask is restored"
+            );
         }
     }
 
     #[test]
     fn a_forked_child_builds_its_own_resolver_and_never_touches_the_parents() {
         static SLOT: AtomicPtr<Resolver> = AtomicPtr::new(std::ptr::null_mut());
-        let make = || Resolver::new(|_| Ok(vec!["192.0.2.1".parse().unwrap()]), Settings::default());
+        let make = || {
+            Resolver::new(
+                |_| Ok(vec!["192.0.2.1".parse().unwrap()]),
+                Settings::default(),
+            )
+        };
         let parent = current(&SLOT, make);
-        assert!(std::ptr::eq(parent, current(&SLOT, make)), "one per process");
-        assert!(parent.lookup("as.example", Instant::now() + ms(2000)).is_ok());
+        assert!(
+            std::ptr::eq(parent, current(&SLOT, make)),
+            "one per process"
+        );
+        assert!(parent
+            .lookup("as.example", Instant::now() + ms(2000))
+            .is_ok());
         assert!(parent.thread_started());
         // Fork while the parent's table is locked (as it may be by another
         // thread at the time of a real fork).
@@ -644,7 +783,9 @@ mod tests {
                 let child = current(&SLOT, make);
                 !std::ptr::eq(child, parent)
                     && !child.thread_started()
-                    && child.lookup("as.example", Instant::now() + ms(2000)).is_ok()
+                    && child
+                        .lookup("as.example", Instant::now() + ms(2000))
+                        .is_ok()
                     && child.thread_started()
             }));
             // SAFETY: leave the child without running anything of the parent's.
@@ -670,7 +811,13 @@ mod tests {
             }
             sleep(ms(10));
         }
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status}");
-        assert!(std::ptr::eq(parent, current(&SLOT, make)), "the parent keeps its own");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status}"
+        );
+        assert!(
+            std::ptr::eq(parent, current(&SLOT, make)),
+            "the parent keeps its own"
+        );
     }
 }

@@ -30,13 +30,24 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 fn connect(cfg: &FleetConfig) -> Result<redis::Connection, String> {
     use redis::IntoConnectionInfo;
     let deadline = Instant::now() + cfg.connect_timeout;
-    let info = cfg.url.as_str().into_connection_info().map_err(|e| e.to_string())?;
+    let info = cfg
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
     let (host, port) = match &info.addr {
-        redis::ConnectionAddr::Tcp(host, port) => (host.trim_start_matches('[').trim_end_matches(']').to_owned(), *port),
+        redis::ConnectionAddr::Tcp(host, port) => (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            *port,
+        ),
         // A Unix socket (TLS is not built in): nothing to resolve.
         _ => {
             let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-            return client.get_connection_with_timeout(cfg.connect_timeout).map_err(|e| e.to_string());
+            return client
+                .get_connection_with_timeout(cfg.connect_timeout)
+                .map_err(|e| e.to_string());
         }
     };
     let addrs = crate::edge::dns::lookup(&host, deadline)?;
@@ -44,7 +55,10 @@ fn connect(cfg: &FleetConfig) -> Result<redis::Connection, String> {
     for ip in addrs.iter().take(4) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("connecting to {host}:{port} did not finish within {} ms", cfg.connect_timeout.as_millis()));
+            return Err(format!(
+                "connecting to {host}:{port} did not finish within {} ms",
+                cfg.connect_timeout.as_millis()
+            ));
         }
         let mut one = info.clone();
         one.addr = redis::ConnectionAddr::Tcp(ip.to_string(), port);
@@ -82,11 +96,24 @@ impl Default for Store {
 impl Store {
     /// No connection yet.
     pub fn new() -> Store {
-        Store { conn: None, retry_at: None, up: None }
+        Store {
+            conn: None,
+            retry_at: None,
+            up: None,
+        }
     }
 
-    fn connection(&mut self, cfg: &FleetConfig, io: Duration) -> Result<&mut redis::Connection, String> {
-        if self.conn.as_ref().map(|(u, _)| u != &cfg.url).unwrap_or(false) {
+    fn connection(
+        &mut self,
+        cfg: &FleetConfig,
+        io: Duration,
+    ) -> Result<&mut redis::Connection, String> {
+        if self
+            .conn
+            .as_ref()
+            .map(|(u, _)| u != &cfg.url)
+            .unwrap_or(false)
+        {
             self.conn = None;
         }
         if self.conn.is_none() {
@@ -98,13 +125,20 @@ impl Store {
             let c = connect(cfg)?;
             self.conn = Some((cfg.url.clone(), c));
         }
-        let Some((_, c)) = self.conn.as_mut() else { return Err("no connection".into()) };
+        let Some((_, c)) = self.conn.as_mut() else {
+            return Err("no connection".into());
+        };
         c.set_read_timeout(Some(io)).map_err(|e| e.to_string())?;
         c.set_write_timeout(Some(io)).map_err(|e| e.to_string())?;
         Ok(c)
     }
 
-    fn run<T>(&mut self, cfg: &FleetConfig, io: Duration, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, String> {
+    fn run<T>(
+        &mut self,
+        cfg: &FleetConfig,
+        io: Duration,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
         let r = match self.connection(cfg, io) {
             Ok(c) => f(c).map_err(|e| e.to_string()),
             Err(e) => Err(e),
@@ -126,13 +160,27 @@ impl Store {
     }
 
     /// Write a barring change for the whole fleet.
-    pub fn write_barring(&mut self, cfg: &FleetConfig, iss: &str, barred: bool) -> Result<u64, String> {
+    pub fn write_barring(
+        &mut self,
+        cfg: &FleetConfig,
+        iss: &str,
+        barred: bool,
+    ) -> Result<u64, String> {
         let hash = format!("{}barring", cfg.key_prefix);
         let ver = format!("{}barring:version", cfg.key_prefix);
         let v = if barred { "1" } else { "0" };
         // A barring write is an operator's action: allow it the refresher's timeout.
         self.run(cfg, cfg.refresher_timeout, |c| {
-            let (n,): (u64,) = redis::pipe().atomic().cmd("HSET").arg(&hash).arg(iss).arg(v).ignore().cmd("INCR").arg(&ver).query(c)?;
+            let (n,): (u64,) = redis::pipe()
+                .atomic()
+                .cmd("HSET")
+                .arg(&hash)
+                .arg(iss)
+                .arg(v)
+                .ignore()
+                .cmd("INCR")
+                .arg(&ver)
+                .query(c)?;
             Ok(n)
         })
     }
@@ -151,18 +199,38 @@ impl Store {
         let hash = format!("{}barring", cfg.key_prefix);
         let ver = format!("{}barring:version", cfg.key_prefix);
         self.run(cfg, cfg.refresher_timeout, |c| {
-            let (v, m): (Option<u64>, HashMap<String, String>) =
-                redis::pipe().atomic().cmd("GET").arg(&ver).cmd("HGETALL").arg(&hash).query(c)?;
-            Ok((v.unwrap_or(0), m.into_iter().map(|(k, v)| (k, v == "1")).collect()))
+            let (v, m): (Option<u64>, HashMap<String, String>) = redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(&ver)
+                .cmd("HGETALL")
+                .arg(&hash)
+                .query(c)?;
+            Ok((
+                v.unwrap_or(0),
+                m.into_iter().map(|(k, v)| (k, v == "1")).collect(),
+            ))
         })
     }
 
     /// Claim `key` for `binding` (hex) for `ttl_ms`: `SET NX PX`, and `GET`
     /// when it exists.
-    pub fn claim(&mut self, cfg: &FleetConfig, key: &str, binding: &str, ttl_ms: u64) -> Result<Claim, String> {
+    pub fn claim(
+        &mut self,
+        cfg: &FleetConfig,
+        key: &str,
+        binding: &str,
+        ttl_ms: u64,
+    ) -> Result<Claim, String> {
         let k = format!("{}replay:{}", cfg.key_prefix, key);
         self.run(cfg, cfg.timeout, |c| {
-            let set: Option<String> = redis::cmd("SET").arg(&k).arg(binding).arg("NX").arg("PX").arg(ttl_ms.max(1)).query(c)?;
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&k)
+                .arg(binding)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms.max(1))
+                .query(c)?;
             if set.is_some() {
                 return Ok(Claim::Ours);
             }
@@ -180,9 +248,9 @@ impl Store {
 // ---------------------------------------------------------------------------
 // What the workers and the refresher do with the store.
 
-use crate::log;
 use crate::core::replay::{hex, FirstUse, FleetAnswer, Hash128, StoreUnavailable};
 use crate::edge::shared::Shared;
+use crate::log;
 use std::sync::{Mutex, MutexGuard};
 
 fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
@@ -193,7 +261,10 @@ fn unhex(s: &str) -> Option<Hash128> {
     if s.len() != 32 || !s.is_ascii() {
         return None;
     }
-    Some([u64::from_str_radix(&s[..16], 16).ok()?, u64::from_str_radix(&s[16..], 16).ok()?])
+    Some([
+        u64::from_str_radix(&s[..16], 16).ok()?,
+        u64::from_str_radix(&s[16..], 16).ok()?,
+    ])
 }
 
 const STATE_UP: u32 = 1;
@@ -202,7 +273,13 @@ const STATE_DOWN: u32 = 2;
 /// Claim a first use (src/core/replay.rs) in the store, for the token's
 /// remaining lifetime. Changes of the store's reachability are logged;
 /// `policy` is what the replay rule then does with first uses (for the log).
-pub fn claim_first_use(store: &Mutex<Store>, f: &FleetConfig, first: &FirstUse, now: i64, policy: StoreUnavailable) -> FleetAnswer {
+pub fn claim_first_use(
+    store: &Mutex<Store>,
+    f: &FleetConfig,
+    first: &FirstUse,
+    now: i64,
+    policy: StoreUnavailable,
+) -> FleetAnswer {
     let ttl_ms = ((first.until - now).max(1) as u64).saturating_mul(1000);
     let mut store = lock(store);
     let was_up = store.up;
@@ -218,10 +295,13 @@ pub fn claim_first_use(store: &Mutex<Store>, f: &FleetConfig, first: &FirstUse, 
         Ok(Claim::Theirs(owner)) => FleetAnswer::Theirs(unhex(&owner).unwrap_or([0, 0])),
         Err(e) => {
             if was_up != Some(false) {
-                log::warn(&format!("wic-tna: fleet store unreachable for replay checks ({e}); first uses are {}", match policy {
-                    StoreUnavailable::Reject => "rejected until it is back",
-                    StoreUnavailable::Local => "checked on this node only until it is back",
-                }));
+                log::warn(&format!(
+                    "wic-tna: fleet store unreachable for replay checks ({e}); first uses are {}",
+                    match policy {
+                        StoreUnavailable::Reject => "rejected until it is back",
+                        StoreUnavailable::Local => "checked on this node only until it is back",
+                    }
+                ));
             }
             FleetAnswer::Unreachable
         }
@@ -271,11 +351,16 @@ pub fn poll_barring(store: &Mutex<Store>, f: &FleetConfig, sh: &Shared, now: i64
                         match sh.set_barring(&iss, Some(barred)) {
                             Ok(()) => {
                                 poll.changed = true;
-                                log::info(&format!("wic-tna: issuer {iss} {} (from the fleet)", if barred { "barred" } else { "unbarred" }));
+                                log::info(&format!(
+                                    "wic-tna: issuer {iss} {} (from the fleet)",
+                                    if barred { "barred" } else { "unbarred" }
+                                ));
                             }
                             Err(e) => {
                                 poll.failed = true;
-                                log::error(&format!("wic-tna: fleet barring of {iss} not applied: {e}"));
+                                log::error(&format!(
+                                    "wic-tna: fleet barring of {iss} not applied: {e}"
+                                ));
                             }
                         }
                     }
@@ -287,7 +372,9 @@ pub fn poll_barring(store: &Mutex<Store>, f: &FleetConfig, sh: &Shared, now: i64
             poll.failed = true;
             if prev != STATE_DOWN {
                 sh.set_fleet_state(STATE_DOWN, now.max(0) as u64);
-                log::warn(&format!("wic-tna: fleet store unreachable, keeping the last known barring: {e}"));
+                log::warn(&format!(
+                    "wic-tna: fleet store unreachable, keeping the last known barring: {e}"
+                ));
             }
         }
     }
@@ -295,20 +382,29 @@ pub fn poll_barring(store: &Mutex<Store>, f: &FleetConfig, sh: &Shared, now: i64
 }
 
 /// Publish a barring change to the fleet (after it is in force here).
-pub fn publish_barring(store: &Mutex<Store>, f: &FleetConfig, iss: &str, barred: bool) -> Result<(), String> {
+pub fn publish_barring(
+    store: &Mutex<Store>,
+    f: &FleetConfig,
+    iss: &str,
+    barred: bool,
+) -> Result<(), String> {
     let what = if barred { "barred" } else { "unbarred" };
     match lock(store).write_barring(f, iss, barred) {
         Ok(_) => Ok(()),
         Err(e) => {
             log::error(&format!("wic-tna: issuer {iss} {what} on this node only: the fleet store could not be written: {e}"));
-            Err(format!("issuer {iss} {what} on this node only: the fleet store could not be written: {e}"))
+            Err(format!(
+                "issuer {iss} {what} on this node only: the fleet store could not be written: {e}"
+            ))
         }
     }
 }
 
 /// The `fleet` part of the stats JSON.
 pub fn stats(f: Option<&FleetConfig>, sh: &Shared) -> serde_json::Value {
-    let Some(f) = f else { return serde_json::json!({ "configured": false }) };
+    let Some(f) = f else {
+        return serde_json::json!({ "configured": false });
+    };
     let (state, since) = sh.fleet_state();
     serde_json::json!({
         "configured": true,

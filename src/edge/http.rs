@@ -30,8 +30,11 @@ pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, St
     if let Some(pem) = ca_pem {
         let mut n = 0;
         for item in rustls::pki_types::pem::PemObject::pem_slice_iter(pem) {
-            let cert: CertificateDer<'static> = item.map_err(|e| format!("not a PEM certificate file: {e:?}"))?;
-            roots.add(cert).map_err(|e| format!("bad CA certificate: {e}"))?;
+            let cert: CertificateDer<'static> =
+                item.map_err(|e| format!("not a PEM certificate file: {e:?}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("bad CA certificate: {e}"))?;
             n += 1;
         }
         if n == 0 {
@@ -79,7 +82,10 @@ pub struct Response {
 impl Response {
     /// The first header field named `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `max-age` of `Cache-Control`, seconds.
@@ -153,7 +159,10 @@ struct Bounded<S> {
 
 impl<S: Read + Write> Bounded<S> {
     fn arm(&self) -> std::io::Result<()> {
-        let left = self.deadline.left().map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
+        let left = self
+            .deadline
+            .left()
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
         self.tcp.set_read_timeout(Some(left))?;
         self.tcp.set_write_timeout(Some(left))
     }
@@ -220,24 +229,42 @@ pub fn send(req: &Request<'_>) -> Result<Response, Error> {
         head.push_str("\r\n");
     }
     if let Some((ctype, body)) = req.body {
-        head.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n", body.len()));
+        head.push_str(&format!(
+            "Content-Type: {ctype}\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     head.push_str("\r\n");
     let body = req.body.map(|(_, b)| b).unwrap_or(&[]);
     if req.url.tls {
-        let name = ServerName::try_from(req.url.host.clone()).map_err(|e| Error::Io(format!("bad TLS server name: {e}")))?;
-        let conn = rustls::ClientConnection::new(req.tls.clone(), name).map_err(|e| Error::Io(format!("TLS: {e}")))?;
+        let name = ServerName::try_from(req.url.host.clone())
+            .map_err(|e| Error::Io(format!("bad TLS server name: {e}")))?;
+        let conn = rustls::ClientConnection::new(req.tls.clone(), name)
+            .map_err(|e| Error::Io(format!("TLS: {e}")))?;
         let tcp2 = tcp.try_clone().map_err(io_err)?;
-        let mut s = Bounded { tcp, inner: rustls::StreamOwned::new(conn, tcp2), deadline };
+        let mut s = Bounded {
+            tcp,
+            inner: rustls::StreamOwned::new(conn, tcp2),
+            deadline,
+        };
         exchange(&mut s, head.as_bytes(), body, req.max_body)
     } else {
         let tcp2 = tcp.try_clone().map_err(io_err)?;
-        let mut s = Bounded { tcp, inner: tcp2, deadline };
+        let mut s = Bounded {
+            tcp,
+            inner: tcp2,
+            deadline,
+        };
         exchange(&mut s, head.as_bytes(), body, req.max_body)
     }
 }
 
-fn exchange<S: Read + Write>(s: &mut Bounded<S>, head: &[u8], body: &[u8], max_body: usize) -> Result<Response, Error> {
+fn exchange<S: Read + Write>(
+    s: &mut Bounded<S>,
+    head: &[u8],
+    body: &[u8],
+    max_body: usize,
+) -> Result<Response, Error> {
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head);
     out.extend_from_slice(body);
@@ -256,14 +283,17 @@ fn exchange<S: Read + Write>(s: &mut Bounded<S>, head: &[u8], body: &[u8], max_b
         }
         let n = read_some(s, &mut chunk)?;
         if n == 0 {
-            return Err(Error::Protocol("connection closed before the header ended".into()));
+            return Err(Error::Protocol(
+                "connection closed before the header ended".into(),
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
     if header_end > MAX_HEADER_BYTES {
         return Err(Error::TooLarge);
     }
-    let head_text = std::str::from_utf8(&buf[..header_end]).map_err(|_| Error::Protocol("header not UTF-8".into()))?;
+    let head_text = std::str::from_utf8(&buf[..header_end])
+        .map_err(|_| Error::Protocol("header not UTF-8".into()))?;
     let mut lines = head_text.split("\r\n");
     let status_line = lines.next().unwrap_or("");
     let mut sp = status_line.splitn(3, ' ');
@@ -273,15 +303,27 @@ fn exchange<S: Read + Write>(s: &mut Bounded<S>, head: &[u8], body: &[u8], max_b
     if !version.starts_with("HTTP/1.") {
         return Err(Error::Protocol("not HTTP/1.x".into()));
     }
-    let status = code.parse::<u16>().ok().filter(|c| (100..600).contains(c)).ok_or_else(|| Error::Protocol("bad status".into()))?;
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (100..600).contains(c))
+        .ok_or_else(|| Error::Protocol("bad status".into()))?;
     let mut headers = Vec::new();
     for l in lines {
-        let (n, v) = l.split_once(':').ok_or_else(|| Error::Protocol("bad header line".into()))?;
+        let (n, v) = l
+            .split_once(':')
+            .ok_or_else(|| Error::Protocol("bad header line".into()))?;
         headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
     }
     let mut rest = buf[header_end + 4..].to_vec();
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-    let chunked = get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    let chunked =
+        get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
     if get("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
         return Err(Error::Protocol("compressed body".into()));
     }
@@ -290,7 +332,9 @@ fn exchange<S: Read + Write>(s: &mut Bounded<S>, head: &[u8], body: &[u8], max_b
     } else if chunked {
         read_chunked(s, rest, max_body)?
     } else if let Some(cl) = get("content-length") {
-        let len = cl.parse::<usize>().map_err(|_| Error::Protocol("bad Content-Length".into()))?;
+        let len = cl
+            .parse::<usize>()
+            .map_err(|_| Error::Protocol("bad Content-Length".into()))?;
         if len > max_body {
             return Err(Error::TooLarge);
         }
@@ -315,7 +359,11 @@ fn exchange<S: Read + Write>(s: &mut Bounded<S>, head: &[u8], body: &[u8], max_b
             rest.extend_from_slice(&chunk[..n]);
         }
     };
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn read_some<S: Read + Write>(s: &mut Bounded<S>, buf: &mut [u8]) -> Result<usize, Error> {
@@ -332,7 +380,11 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
 
-fn read_chunked<S: Read + Write>(s: &mut Bounded<S>, mut data: Vec<u8>, max_body: usize) -> Result<Vec<u8>, Error> {
+fn read_chunked<S: Read + Write>(
+    s: &mut Bounded<S>,
+    mut data: Vec<u8>,
+    max_body: usize,
+) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     let mut chunk = [0u8; 8192];
     let mut pos = 0;
@@ -351,9 +403,11 @@ fn read_chunked<S: Read + Write>(s: &mut Bounded<S>, mut data: Vec<u8>, max_body
             }
             data.extend_from_slice(&chunk[..n]);
         };
-        let line = std::str::from_utf8(&data[pos..line_end]).map_err(|_| Error::Protocol("bad chunk size".into()))?;
+        let line = std::str::from_utf8(&data[pos..line_end])
+            .map_err(|_| Error::Protocol("bad chunk size".into()))?;
         let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| Error::Protocol("bad chunk size".into()))?;
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| Error::Protocol("bad chunk size".into()))?;
         pos = line_end + 2;
         if size == 0 {
             return Ok(body);
@@ -406,7 +460,11 @@ mod tests {
 
     #[test]
     fn max_age() {
-        let r = |v: &str| Response { status: 200, headers: vec![("cache-control".into(), v.into())], body: vec![] };
+        let r = |v: &str| Response {
+            status: 200,
+            headers: vec![("cache-control".into(), v.into())],
+            body: vec![],
+        };
         assert_eq!(r("public, max-age=300").max_age(), Some(300));
         assert_eq!(r("no-store").max_age(), Some(0));
         assert_eq!(r("public").max_age(), None);

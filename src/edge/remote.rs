@@ -30,13 +30,13 @@
 //! until `exp`, negative ones for `negative_ttl` seconds.
 
 use crate::core::config::{Config, Introspection, Issuer, RemoteJwks};
-use crate::edge::http::{self, Request};
-use crate::core::keys::KeySet;
-use crate::log;
-use crate::core::reason::Reason;
-use crate::edge::shared::{Remote, Shared};
 use crate::core::json::StrictObject;
+use crate::core::keys::KeySet;
+use crate::core::reason::Reason;
 use crate::core::token::{self, Failure, RemoteKeys, Verified};
+use crate::edge::http::{self, Request};
+use crate::edge::shared::{Remote, Shared};
+use crate::log;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
@@ -103,13 +103,21 @@ fn read_file(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(name);
     let res = (|| {
         let mut f = {
             use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
         };
         f.write_all(data)?;
         f.sync_all()?;
@@ -130,19 +138,39 @@ impl RemoteState {
 
     /// Is the issuer's fetched key set usable now (published and not older
     /// than `max_stale`)? `true` for an issuer without `jwks_url`.
-    pub fn keys_fresh(&self, issuer: &Issuer, shared: &Shared, slot: Option<usize>, now: i64) -> bool {
-        let Some(rj) = &issuer.remote_jwks else { return true };
+    pub fn keys_fresh(
+        &self,
+        issuer: &Issuer,
+        shared: &Shared,
+        slot: Option<usize>,
+        now: i64,
+    ) -> bool {
+        let Some(rj) = &issuer.remote_jwks else {
+            return true;
+        };
         let Some(slot) = slot else { return false };
         let gen = shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire);
-        let at = shared.remote(slot, Remote::JwksFetchedAt).load(Ordering::Acquire) as i64;
+        let at = shared
+            .remote(slot, Remote::JwksFetchedAt)
+            .load(Ordering::Acquire) as i64;
         gen != 0 && now.saturating_sub(at) <= rj.max_stale as i64
     }
 
     /// The issuer's fetched key set for a verification in a worker. Reads
     /// and parses the cache file only when the shared generation changed.
-    pub fn keys_for(&self, issuer: &Issuer, shared: &Shared, slot: Option<usize>, now: i64) -> RemoteKeys {
-        let Some(rj) = &issuer.remote_jwks else { return RemoteKeys::None };
-        let Some(slot) = slot else { return RemoteKeys::Unavailable };
+    pub fn keys_for(
+        &self,
+        issuer: &Issuer,
+        shared: &Shared,
+        slot: Option<usize>,
+        now: i64,
+    ) -> RemoteKeys {
+        let Some(rj) = &issuer.remote_jwks else {
+            return RemoteKeys::None;
+        };
+        let Some(slot) = slot else {
+            return RemoteKeys::Unavailable;
+        };
         if !self.keys_fresh(issuer, shared, Some(slot), now) {
             return RemoteKeys::Unavailable;
         }
@@ -150,11 +178,15 @@ impl RemoteState {
         let mut held = lock(&self.held);
         if let Some(h) = held.get(&*issuer.iss) {
             if h.gen == gen && h.file == rj.cache_file {
-                return h.set.clone().map_or(RemoteKeys::Unavailable, RemoteKeys::Set);
+                return h
+                    .set
+                    .clone()
+                    .map_or(RemoteKeys::Unavailable, RemoteKeys::Set);
             }
         }
         let loaded = read_file(&rj.cache_file, rj.max_size).and_then(|data| {
-            KeySet::parse(&data, &rj.algs, &rj.cache_file.display().to_string()).map(|(s, _)| Arc::new(s))
+            KeySet::parse(&data, &rj.algs, &rj.cache_file.display().to_string())
+                .map(|(s, _)| Arc::new(s))
         });
         let set = match loaded {
             Ok(s) => Some(s),
@@ -166,7 +198,14 @@ impl RemoteState {
                 held.get(&*issuer.iss).and_then(|h| h.set.clone())
             }
         };
-        held.insert(issuer.iss.to_string(), Held { gen, file: rj.cache_file.clone(), set: set.clone() });
+        held.insert(
+            issuer.iss.to_string(),
+            Held {
+                gen,
+                file: rj.cache_file.clone(),
+                set: set.clone(),
+            },
+        );
         set.map_or(RemoteKeys::Unavailable, RemoteKeys::Set)
     }
 
@@ -174,17 +213,30 @@ impl RemoteState {
     /// the refresher for a re-fetch (it rate-limits).
     pub fn request_refetch(&self, shared: &Shared, slot: Option<usize>, now: i64) {
         if let Some(slot) = slot {
-            shared.remote(slot, Remote::RefetchRequested).fetch_max(now.max(1) as u64, Ordering::AcqRel);
+            shared
+                .remote(slot, Remote::RefetchRequested)
+                .fetch_max(now.max(1) as u64, Ordering::AcqRel);
         }
     }
 
     /// The refresher's pass over every issuer with a `jwks_url`.
-    pub fn refresh(&self, cfg: &Config, shared: &Shared, slot_of: &dyn Fn(&str) -> Option<usize>, now: i64) -> Pass {
+    pub fn refresh(
+        &self,
+        cfg: &Config,
+        shared: &Shared,
+        slot_of: &dyn Fn(&str) -> Option<usize>,
+        now: i64,
+    ) -> Pass {
         let mut pass = Pass::default();
         for issuer in &cfg.issuers {
-            let Some(rj) = &issuer.remote_jwks else { continue };
+            let Some(rj) = &issuer.remote_jwks else {
+                continue;
+            };
             let Some(slot) = slot_of(&issuer.iss) else {
-                log::error(&format!("wic-tna: issuer {}: no slot in the shared state; key set not fetched", issuer.iss));
+                log::error(&format!(
+                    "wic-tna: issuer {}: no slot in the shared state; key set not fetched",
+                    issuer.iss
+                ));
                 pass.failed = true;
                 continue;
             };
@@ -194,19 +246,41 @@ impl RemoteState {
     }
 
     fn publish(&self, issuer: &Issuer, shared: &Shared, slot: usize, fetched_at: i64) {
-        shared.remote(slot, Remote::JwksFetchedAt).store(fetched_at.max(1) as u64, Ordering::Release);
-        let gen = shared.remote(slot, Remote::JwksGen).fetch_add(1, Ordering::AcqRel) + 1;
-        log::info(&format!("wic-tna: issuer {}: key set generation {gen} published", issuer.iss));
+        shared
+            .remote(slot, Remote::JwksFetchedAt)
+            .store(fetched_at.max(1) as u64, Ordering::Release);
+        let gen = shared
+            .remote(slot, Remote::JwksGen)
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
+        log::info(&format!(
+            "wic-tna: issuer {}: key set generation {gen} published",
+            issuer.iss
+        ));
     }
 
-    fn refresh_one(&self, issuer: &Issuer, rj: &RemoteJwks, shared: &Shared, slot: usize, now: i64, pass: &mut Pass) {
+    fn refresh_one(
+        &self,
+        issuer: &Issuer,
+        rj: &RemoteJwks,
+        shared: &Shared,
+        slot: usize,
+        now: i64,
+        pass: &mut Pass,
+    ) {
         let url_text = format!("{}|{}", rj.url.host, rj.url.path);
         let mut sched = lock(&self.sched);
         let fresh_start = !matches!(sched.get(&*issuer.iss), Some(s) if s.url == url_text);
         if fresh_start {
             sched.insert(
                 issuer.iss.to_string(),
-                Sched { url: url_text, next_at: now, etag: None, last_refetch: i64::MIN / 2, seen_request: 0 },
+                Sched {
+                    url: url_text,
+                    next_at: now,
+                    etag: None,
+                    last_refetch: i64::MIN / 2,
+                    seen_request: 0,
+                },
             );
             // A cache file left by a previous run, young enough: use it
             // until the first fetch succeeds.
@@ -214,32 +288,57 @@ impl RemoteState {
                 self.adopt_cache_file(issuer, rj, shared, slot, now, pass);
             }
         }
-        let Some(s) = sched.get_mut(&*issuer.iss) else { return };
+        let Some(s) = sched.get_mut(&*issuer.iss) else {
+            return;
+        };
         let mut due = now >= s.next_at;
-        let requested = shared.remote(slot, Remote::RefetchRequested).load(Ordering::Acquire);
-        if requested > s.seen_request && now.saturating_sub(s.last_refetch) >= rj.refetch_interval as i64 {
+        let requested = shared
+            .remote(slot, Remote::RefetchRequested)
+            .load(Ordering::Acquire);
+        if requested > s.seen_request
+            && now.saturating_sub(s.last_refetch) >= rj.refetch_interval as i64
+        {
             s.seen_request = requested;
             s.last_refetch = now;
             if !due {
-                shared.remote(slot, Remote::JwksRefetchUnknownKid).fetch_add(1, Ordering::Relaxed);
-                log::info(&format!("wic-tna: issuer {}: unknown kid seen, re-fetching the key set", issuer.iss));
+                shared
+                    .remote(slot, Remote::JwksRefetchUnknownKid)
+                    .fetch_add(1, Ordering::Relaxed);
+                log::info(&format!(
+                    "wic-tna: issuer {}: unknown kid seen, re-fetching the key set",
+                    issuer.iss
+                ));
             }
             due = true;
         }
         if !due {
             return;
         }
-        let have_set = shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire) != 0 && rj.cache_file.exists();
+        let have_set = shared.remote(slot, Remote::JwksGen).load(Ordering::Acquire) != 0
+            && rj.cache_file.exists();
         let mut headers = vec!["Accept: application/jwk-set+json, application/json".to_owned()];
         if let (true, Some(etag)) = (have_set, &s.etag) {
             headers.push(format!("If-None-Match: {etag}"));
         }
         let Some(tls) = &issuer.tls else { return };
-        let req = Request { method: "GET", url: &rj.url, headers: &headers, body: None, timeout: rj.timeout, max_body: rj.max_size, tls };
+        let req = Request {
+            method: "GET",
+            url: &rj.url,
+            headers: &headers,
+            body: None,
+            timeout: rj.timeout,
+            max_body: rj.max_size,
+            tls,
+        };
         let retry_at = now + rj.min_refresh as i64;
         let fail = |s: &mut Sched, pass: &mut Pass, what: String| {
-            shared.remote(slot, Remote::JwksFetchFailed).fetch_add(1, Ordering::Relaxed);
-            log::error(&format!("wic-tna: issuer {}: key set fetch failed, last good set kept: {what}", issuer.iss));
+            shared
+                .remote(slot, Remote::JwksFetchFailed)
+                .fetch_add(1, Ordering::Relaxed);
+            log::error(&format!(
+                "wic-tna: issuer {}: key set fetch failed, last good set kept: {what}",
+                issuer.iss
+            ));
             s.next_at = retry_at;
             pass.failed = true;
         };
@@ -248,13 +347,20 @@ impl RemoteState {
             Err(e) => return fail(s, pass, e.to_string()),
         };
         let next = |r: &http::Response| {
-            let age = r.max_age().unwrap_or(300).clamp(rj.min_refresh, rj.max_refresh);
+            let age = r
+                .max_age()
+                .unwrap_or(300)
+                .clamp(rj.min_refresh, rj.max_refresh);
             now + age as i64
         };
         match resp.status {
             304 if have_set => {
-                shared.remote(slot, Remote::JwksNotModified).fetch_add(1, Ordering::Relaxed);
-                shared.remote(slot, Remote::JwksFetchedAt).store(now.max(1) as u64, Ordering::Release);
+                shared
+                    .remote(slot, Remote::JwksNotModified)
+                    .fetch_add(1, Ordering::Relaxed);
+                shared
+                    .remote(slot, Remote::JwksFetchedAt)
+                    .store(now.max(1) as u64, Ordering::Release);
                 if let Ok(f) = std::fs::File::options().write(true).open(&rj.cache_file) {
                     let _ = f.set_modified(std::time::SystemTime::now());
                 }
@@ -265,28 +371,56 @@ impl RemoteState {
                     // Logged here, by the refresher, once per fetch (the
                     // workers parse the published file without logging).
                     for n in notes {
-                        log::log(n.level(), &format!("wic-tna: issuer {}: key set: {n}", issuer.iss));
+                        log::log(
+                            n.level(),
+                            &format!("wic-tna: issuer {}: key set: {n}", issuer.iss),
+                        );
                     }
                     if let Err(e) = write_atomic(&rj.cache_file, &resp.body) {
-                        return fail(s, pass, format!("cannot write {}: {e}", rj.cache_file.display()));
+                        return fail(
+                            s,
+                            pass,
+                            format!("cannot write {}: {e}", rj.cache_file.display()),
+                        );
                     }
-                    s.etag = resp.header("etag").filter(|e| http_token_safe(e)).map(str::to_owned);
+                    s.etag = resp
+                        .header("etag")
+                        .filter(|e| http_token_safe(e))
+                        .map(str::to_owned);
                     s.next_at = next(&resp);
-                    shared.remote(slot, Remote::JwksFetchOk).fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .remote(slot, Remote::JwksFetchOk)
+                        .fetch_add(1, Ordering::Relaxed);
                     self.publish(issuer, shared, slot, now);
                     pass.published = true;
                 }
                 Err(e) => {
-                    shared.remote(slot, Remote::JwksRejected).fetch_add(1, Ordering::Relaxed);
-                    fail(s, pass, format!("the key set does not parse ({e}); not used"));
+                    shared
+                        .remote(slot, Remote::JwksRejected)
+                        .fetch_add(1, Ordering::Relaxed);
+                    fail(
+                        s,
+                        pass,
+                        format!("the key set does not parse ({e}); not used"),
+                    );
                 }
             },
             code => fail(s, pass, format!("HTTP status {code}")),
         }
     }
 
-    fn adopt_cache_file(&self, issuer: &Issuer, rj: &RemoteJwks, shared: &Shared, slot: usize, now: i64, pass: &mut Pass) {
-        let Ok(meta) = std::fs::metadata(&rj.cache_file) else { return };
+    fn adopt_cache_file(
+        &self,
+        issuer: &Issuer,
+        rj: &RemoteJwks,
+        shared: &Shared,
+        slot: usize,
+        now: i64,
+        pass: &mut Pass,
+    ) {
+        let Ok(meta) = std::fs::metadata(&rj.cache_file) else {
+            return;
+        };
         let mtime = meta
             .modified()
             .ok()
@@ -296,12 +430,17 @@ impl RemoteState {
         if now.saturating_sub(mtime) > rj.max_stale as i64 {
             return;
         }
-        match read_file(&rj.cache_file, rj.max_size).and_then(|d| KeySet::parse(&d, &rj.algs, "cache")) {
+        match read_file(&rj.cache_file, rj.max_size)
+            .and_then(|d| KeySet::parse(&d, &rj.algs, "cache"))
+        {
             Ok(_) => {
                 self.publish(issuer, shared, slot, mtime.min(now));
                 pass.published = true;
             }
-            Err(e) => log::warn(&format!("wic-tna: issuer {}: cache file not used: {e}", issuer.iss)),
+            Err(e) => log::warn(&format!(
+                "wic-tna: issuer {}: cache file not used: {e}",
+                issuer.iss
+            )),
         }
     }
 
@@ -319,11 +458,22 @@ impl RemoteState {
         now: i64,
         barred: &dyn Fn(&Issuer) -> bool,
     ) -> Result<Arc<Verified>, Failure> {
-        let with_iss = |reason: Reason| Failure { reason, iss: Some(issuer.iss.clone()) };
+        let with_iss = |reason: Reason| Failure {
+            reason,
+            iss: Some(issuer.iss.clone()),
+        };
         // a hint only (Verified::issuer_index): checked against iss on use
-        let issuer_index = cfg.issuer_index.get(&*issuer.iss).copied().unwrap_or(usize::MAX);
-        let Some(x) = &issuer.introspection else { return Err(with_iss(Reason::InternalError)) };
-        let Some(slot) = slot else { return Err(with_iss(Reason::IntrospectionUnavailable)) };
+        let issuer_index = cfg
+            .issuer_index
+            .get(&*issuer.iss)
+            .copied()
+            .unwrap_or(usize::MAX);
+        let Some(x) = &issuer.introspection else {
+            return Err(with_iss(Reason::InternalError));
+        };
+        let Some(slot) = slot else {
+            return Err(with_iss(Reason::IntrospectionUnavailable));
+        };
         if token.len() > cfg.max_token_size {
             return Err(with_iss(Reason::TokenTooLarge));
         }
@@ -346,7 +496,13 @@ impl RemoteState {
     }
 
     /// The refusal cached for `token`, while it holds.
-    fn cached_refusal(&self, token: &str, shared: &Shared, slot: usize, now: i64) -> Option<Reason> {
+    fn cached_refusal(
+        &self,
+        token: &str,
+        shared: &Shared,
+        slot: usize,
+        now: i64,
+    ) -> Option<Reason> {
         let mut neg = lock(&self.negative);
         let n = neg.get(token)?;
         if now < n.until {
@@ -359,7 +515,14 @@ impl RemoteState {
 
     /// The verified token cached for `token`, while it is valid (the
     /// caller checks the barring again: it can change at any time).
-    fn cached_verified(&self, cfg: &Config, token: &str, shared: &Shared, slot: usize, now: i64) -> Option<Arc<Verified>> {
+    fn cached_verified(
+        &self,
+        cfg: &Config,
+        token: &str,
+        shared: &Shared,
+        slot: usize,
+        now: i64,
+    ) -> Option<Arc<Verified>> {
         let mut pos = lock(&self.positive);
         let v = pos.get(token)?;
         if now <= v.exp.saturating_add(cfg.leeway as i64) && now >= v.valid_from {
@@ -376,7 +539,13 @@ impl RemoteState {
     /// it is valid, a refusal for `negative_ttl` (not a barring: it can be
     /// lifted at any time). Each cache is emptied of what expired when
     /// full, and cleared if that is not enough.
-    fn remember(&self, x: &Introspection, token: &str, result: Result<Verified, Reason>, now: i64) -> Result<Arc<Verified>, Reason> {
+    fn remember(
+        &self,
+        x: &Introspection,
+        token: &str,
+        result: Result<Verified, Reason>,
+        now: i64,
+    ) -> Result<Arc<Verified>, Reason> {
         match result {
             Ok(v) => {
                 let v = Arc::new(v);
@@ -401,7 +570,13 @@ impl RemoteState {
                             neg.clear();
                         }
                     }
-                    neg.insert(token.into(), Negative { until: now.saturating_add(x.negative_ttl as i64), reason });
+                    neg.insert(
+                        token.into(),
+                        Negative {
+                            until: now.saturating_add(x.negative_ttl as i64),
+                            reason,
+                        },
+                    );
                 }
                 Err(reason)
             }
@@ -416,7 +591,14 @@ fn count(shared: &Shared, slot: usize, f: Remote) {
 
 /// One introspection call through the issuer's circuit breaker (shared by
 /// every process): the body of a 200 answer.
-fn call_through_breaker(x: &Introspection, issuer: &Issuer, token: &str, shared: &Shared, slot: usize, now: i64) -> Result<Vec<u8>, Reason> {
+fn call_through_breaker(
+    x: &Introspection,
+    issuer: &Issuer,
+    token: &str,
+    shared: &Shared,
+    slot: usize,
+    now: i64,
+) -> Result<Vec<u8>, Reason> {
     let until = breaker_admit(x, shared, slot, now)?;
     count(shared, slot, Remote::IntrospectionCalls);
     match call(x, issuer, token) {
@@ -443,7 +625,10 @@ fn breaker_admit(x: &Introspection, shared: &Shared, slot: usize, now: i64) -> R
             return Err(Reason::IntrospectionUnavailable);
         }
         let next = (now as u64).saturating_add(x.breaker_cooldown);
-        if open.compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if open
+            .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             count(shared, slot, Remote::IntrospectionBreakerOpen);
             return Err(Reason::IntrospectionUnavailable);
         }
@@ -454,39 +639,73 @@ fn breaker_admit(x: &Introspection, shared: &Shared, slot: usize, now: i64) -> R
 /// A call answered: the failures start again from 0, an open breaker
 /// (`until` != 0: this was the probe) closes.
 fn breaker_answered(issuer: &Issuer, shared: &Shared, slot: usize, until: u64) {
-    shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
+    shared
+        .remote(slot, Remote::BreakerFailures)
+        .store(0, Ordering::Release);
     if until != 0 {
-        shared.remote(slot, Remote::BreakerOpenUntil).store(0, Ordering::Release);
-        log::info(&format!("wic-tna: issuer {}: introspection answers again; circuit breaker closed", issuer.iss));
+        shared
+            .remote(slot, Remote::BreakerOpenUntil)
+            .store(0, Ordering::Release);
+        log::info(&format!(
+            "wic-tna: issuer {}: introspection answers again; circuit breaker closed",
+            issuer.iss
+        ));
     }
 }
 
 /// A call failed (`e`): counted; the breaker opens after
 /// `breaker_failures` failures in a row, or when the probe failed.
-fn breaker_failed(x: &Introspection, issuer: &Issuer, shared: &Shared, slot: usize, now: i64, until: u64, e: &str) {
+fn breaker_failed(
+    x: &Introspection,
+    issuer: &Issuer,
+    shared: &Shared,
+    slot: usize,
+    now: i64,
+    until: u64,
+    e: &str,
+) {
     count(shared, slot, Remote::IntrospectionFailed);
-    let fails = shared.remote(slot, Remote::BreakerFailures).fetch_add(1, Ordering::AcqRel) + 1;
+    let fails = shared
+        .remote(slot, Remote::BreakerFailures)
+        .fetch_add(1, Ordering::AcqRel)
+        + 1;
     if fails >= x.breaker_failures as u64 || until != 0 {
-        shared.remote(slot, Remote::BreakerOpenUntil).store((now as u64).saturating_add(x.breaker_cooldown), Ordering::Release);
-        shared.remote(slot, Remote::BreakerFailures).store(0, Ordering::Release);
+        shared.remote(slot, Remote::BreakerOpenUntil).store(
+            (now as u64).saturating_add(x.breaker_cooldown),
+            Ordering::Release,
+        );
+        shared
+            .remote(slot, Remote::BreakerFailures)
+            .store(0, Ordering::Release);
         log::error(&format!(
             "wic-tna: issuer {}: introspection failed ({e}); circuit breaker open for {} s",
             issuer.iss, x.breaker_cooldown
         ));
     } else {
-        log::error(&format!("wic-tna: issuer {}: introspection failed: {e}", issuer.iss));
+        log::error(&format!(
+            "wic-tna: issuer {}: introspection failed: {e}",
+            issuer.iss
+        ));
     }
 }
 
 /// The verdict of an answer (RFC 7662): an active token of this issuer
 /// under the claim rules, or why not; `None`: not a verdict (not one JSON
 /// object, or no boolean `active`).
-fn verdict(cfg: &Config, issuer_index: usize, issuer: &Issuer, body: &[u8], now: i64, barred: &dyn Fn(&Issuer) -> bool) -> Option<Result<Verified, Reason>> {
+fn verdict(
+    cfg: &Config,
+    issuer_index: usize,
+    issuer: &Issuer,
+    body: &[u8],
+    now: i64,
+    barred: &dyn Fn(&Issuer) -> bool,
+) -> Option<Result<Verified, Reason>> {
     let claims = StrictObject::parse(body).ok()?;
     match claims.json("active") {
         Some(Value::Bool(true)) => Some(match claims.json(&cfg.claims.iss) {
             Some(Value::String(s)) if *s == *issuer.iss => {
-                token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None).map_err(|f| f.reason)
+                token::check_claims(cfg, issuer_index, issuer, &claims, now, barred, None)
+                    .map_err(|f| f.reason)
             }
             Some(Value::String(_)) | None => Err(Reason::UnknownIssuer),
             Some(_) => Err(Reason::InvalidClaim),
@@ -503,11 +722,23 @@ fn http_token_safe(s: &str) -> bool {
 
 /// One introspection request: the body of a 200 answer, or why not.
 fn call(x: &Introspection, issuer: &Issuer, token: &str) -> Result<Vec<u8>, String> {
-    let Some(tls) = &issuer.tls else { return Err("no TLS settings".into()) };
+    let Some(tls) = &issuer.tls else {
+        return Err("no TLS settings".into());
+    };
     // RFC 6749 2.3.1: client id and secret form-encoded, then Basic.
-    let cred = format!("{}:{}", http::form_encode(&x.client_id), http::form_encode(&x.client_secret));
-    let headers = [format!("Authorization: Basic {}", STANDARD.encode(cred)), "Accept: application/json".to_owned()];
-    let body = format!("token={}&token_type_hint=access_token", http::form_encode(token));
+    let cred = format!(
+        "{}:{}",
+        http::form_encode(&x.client_id),
+        http::form_encode(&x.client_secret)
+    );
+    let headers = [
+        format!("Authorization: Basic {}", STANDARD.encode(cred)),
+        "Accept: application/json".to_owned(),
+    ];
+    let body = format!(
+        "token={}&token_type_hint=access_token",
+        http::form_encode(token)
+    );
     let req = Request {
         method: "POST",
         url: &x.url,

@@ -78,7 +78,10 @@ impl Remote {
         (Remote::IntrospectionCalls, "introspection_calls"),
         (Remote::IntrospectionFailed, "introspection_failed"),
         (Remote::IntrospectionCacheHits, "introspection_cache_hits"),
-        (Remote::IntrospectionBreakerOpen, "introspection_breaker_open"),
+        (
+            Remote::IntrospectionBreakerOpen,
+            "introspection_breaker_open",
+        ),
     ];
 }
 
@@ -137,7 +140,16 @@ impl Shared {
     fn map(fd: i32, flags: i32) -> std::io::Result<*mut Region> {
         let size = std::mem::size_of::<Region>();
         // SAFETY: plain mmap call; the result is checked.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0) };
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        };
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
@@ -149,7 +161,10 @@ impl Shared {
         // of whose fields are atomics (zero is a valid value for each).
         let r = unsafe { &*ptr };
         let size = std::mem::size_of::<Region>() as u64;
-        match r.magic.compare_exchange(0, MAGIC, Ordering::AcqRel, Ordering::Acquire) {
+        match r
+            .magic
+            .compare_exchange(0, MAGIC, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => {
                 r.size.store(size, Ordering::Release);
                 Ok(())
@@ -157,11 +172,15 @@ impl Shared {
             Err(m) if m == MAGIC => {
                 let s = r.size.load(Ordering::Acquire);
                 if s != 0 && s != size {
-                    return Err(std::io::Error::other(format!("{what} was made by another wic-tna version")));
+                    return Err(std::io::Error::other(format!(
+                        "{what} was made by another wic-tna version"
+                    )));
                 }
                 Ok(())
             }
-            Err(_) => Err(std::io::Error::other(format!("{what} is not a wic-tna state file"))),
+            Err(_) => Err(std::io::Error::other(format!(
+                "{what} is not a wic-tna state file"
+            ))),
         }
     }
 
@@ -189,12 +208,18 @@ impl Shared {
         let len = f.metadata()?.len();
         if len != size {
             if len != 0 {
-                return Err(std::io::Error::other(format!("{what} has {len} bytes, not a wic-tna state file of {size}")));
+                return Err(std::io::Error::other(format!(
+                    "{what} has {len} bytes, not a wic-tna state file of {size}"
+                )));
             }
-            f.set_len(size).map_err(|e| std::io::Error::new(e.kind(), format!("{what}: {e}")))?;
+            f.set_len(size)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{what}: {e}")))?;
         }
         let ptr = Shared::map(f.as_raw_fd(), libc::MAP_SHARED)?;
-        let s = Shared { ptr, path: Some(what.clone()) };
+        let s = Shared {
+            ptr,
+            path: Some(what.clone()),
+        };
         Shared::init(ptr, &what)?;
         Ok(s)
     }
@@ -258,7 +283,10 @@ impl Shared {
                 if !claim {
                     return None;
                 }
-                if s.state.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                if s.state
+                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
                     let mut buf = [0u8; NAME_MAX];
                     buf[..name.len()].copy_from_slice(name.as_bytes());
                     for (k, w) in s.name.iter().enumerate() {
@@ -289,7 +317,9 @@ impl Shared {
     /// Set a run-time barring override for `iss`: `Some(true)` barred,
     /// `Some(false)` unbarred, `None` back to the configuration's value.
     pub fn set_barring(&self, iss: &str, barred: Option<bool>) -> std::io::Result<()> {
-        let i = self.slot(iss, true).ok_or_else(|| std::io::Error::other("the shared issuer table is full"))?;
+        let i = self
+            .slot(iss, true)
+            .ok_or_else(|| std::io::Error::other("the shared issuer table is full"))?;
         let v = match barred {
             None => 0,
             Some(true) => 1,
@@ -343,7 +373,9 @@ impl Shared {
 
     /// The remote trust counters of `iss` that are not zero.
     pub fn remote_counters(&self, iss: &str) -> Vec<(&'static str, u64)> {
-        let Some(i) = self.slot(iss, false) else { return Vec::new() };
+        let Some(i) = self.slot(iss, false) else {
+            return Vec::new();
+        };
         Remote::COUNTERS
             .iter()
             .map(|(f, n)| (*n, self.remote(i, *f).load(Ordering::Relaxed)))
@@ -382,7 +414,10 @@ impl Shared {
     /// the Unix time it changed.
     pub fn fleet_state(&self) -> (u32, u64) {
         let r = self.region();
-        (r.fleet_state.load(Ordering::Acquire), r.fleet_since.load(Ordering::Acquire))
+        (
+            r.fleet_state.load(Ordering::Acquire),
+            r.fleet_since.load(Ordering::Acquire),
+        )
     }
 
     /// Record the fleet store status; returns the previous one.
@@ -466,16 +501,24 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
-            s.remote(i, Remote::JwksFetchedAt).store(1234, Ordering::Release);
+            s.remote(i, Remote::JwksFetchedAt)
+                .store(1234, Ordering::Release);
             s.remote(i, Remote::JwksGen).fetch_add(1, Ordering::AcqRel);
-            s.remote(i, Remote::IntrospectionCalls).fetch_add(3, Ordering::Relaxed);
+            s.remote(i, Remote::IntrospectionCalls)
+                .fetch_add(3, Ordering::Relaxed);
             unsafe { libc::_exit(0) };
         }
         let mut status = 0;
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(s.remote(i, Remote::JwksGen).load(Ordering::Acquire), 1);
-        assert_eq!(s.remote(i, Remote::JwksFetchedAt).load(Ordering::Acquire), 1234);
-        assert_eq!(s.remote_counters("https://r"), vec![("introspection_calls", 3)]);
+        assert_eq!(
+            s.remote(i, Remote::JwksFetchedAt).load(Ordering::Acquire),
+            1234
+        );
+        assert_eq!(
+            s.remote_counters("https://r"),
+            vec![("introspection_calls", 3)]
+        );
         assert!(s.remote_counters("https://unknown").is_empty());
     }
 }

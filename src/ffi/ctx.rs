@@ -54,10 +54,17 @@ pub unsafe extern "C" fn wic_tna_ctx_new(
             return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
         }
         if p.is_empty() || p.contains(&0) {
-            return fail(WIC_TNA_STATUS_INVALID_ARGUMENT, "config_path is empty or has a NUL byte");
+            return fail(
+                WIC_TNA_STATUS_INVALID_ARGUMENT,
+                "config_path is empty or has a NUL byte",
+            );
         }
         // SAFETY: NULL or a live handle.
-        let sh = if shared.is_null() { None } else { Some(unsafe { (*shared).inner.clone() }) };
+        let sh = if shared.is_null() {
+            None
+        } else {
+            Some(unsafe { (*shared).inner.clone() })
+        };
         match Context::new(std::path::Path::new(std::ffi::OsStr::from_bytes(p)), sh) {
             Ok(c) => {
                 // SAFETY: out checked non-NULL.
@@ -127,14 +134,22 @@ pub unsafe extern "C" fn wic_tna_ctx_tick(ctx: *const wic_tna_ctx) -> wic_tna_st
 /// force on this proxy only, and the message says so). With `[fleet]`, waits
 /// on the store up to its `refresher_timeout_ms`. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_ctx_set_barred(ctx: *const wic_tna_ctx, iss: *const c_char, iss_len: usize, barred: bool) -> wic_tna_status {
+pub unsafe extern "C" fn wic_tna_ctx_set_barred(
+    ctx: *const wic_tna_ctx,
+    iss: *const c_char,
+    iss_len: usize,
+    barred: bool,
+) -> wic_tna_status {
     guard("wic_tna_ctx_set_barred", || {
         // SAFETY: caller's contract.
         let c = try_ffi!(unsafe { ctx_ref(ctx) });
         // SAFETY: caller's contract.
         let i = try_ffi!(unsafe { text("iss", iss, iss_len) });
         if c.config().issuer(i).is_none() {
-            return fail(WIC_TNA_STATUS_NOT_FOUND, format!("issuer {i:?} is not configured"));
+            return fail(
+                WIC_TNA_STATUS_NOT_FOUND,
+                format!("issuer {i:?} is not configured"),
+            );
         }
         match c.set_barred(i, barred) {
             Ok(()) => WIC_TNA_STATUS_OK,
@@ -150,7 +165,12 @@ pub unsafe extern "C" fn wic_tna_ctx_set_barred(ctx: *const wic_tna_ctx, iss: *c
 /// again with a buffer of `*out_len + 1` bytes. `ctx` and `out_len` must not
 /// be NULL; `buf` may be NULL when `buf_len` is 0. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_ctx_stats_json(ctx: *const wic_tna_ctx, buf: *mut c_char, buf_len: usize, out_len: *mut usize) -> wic_tna_status {
+pub unsafe extern "C" fn wic_tna_ctx_stats_json(
+    ctx: *const wic_tna_ctx,
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> wic_tna_status {
     guard("wic_tna_ctx_stats_json", || {
         // SAFETY: caller's contract.
         let c = try_ffi!(unsafe { ctx_ref(ctx) });
@@ -160,7 +180,11 @@ pub unsafe extern "C" fn wic_tna_ctx_stats_json(ctx: *const wic_tna_ctx, buf: *m
     })
 }
 
-unsafe fn opt_bytes<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Option<&'a [u8]>, wic_tna_status> {
+unsafe fn opt_bytes<'a>(
+    what: &str,
+    ptr: *const c_char,
+    len: usize,
+) -> Result<Option<&'a [u8]>, wic_tna_status> {
     if ptr.is_null() {
         return Ok(None);
     }
@@ -196,7 +220,18 @@ pub unsafe extern "C" fn wic_tna_verify(
     out: *mut *mut wic_tna_result,
 ) -> wic_tna_status {
     // SAFETY: forwarded, same contract.
-    unsafe { wic_tna_verify_at(ctx, authorization, authorization_len, to_uri, to_uri_len, requested_expires, 0, out) }
+    unsafe {
+        wic_tna_verify_at(
+            ctx,
+            authorization,
+            authorization_len,
+            to_uri,
+            to_uri_len,
+            requested_expires,
+            0,
+            out,
+        )
+    }
 }
 
 /// As `wic_tna_verify`, at the Unix time `now` (seconds; 0 means the
@@ -213,7 +248,21 @@ pub unsafe extern "C" fn wic_tna_verify_at(
     out: *mut *mut wic_tna_result,
 ) -> wic_tna_status {
     // SAFETY: the caller's contract is verify_common's.
-    unsafe { verify_common("wic_tna_verify", ctx, authorization, authorization_len, to_uri, to_uri_len, requested_expires, std::ptr::null(), 0, now_unix, out) }
+    unsafe {
+        verify_common(
+            "wic_tna_verify",
+            ctx,
+            authorization,
+            authorization_len,
+            to_uri,
+            to_uri_len,
+            requested_expires,
+            std::ptr::null(),
+            0,
+            now_unix,
+            out,
+        )
+    }
 }
 
 /// As `wic_tna_verify_at`, with the request's replay binding: `binding`
@@ -244,7 +293,21 @@ pub unsafe extern "C" fn wic_tna_verify_bound(
     out: *mut *mut wic_tna_result,
 ) -> wic_tna_status {
     // SAFETY: the caller's contract is verify_common's.
-    unsafe { verify_common("wic_tna_verify_bound", ctx, authorization, authorization_len, to_uri, to_uri_len, requested_expires, binding, binding_len, now_unix, out) }
+    unsafe {
+        verify_common(
+            "wic_tna_verify_bound",
+            ctx,
+            authorization,
+            authorization_len,
+            to_uri,
+            to_uri_len,
+            requested_expires,
+            binding,
+            binding_len,
+            now_unix,
+            out,
+        )
+    }
 }
 
 /// The body of `wic_tna_verify_at` and `wic_tna_verify_bound` (binding
@@ -274,7 +337,9 @@ unsafe fn verify_common(
             None
         } else {
             // SAFETY: caller's contract.
-            Some(try_ffi!(unsafe { bytes("authorization", authorization, authorization_len) }))
+            Some(try_ffi!(unsafe {
+                bytes("authorization", authorization, authorization_len)
+            }))
         };
         // SAFETY: caller's contract.
         let to = try_ffi!(unsafe { opt_bytes("to_uri", to_uri, to_uri_len) });
@@ -288,7 +353,11 @@ unsafe fn verify_common(
             return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
         }
         let t = if now_unix == 0 { now() } else { now_unix };
-        let req = if requested_expires < 0 { None } else { Some(requested_expires) };
+        let req = if requested_expires < 0 {
+            None
+        } else {
+            Some(requested_expires)
+        };
         let outcome = match auth {
             Some(a) => c.verify_bound(a, to, req, b, t),
             None => c.no_credentials(),
@@ -355,10 +424,17 @@ pub struct wic_tna_request {
 ///
 /// # Safety
 /// As [`bytes`].
-unsafe fn field<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Option<&'a [u8]>, wic_tna_status> {
+unsafe fn field<'a>(
+    what: &str,
+    ptr: *const c_char,
+    len: usize,
+) -> Result<Option<&'a [u8]>, wic_tna_status> {
     if ptr.is_null() {
         if len != 0 {
-            return Err(fail(WIC_TNA_STATUS_NULL_ARGUMENT, format!("req->{what} is NULL with req->{what}_len {len}")));
+            return Err(fail(
+                WIC_TNA_STATUS_NULL_ARGUMENT,
+                format!("req->{what} is NULL with req->{what}_len {len}"),
+            ));
         }
         return Ok(None);
     }
@@ -382,7 +458,11 @@ unsafe fn field<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<Option
 /// cached or the circuit breaker is open) and, with `[fleet]`, the first
 /// use of a token (up to the store's `timeout_ms`).
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_verify_request(ctx: *const wic_tna_ctx, req: *const wic_tna_request, out: *mut *mut wic_tna_result) -> wic_tna_status {
+pub unsafe extern "C" fn wic_tna_verify_request(
+    ctx: *const wic_tna_ctx,
+    req: *const wic_tna_request,
+    out: *mut *mut wic_tna_result,
+) -> wic_tna_status {
     guard("wic_tna_verify_request", || {
         // SAFETY: caller's contract.
         let c = try_ffi!(unsafe { ctx_ref(ctx) });
@@ -402,7 +482,8 @@ pub unsafe extern "C" fn wic_tna_verify_request(ctx: *const wic_tna_ctx, req: *c
         // SAFETY: the caller's struct is this one (struct_size checked).
         let r = unsafe { req.read_unaligned() };
         // SAFETY: caller's contract, for each field.
-        let auth = try_ffi!(unsafe { field("authorization", r.authorization, r.authorization_len) });
+        let auth =
+            try_ffi!(unsafe { field("authorization", r.authorization, r.authorization_len) });
         // SAFETY: as above.
         let to = try_ffi!(unsafe { field("to_uri", r.to_uri, r.to_uri_len) });
         // SAFETY: as above.
@@ -433,7 +514,12 @@ pub unsafe extern "C" fn wic_tna_verify_request(ctx: *const wic_tna_ctx, req: *c
 /// `wic_tna_verify_request`)? The answer goes to `*out_allowed`. `ctx`, `origin` and
 /// `out_allowed` must not be NULL. Errors: `NULL_ARGUMENT`. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_origin_allowed(ctx: *const wic_tna_ctx, origin: *const c_char, origin_len: usize, out_allowed: *mut bool) -> wic_tna_status {
+pub unsafe extern "C" fn wic_tna_origin_allowed(
+    ctx: *const wic_tna_ctx,
+    origin: *const c_char,
+    origin_len: usize,
+    out_allowed: *mut bool,
+) -> wic_tna_status {
     guard("wic_tna_origin_allowed", || {
         // SAFETY: caller's contract.
         let c = try_ffi!(unsafe { ctx_ref(ctx) });
@@ -480,7 +566,9 @@ pub unsafe extern "C" fn wic_tna_scscf_check(
             None
         } else {
             // SAFETY: caller's contract.
-            Some(try_ffi!(unsafe { text("allowed_entities", allowed_entities, allowed_entities_len) }))
+            Some(try_ffi!(unsafe {
+                text("allowed_entities", allowed_entities, allowed_entities_len)
+            }))
         };
         if out.is_null() {
             return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");

@@ -76,12 +76,18 @@ const EMPTY: &[u8] = b"\0";
 
 impl wic_tna_str {
     pub(crate) fn empty() -> wic_tna_str {
-        wic_tna_str { ptr: EMPTY.as_ptr() as *const c_char, len: 0 }
+        wic_tna_str {
+            ptr: EMPTY.as_ptr() as *const c_char,
+            len: 0,
+        }
     }
     /// View of a NUL-terminated owned buffer (the NUL is not counted).
     pub(crate) fn of(buf: &[u8]) -> wic_tna_str {
         match buf.split_last() {
-            Some((0, body)) => wic_tna_str { ptr: buf.as_ptr() as *const c_char, len: body.len() },
+            Some((0, body)) => wic_tna_str {
+                ptr: buf.as_ptr() as *const c_char,
+                len: body.len(),
+            },
             _ => wic_tna_str::empty(),
         }
     }
@@ -105,7 +111,10 @@ pub(crate) fn fail(status: wic_tna_status, msg: impl Into<String>) -> wic_tna_st
 pub(crate) fn guard(name: &str, f: impl FnOnce() -> wic_tna_status) -> wic_tna_status {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(s) => s,
-        Err(_) => fail(WIC_TNA_STATUS_PANIC, format!("{name}: internal error (panic caught)")),
+        Err(_) => fail(
+            WIC_TNA_STATUS_PANIC,
+            format!("{name}: internal error (panic caught)"),
+        ),
     }
 }
 
@@ -119,12 +128,22 @@ pub(crate) fn guard_or<T>(default: T, f: impl FnOnce() -> T) -> T {
 ///
 /// # Safety
 /// `ptr` must point at `len` readable bytes, or be NULL.
-pub(crate) unsafe fn bytes<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<&'a [u8], wic_tna_status> {
+pub(crate) unsafe fn bytes<'a>(
+    what: &str,
+    ptr: *const c_char,
+    len: usize,
+) -> Result<&'a [u8], wic_tna_status> {
     if ptr.is_null() {
-        return Err(fail(WIC_TNA_STATUS_NULL_ARGUMENT, format!("{what} is NULL")));
+        return Err(fail(
+            WIC_TNA_STATUS_NULL_ARGUMENT,
+            format!("{what} is NULL"),
+        ));
     }
     if len > isize::MAX as usize {
-        return Err(fail(WIC_TNA_STATUS_INVALID_ARGUMENT, format!("{what}: length {len} is out of range")));
+        return Err(fail(
+            WIC_TNA_STATUS_INVALID_ARGUMENT,
+            format!("{what}: length {len} is out of range"),
+        ));
     }
     // SAFETY: checked non-NULL; the caller guarantees len readable bytes.
     Ok(unsafe { std::slice::from_raw_parts(ptr as *const u8, len) })
@@ -134,10 +153,19 @@ pub(crate) unsafe fn bytes<'a>(what: &str, ptr: *const c_char, len: usize) -> Re
 ///
 /// # Safety
 /// As [`bytes`].
-pub(crate) unsafe fn text<'a>(what: &str, ptr: *const c_char, len: usize) -> Result<&'a str, wic_tna_status> {
+pub(crate) unsafe fn text<'a>(
+    what: &str,
+    ptr: *const c_char,
+    len: usize,
+) -> Result<&'a str, wic_tna_status> {
     // SAFETY: forwarded.
     let b = unsafe { bytes(what, ptr, len) }?;
-    std::str::from_utf8(b).map_err(|_| fail(WIC_TNA_STATUS_INVALID_ARGUMENT, format!("{what} is not UTF-8")))
+    std::str::from_utf8(b).map_err(|_| {
+        fail(
+            WIC_TNA_STATUS_INVALID_ARGUMENT,
+            format!("{what} is not UTF-8"),
+        )
+    })
 }
 
 /// Copy `s` plus a NUL into `buf` (`buf_len` bytes); store `s.len()` in
@@ -145,12 +173,20 @@ pub(crate) unsafe fn text<'a>(what: &str, ptr: *const c_char, len: usize) -> Res
 ///
 /// # Safety
 /// `buf` must be writable for `buf_len` bytes or NULL with `buf_len` 0.
-pub(crate) unsafe fn copy_out(s: &[u8], buf: *mut c_char, buf_len: usize, out_len: *mut usize) -> wic_tna_status {
+pub(crate) unsafe fn copy_out(
+    s: &[u8],
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> wic_tna_status {
     if out_len.is_null() {
         return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out_len is NULL");
     }
     if buf.is_null() && buf_len != 0 {
-        return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "buf is NULL with a non-zero buf_len");
+        return fail(
+            WIC_TNA_STATUS_NULL_ARGUMENT,
+            "buf is NULL with a non-zero buf_len",
+        );
     }
     // SAFETY: out_len checked non-NULL.
     unsafe { *out_len = s.len() };
@@ -197,7 +233,11 @@ pub extern "C" fn wic_tna_status_message(status: u32) -> *const c_char {
 /// `buf_len` is 0, to ask for the length. `out_len` must not be NULL.
 /// Thread-safe: each thread has its own last error.
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_last_error(buf: *mut c_char, buf_len: usize, out_len: *mut usize) -> wic_tna_status {
+pub unsafe extern "C" fn wic_tna_last_error(
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> wic_tna_status {
     guard("wic_tna_last_error", || {
         let msg = LAST_ERROR.with(|e| e.borrow().clone());
         // SAFETY: the caller's contract, as documented.
@@ -207,7 +247,9 @@ pub unsafe extern "C" fn wic_tna_last_error(buf: *mut c_char, buf_len: usize, ou
 
 /// Log callback: `level` is 1 error, 2 warning, 3 info, 4 debug; `msg` is
 /// `msg_len` bytes followed by a NUL, valid during the call only.
-pub type wic_tna_log_fn = Option<unsafe extern "C" fn(level: i32, msg: *const c_char, msg_len: usize, userdata: *mut c_void)>;
+pub type wic_tna_log_fn = Option<
+    unsafe extern "C" fn(level: i32, msg: *const c_char, msg_len: usize, userdata: *mut c_void),
+>;
 
 struct UserData(*mut c_void);
 // SAFETY: the caller promises the callback may be called from any thread

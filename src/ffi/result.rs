@@ -57,8 +57,12 @@ fn reason_z(r: Reason) -> (&'static [u8], &'static [u8]) {
     fn leak(s: &str) -> &'static [u8] {
         Box::leak(z(Some(s)).into_boxed_slice())
     }
-    static TABLE: Lazy<Vec<(&'static [u8], &'static [u8])>> =
-        Lazy::new(|| Reason::ALL.iter().map(|r| (leak(r.name()), leak(r.description()))).collect());
+    static TABLE: Lazy<Vec<(&'static [u8], &'static [u8])>> = Lazy::new(|| {
+        Reason::ALL
+            .iter()
+            .map(|r| (leak(r.name()), leak(r.description())))
+            .collect()
+    });
     match TABLE.get(r.index()) {
         Some(&t) => t,
         // TABLE has an entry for every index: not reached.
@@ -77,7 +81,11 @@ impl wic_tna_result {
             None => 0,
         };
         // Accepted: the IMPI comes from `verified`, without a copy.
-        let impi = if o.verified.is_some() { Vec::new() } else { z(o.impi()) };
+        let impi = if o.verified.is_some() {
+            Vec::new()
+        } else {
+            z(o.impi())
+        };
         let issuer = z(o.iss());
         wic_tna_result {
             accepted,
@@ -105,7 +113,9 @@ unsafe fn get<'a>(r: *const wic_tna_result) -> Option<&'a wic_tna_result> {
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_accepted(r: *const wic_tna_result) -> bool {
     // SAFETY: caller's contract.
-    guard_or(false, || unsafe { get(r) }.map(|r| r.accepted).unwrap_or(false))
+    guard_or(false, || {
+        unsafe { get(r) }.map(|r| r.accepted).unwrap_or(false)
+    })
 }
 
 /// The SIP status to answer with: 200 when accepted, else 400, 401, 403
@@ -140,7 +150,9 @@ pub unsafe extern "C" fn wic_tna_result_seconds_left(r: *const wic_tna_result) -
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_granted_expires(r: *const wic_tna_result) -> i64 {
     // SAFETY: caller's contract.
-    guard_or(0, || unsafe { get(r) }.map(|r| r.granted_expires).unwrap_or(0))
+    guard_or(0, || {
+        unsafe { get(r) }.map(|r| r.granted_expires).unwrap_or(0)
+    })
 }
 /// The stable reason name: `ok`, or e.g. `expired`, `bad_signature`,
 /// `issuer_barred`, `impi_outside_pool`.
@@ -150,7 +162,11 @@ pub unsafe extern "C" fn wic_tna_result_granted_expires(r: *const wic_tna_result
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_reason(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(r.reason)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        unsafe { get(r) }
+            .map(|r| wic_tna_str::of(r.reason))
+            .unwrap_or_else(wic_tna_str::empty)
+    })
 }
 /// The `WWW-Authenticate` header value (starting `Bearer `) to send with
 /// the failure response, or empty when none is sent.
@@ -160,7 +176,11 @@ pub unsafe extern "C" fn wic_tna_result_reason(r: *const wic_tna_result) -> wic_
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_www_authenticate(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.www_authenticate)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        unsafe { get(r) }
+            .map(|r| wic_tna_str::of(&r.www_authenticate))
+            .unwrap_or_else(wic_tna_str::empty)
+    })
 }
 /// The TNA `Authorization` header value (starting `Digest `) to forward
 /// to the S-CSCF; empty when rejected.
@@ -170,7 +190,11 @@ pub unsafe extern "C" fn wic_tna_result_www_authenticate(r: *const wic_tna_resul
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_tna_header(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.tna_header)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        unsafe { get(r) }
+            .map(|r| wic_tna_str::of(&r.tna_header))
+            .unwrap_or_else(wic_tna_str::empty)
+    })
 }
 /// The IMPI (the TNA username on the S-CSCF side); empty when rejected.
 ///
@@ -192,7 +216,11 @@ pub unsafe extern "C" fn wic_tna_result_impi(r: *const wic_tna_result) -> wic_tn
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_issuer(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(&r.issuer)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        unsafe { get(r) }
+            .map(|r| wic_tna_str::of(&r.issuer))
+            .unwrap_or_else(wic_tna_str::empty)
+    })
 }
 /// The token's `sub` (web identity), empty when absent.
 ///
@@ -201,7 +229,12 @@ pub unsafe extern "C" fn wic_tna_result_issuer(r: *const wic_tna_result) -> wic_
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_subject(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.and_then(|r| r.verified.as_deref()).map(|v| wic_tna_str::of(v.sub_z())).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        unsafe { get(r) }
+            .and_then(|r| r.verified.as_deref())
+            .map(|v| wic_tna_str::of(v.sub_z()))
+            .unwrap_or_else(wic_tna_str::empty)
+    })
 }
 /// The token's `scope`, empty when rejected.
 ///
@@ -210,7 +243,12 @@ pub unsafe extern "C" fn wic_tna_result_subject(r: *const wic_tna_result) -> wic
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_scope(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.and_then(|r| r.verified.as_deref()).map(|v| wic_tna_str::of(v.scope_z())).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        unsafe { get(r) }
+            .and_then(|r| r.verified.as_deref())
+            .map(|v| wic_tna_str::of(v.scope_z()))
+            .unwrap_or_else(wic_tna_str::empty)
+    })
 }
 /// A fixed description of the failure (never token content); empty when
 /// accepted.
@@ -220,24 +258,38 @@ pub unsafe extern "C" fn wic_tna_result_scope(r: *const wic_tna_result) -> wic_t
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_error_description(r: *const wic_tna_result) -> wic_tna_str {
     // SAFETY: caller's contract.
-    guard_or(wic_tna_str::empty(), || unsafe { get(r) }.map(|r| wic_tna_str::of(r.error_description)).unwrap_or_else(wic_tna_str::empty))
+    guard_or(wic_tna_str::empty(), || {
+        unsafe { get(r) }
+            .map(|r| wic_tna_str::of(r.error_description))
+            .unwrap_or_else(wic_tna_str::empty)
+    })
 }
 
 /// Number of IMPUs (0 when rejected or NULL). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn wic_tna_result_impu_count(r: *const wic_tna_result) -> usize {
     // SAFETY: caller's contract.
-    guard_or(0, || unsafe { get(r) }.and_then(|r| r.verified.as_deref()).map_or(0, Verified::impu_count))
+    guard_or(0, || {
+        unsafe { get(r) }
+            .and_then(|r| r.verified.as_deref())
+            .map_or(0, Verified::impu_count)
+    })
 }
 
 /// IMPU number `index` (from 0), as the token gives it; empty when `index`
 /// is out of range or `r` is NULL. Valid until the result is freed.
 /// Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_result_impu(r: *const wic_tna_result, index: usize) -> wic_tna_str {
+pub unsafe extern "C" fn wic_tna_result_impu(
+    r: *const wic_tna_result,
+    index: usize,
+) -> wic_tna_str {
     guard_or(wic_tna_str::empty(), || {
         // SAFETY: caller's contract.
-        match unsafe { get(r) }.and_then(|r| r.verified.as_deref()).and_then(|v| v.impu_z(index)) {
+        match unsafe { get(r) }
+            .and_then(|r| r.verified.as_deref())
+            .and_then(|v| v.impu_z(index))
+        {
             Some(s) => wic_tna_str::of(s),
             None => wic_tna_str::empty(),
         }

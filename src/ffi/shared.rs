@@ -18,7 +18,9 @@ pub struct wic_tna_shared {
 /// reference, so it may be freed before them). `out` must not be NULL.
 /// Errors: `NULL_ARGUMENT`, `IO_ERROR` (mmap failed; see `wic_tna_last_error`).
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_shared_new_anonymous(out: *mut *mut wic_tna_shared) -> wic_tna_status {
+pub unsafe extern "C" fn wic_tna_shared_new_anonymous(
+    out: *mut *mut wic_tna_shared,
+) -> wic_tna_status {
     guard("wic_tna_shared_new_anonymous", || {
         if out.is_null() {
             return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
@@ -41,7 +43,11 @@ pub unsafe extern "C" fn wic_tna_shared_new_anonymous(out: *mut *mut wic_tna_sha
 /// (interior NUL), `IO_ERROR` (cannot open or map, or not a wic-tna state
 /// file). Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn wic_tna_shared_open(path: *const c_char, path_len: usize, out: *mut *mut wic_tna_shared) -> wic_tna_status {
+pub unsafe extern "C" fn wic_tna_shared_open(
+    path: *const c_char,
+    path_len: usize,
+    out: *mut *mut wic_tna_shared,
+) -> wic_tna_status {
     guard("wic_tna_shared_open", || {
         // SAFETY: caller's contract.
         let p = match unsafe { bytes("path", path, path_len) } {
@@ -52,7 +58,10 @@ pub unsafe extern "C" fn wic_tna_shared_open(path: *const c_char, path_len: usiz
             return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
         }
         if p.is_empty() || p.contains(&0) {
-            return fail(WIC_TNA_STATUS_INVALID_ARGUMENT, "path is empty or has a NUL byte");
+            return fail(
+                WIC_TNA_STATUS_INVALID_ARGUMENT,
+                "path is empty or has a NUL byte",
+            );
         }
         match Shared::open(std::path::Path::new(std::ffi::OsStr::from_bytes(p))) {
             Ok(s) => {

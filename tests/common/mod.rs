@@ -79,7 +79,11 @@ pub fn pyjwt_cases() -> Vec<Vec<String>> {
         .arg(root().join("tests/cases/make_cases.py"))
         .output()
         .expect("python3 with PyJWT is needed (scripts/install-deps.sh installs it)");
-    assert!(out.status.success(), "make_cases.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "make_cases.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -97,7 +101,9 @@ pub fn localhost_in_etc_hosts() -> bool {
     std::fs::read_to_string("/etc/hosts").is_ok_and(|t| {
         t.lines().any(|l| {
             let mut w = l.split('#').next().unwrap_or("").split_whitespace();
-            w.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())) && w.any(|n| n == "localhost")
+            w.next()
+                .is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback()))
+                && w.any(|n| n == "localhost")
         })
     })
 }

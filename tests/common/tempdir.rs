@@ -18,7 +18,11 @@ impl TempDir {
 
     /// `wic-tna-<tag>-<pid>-<n>`.
     pub fn with_tag(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("wic-tna-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let p = std::env::temp_dir().join(format!(
+            "wic-tna-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&p).expect("temp dir");
         TempDir(p)
     }

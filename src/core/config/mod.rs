@@ -16,8 +16,8 @@ use crate::core::json;
 use crate::core::keys::{self, Alg, Key, KeySource};
 use crate::core::url::Url;
 pub use fleet::{FleetConfig, RawFleet};
-use serde::Deserialize;
 use rustc_hash::FxHashMap;
+use serde::Deserialize;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -205,7 +205,10 @@ pub struct Introspection {
 
 impl fmt::Debug for Introspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Introspection").field("url", &self.url).field("client_id", &self.client_id).finish_non_exhaustive()
+        f.debug_struct("Introspection")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -467,17 +470,24 @@ fn hex_digest(parts: &[&str]) -> String {
         ctx.update(p.as_bytes());
         ctx.update(b"\n");
     }
-    ctx.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    ctx.finish().as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Is `s` safe inside a quoted header parameter or as a header token?
 pub fn header_safe(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_graphic() && c != b'"' && c != b'\\')
 }
 
 /// A domain name as a realm: letters, digits, '.' and '-' only.
 fn is_realm(s: &str) -> bool {
-    header_safe(s) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
+    header_safe(s)
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
 }
 
 /// The key of a `key = value` line holding `offset`, if it is one.
@@ -487,16 +497,27 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     let (k, _) = text.get(start..end)?.split_once('=')?;
     let k = k.trim();
-    (!k.is_empty() && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))).then(|| k.to_owned())
+    (!k.is_empty()
+        && k.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')))
+    .then(|| k.to_owned())
 }
 
 /// A message on one line (parser messages may span several), for logs.
 fn one_line(m: &str) -> String {
-    m.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+    m.split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&c| c == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+        + 1
 }
 
 struct Ctx<'a> {
@@ -510,10 +531,20 @@ impl Ctx<'_> {
     /// An error in `field` of the table at `span`: the line is that of the
     /// field's own `name = ...` line inside the table when there is one, else
     /// the table's first line.
-    fn err(&self, span: Option<std::ops::Range<usize>>, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> ConfigError {
         let field = field.into();
         let line = span.map(|s| line_of(self.text, self.field_offset(s, &field)));
-        ConfigError { file: self.file.clone(), line, field: Some(field), message: msg.into() }
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            field: Some(field),
+            message: msg.into(),
+        }
     }
 
     /// Where, inside the table spanning `span`, the line `name = ...` of the
@@ -609,7 +640,11 @@ impl Ctx<'_> {
     fn top_level(&self, raw: &RawConfig) -> Result<TopLevel, ConfigError> {
         let home_realm = raw.home_realm.get_ref().clone();
         if !is_realm(&home_realm) {
-            return Err(self.err(Some(raw.home_realm.span()), "home_realm", "must be a domain name"));
+            return Err(self.err(
+                Some(raw.home_realm.span()),
+                "home_realm",
+                "must be a domain name",
+            ));
         }
         let min_registration_expires = match &raw.min_registration_expires {
             None => DEFAULT_MIN_REGISTRATION_EXPIRES.min(raw.max_registration_expires),
@@ -629,20 +664,30 @@ impl Ctx<'_> {
             },
         };
         let audience = match &raw.audience {
-            Some(a) if a.get_ref().is_empty() => return Err(self.err(Some(a.span()), "audience", "must not be empty")),
+            Some(a) if a.get_ref().is_empty() => {
+                return Err(self.err(Some(a.span()), "audience", "must not be empty"))
+            }
             Some(a) => a.get_ref().clone(),
             None => home_realm.clone(),
         };
         let required_scope = match &raw.required_scope {
             Some(s) if !header_safe(s.get_ref()) => {
-                return Err(self.err(Some(s.span()), "required_scope", "must be one scope token (no space or quote)"))
+                return Err(self.err(
+                    Some(s.span()),
+                    "required_scope",
+                    "must be one scope token (no space or quote)",
+                ))
             }
             Some(s) => s.get_ref().clone(),
             None => "webrtc-ims-client-access-to-ims".to_owned(),
         };
         let authz_server = match &raw.authz_server {
             Some(s) if !header_safe(s.get_ref()) => {
-                return Err(self.err(Some(s.span()), "authz_server", "must be a URL without spaces or quotes"))
+                return Err(self.err(
+                    Some(s.span()),
+                    "authz_server",
+                    "must be a URL without spaces or quotes",
+                ))
             }
             Some(s) => Some(s.get_ref().clone()),
             None => None,
@@ -663,7 +708,15 @@ impl Ctx<'_> {
             }
             (None, None) => None,
         };
-        Ok(TopLevel { home_realm, min_registration_expires, audience, required_scope, authz_server, state_file, cache_dir })
+        Ok(TopLevel {
+            home_realm,
+            min_registration_expires,
+            audience,
+            required_scope,
+            authz_server,
+            state_file,
+            cache_dir,
+        })
     }
 
     /// `[claims]`: every claim name is non-empty.
@@ -681,7 +734,11 @@ impl Ctx<'_> {
             ("jti", &c.jti),
         ] {
             if v.is_empty() {
-                return Err(self.err(None, format!("claims.{name}"), "claim name must not be empty"));
+                return Err(self.err(
+                    None,
+                    format!("claims.{name}"),
+                    "claim name must not be empty",
+                ));
             }
         }
         Ok(())
@@ -689,33 +746,62 @@ impl Ctx<'_> {
 
     /// `[scscf]`: trusted nodes are IP addresses, entities header-safe.
     fn scscf(&self, s: Option<&Spanned<RawScscf>>) -> Result<ScscfConfig, ConfigError> {
-        let Some(s) = s else { return Ok(ScscfConfig::default()) };
+        let Some(s) = s else {
+            return Ok(ScscfConfig::default());
+        };
         let line = Some(s.span());
         let mut nodes = Vec::new();
         for (i, n) in s.get_ref().trusted_nodes.iter().enumerate() {
             nodes.push(n.parse::<IpAddr>().map_err(|_| {
-                self.err(line.clone(), format!("scscf.trusted_nodes[{i}]"), format!("{n:?} is not an IP address"))
+                self.err(
+                    line.clone(),
+                    format!("scscf.trusted_nodes[{i}]"),
+                    format!("{n:?} is not an IP address"),
+                )
             })?);
         }
         for (i, e) in s.get_ref().allowed_entities.iter().enumerate() {
             if !header_safe(e) {
-                return Err(self.err(line.clone(), format!("scscf.allowed_entities[{i}]"), "empty or has spaces or quotes"));
+                return Err(self.err(
+                    line.clone(),
+                    format!("scscf.allowed_entities[{i}]"),
+                    "empty or has spaces or quotes",
+                ));
             }
         }
-        Ok(ScscfConfig { trusted_nodes: nodes, allowed_entities: s.get_ref().allowed_entities.clone() })
+        Ok(ScscfConfig {
+            trusted_nodes: nodes,
+            allowed_entities: s.get_ref().allowed_entities.clone(),
+        })
     }
 
     /// `[[issuer]]` number `i`, checked against the ones before it (`seen`,
     /// which it joins).
-    fn issuer(&self, i: usize, si: &Spanned<RawIssuer>, raw: &RawConfig, top: &TopLevel, seen: &mut Seen, src: &dyn Sources) -> Result<Issuer, ConfigError> {
+    fn issuer(
+        &self,
+        i: usize,
+        si: &Spanned<RawIssuer>,
+        raw: &RawConfig,
+        top: &TopLevel,
+        seen: &mut Seen,
+        src: &dyn Sources,
+    ) -> Result<Issuer, ConfigError> {
         let span = Some(si.span());
         let ri = si.get_ref();
         let fname = |f: &str| format!("issuer[{i}].{f}");
         if !header_safe(&ri.iss) {
-            return Err(self.err(span, fname("iss"), "must be non-empty, without spaces, quotes or backslashes"));
+            return Err(self.err(
+                span,
+                fname("iss"),
+                "must be non-empty, without spaces, quotes or backslashes",
+            ));
         }
         if seen.index.insert(ri.iss.clone(), i).is_some() {
-            return Err(self.err(span, fname("iss"), format!("issuer {:?} is configured twice", ri.iss)));
+            return Err(self.err(
+                span,
+                fname("iss"),
+                format!("issuer {:?} is configured twice", ri.iss),
+            ));
         }
         if ri.max_token_lifetime == 0 {
             return Err(self.err(span, fname("max_token_lifetime"), "must be positive"));
@@ -725,7 +811,11 @@ impl Ctx<'_> {
         self.origins(&span, i, &ri.origins)?;
         let tna_realm = self.issuer_tna(&span, i, ri, &top.home_realm)?;
         if ri.key.is_empty() && ri.introspection.is_none() {
-            return Err(self.err(span, fname("key"), "an issuer needs at least one [[issuer.key]] or an [issuer.introspection]"));
+            return Err(self.err(
+                span,
+                fname("key"),
+                "an issuer needs at least one [[issuer.key]] or an [issuer.introspection]",
+            ));
         }
         let tls = self.issuer_tls(&span, i, ri, src)?;
         let introspection = match &ri.introspection {
@@ -745,7 +835,9 @@ impl Ctx<'_> {
             tna_realm,
             tna_uri: ri.tna_uri.clone(),
             tna_realm_from_impu: ri.tna_realm_from_impu.unwrap_or(raw.tna_realm_from_impu),
-            add_authorization_entity: ri.add_authorization_entity.unwrap_or(raw.add_authorization_entity),
+            add_authorization_entity: ri
+                .add_authorization_entity
+                .unwrap_or(raw.add_authorization_entity),
             keys,
             keys_by_kid,
             remote_jwks,
@@ -755,10 +847,17 @@ impl Ctx<'_> {
     }
 
     /// An identity pool (`impi_patterns`, `impu_patterns`), compiled.
-    fn patterns(&self, span: &Span, field: &str, list: &[String]) -> Result<Vec<Pattern>, ConfigError> {
+    fn patterns(
+        &self,
+        span: &Span,
+        field: &str,
+        list: &[String],
+    ) -> Result<Vec<Pattern>, ConfigError> {
         list.iter()
             .enumerate()
-            .map(|(j, p)| Pattern::new(p).map_err(|m| self.err(span.clone(), format!("{field}[{j}]"), m)))
+            .map(|(j, p)| {
+                Pattern::new(p).map_err(|m| self.err(span.clone(), format!("{field}[{j}]"), m))
+            })
             .collect()
     }
 
@@ -766,22 +865,41 @@ impl Ctx<'_> {
     fn origins(&self, span: &Span, i: usize, origins: &[String]) -> Result<(), ConfigError> {
         for (j, o) in origins.iter().enumerate() {
             if !header_safe(o) || !(o.starts_with("https://") || o.starts_with("http://")) {
-                return Err(self.err(span.clone(), format!("issuer[{i}].origins[{j}]"), "must be an http(s) origin such as https://app.example.com"));
+                return Err(self.err(
+                    span.clone(),
+                    format!("issuer[{i}].origins[{j}]"),
+                    "must be an http(s) origin such as https://app.example.com",
+                ));
             }
         }
         Ok(())
     }
 
     /// `tna_realm` (default: `home_realm`, returned) and `tna_uri` of issuer `i`.
-    fn issuer_tna(&self, span: &Span, i: usize, ri: &RawIssuer, home_realm: &str) -> Result<String, ConfigError> {
+    fn issuer_tna(
+        &self,
+        span: &Span,
+        i: usize,
+        ri: &RawIssuer,
+        home_realm: &str,
+    ) -> Result<String, ConfigError> {
         let tna_realm = match &ri.tna_realm {
-            Some(r) if !is_realm(r) => return Err(self.err(span.clone(), format!("issuer[{i}].tna_realm"), "must be a domain name")),
+            Some(r) if !is_realm(r) => {
+                return Err(self.err(
+                    span.clone(),
+                    format!("issuer[{i}].tna_realm"),
+                    "must be a domain name",
+                ))
+            }
             Some(r) => r.clone(),
             None => home_realm.to_owned(),
         };
         if let Some(u) = &ri.tna_uri {
             let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or("");
-            if !header_safe(u) || !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) || u.len() <= scheme.len() + 1 {
+            if !header_safe(u)
+                || !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips"))
+                || u.len() <= scheme.len() + 1
+            {
                 return Err(self.err(span.clone(), format!("issuer[{i}].tna_uri"), "must be a sip: or sips: URI without spaces, quotes or backslashes, such as sip:ims.example.net"));
             }
         }
@@ -790,15 +908,28 @@ impl Ctx<'_> {
 
     /// `ca_file` of issuer `i` and the TLS settings of its endpoints: made
     /// when it has an endpoint (introspection, `jwks_url`) or a `ca_file`.
-    fn issuer_tls(&self, span: &Span, i: usize, ri: &RawIssuer, src: &dyn Sources) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+    fn issuer_tls(
+        &self,
+        span: &Span,
+        i: usize,
+        ri: &RawIssuer,
+        src: &dyn Sources,
+    ) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
         let field = || format!("issuer[{i}].ca_file");
         let ca_pem = match &ri.ca_file {
-            Some(f) => Some(src.read(&self.resolve(f), MAX_KEY_FILE_SIZE).map_err(|m| self.err(span.clone(), field(), m))?),
+            Some(f) => Some(
+                src.read(&self.resolve(f), MAX_KEY_FILE_SIZE)
+                    .map_err(|m| self.err(span.clone(), field(), m))?,
+            ),
             None => None,
         };
-        let needs_tls = ri.introspection.is_some() || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
+        let needs_tls =
+            ri.introspection.is_some() || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
         if needs_tls || ca_pem.is_some() {
-            Ok(Some(src.tls(ca_pem.as_deref()).map_err(|m| self.err(span.clone(), field(), m))?))
+            Ok(Some(
+                src.tls(ca_pem.as_deref())
+                    .map_err(|m| self.err(span.clone(), field(), m))?,
+            ))
         } else {
             Ok(None)
         }
@@ -806,22 +937,44 @@ impl Ctx<'_> {
 
     /// `[issuer.introspection]` of issuer `i`; its `token_prefix` must not
     /// overlap one of an issuer before it (`seen`, which it joins).
-    fn introspection(&self, i: usize, sp: &Spanned<RawIntrospection>, seen: &mut Seen, src: &dyn Sources) -> Result<Introspection, ConfigError> {
+    fn introspection(
+        &self,
+        i: usize,
+        sp: &Spanned<RawIntrospection>,
+        seen: &mut Seen,
+        src: &dyn Sources,
+    ) -> Result<Introspection, ConfigError> {
         let ispan = Some(sp.span());
         let r = sp.get_ref();
         let iname = |f: &str| format!("issuer[{i}].introspection.{f}");
-        let url = Url::parse(&r.endpoint).map_err(|m| self.err(ispan.clone(), iname("endpoint"), m))?;
+        let url =
+            Url::parse(&r.endpoint).map_err(|m| self.err(ispan.clone(), iname("endpoint"), m))?;
         if !header_safe(&r.client_id) || r.client_id.contains(':') {
-            return Err(self.err(ispan, iname("client_id"), "must be non-empty, without spaces, quotes or ':'"));
+            return Err(self.err(
+                ispan,
+                iname("client_id"),
+                "must be non-empty, without spaces, quotes or ':'",
+            ));
         }
-        let secret = src.read(&self.resolve(&r.client_secret_file), 64 * 1024)
+        let secret = src
+            .read(&self.resolve(&r.client_secret_file), 64 * 1024)
             .map_err(|m| self.err(ispan.clone(), iname("client_secret_file"), m))?;
         let secret = String::from_utf8(trim_end(&secret).to_vec())
             .ok()
             .filter(|s| !s.is_empty() && !s.contains(['\r', '\n']))
-            .ok_or_else(|| self.err(ispan.clone(), iname("client_secret_file"), "must hold one non-empty UTF-8 line"))?;
+            .ok_or_else(|| {
+                self.err(
+                    ispan.clone(),
+                    iname("client_secret_file"),
+                    "must hold one non-empty UTF-8 line",
+                )
+            })?;
         if r.timeout_ms == 0 || r.timeout_ms > MAX_INTROSPECTION_TIMEOUT_MS {
-            return Err(self.err(ispan, iname("timeout_ms"), format!("must be between 1 and {MAX_INTROSPECTION_TIMEOUT_MS}")));
+            return Err(self.err(
+                ispan,
+                iname("timeout_ms"),
+                format!("must be between 1 and {MAX_INTROSPECTION_TIMEOUT_MS}"),
+            ));
         }
         if r.cache_size > 1_000_000 {
             return Err(self.err(ispan, iname("cache_size"), "at most 1000000"));
@@ -830,10 +983,18 @@ impl Ctx<'_> {
             return Err(self.err(ispan, iname("negative_ttl"), "at most 300 seconds"));
         }
         if r.breaker_failures == 0 || r.breaker_failures > 1000 {
-            return Err(self.err(ispan, iname("breaker_failures"), "must be between 1 and 1000"));
+            return Err(self.err(
+                ispan,
+                iname("breaker_failures"),
+                "must be between 1 and 1000",
+            ));
         }
         if r.breaker_cooldown == 0 || r.breaker_cooldown > 3600 {
-            return Err(self.err(ispan, iname("breaker_cooldown"), "must be between 1 and 3600 seconds"));
+            return Err(self.err(
+                ispan,
+                iname("breaker_cooldown"),
+                "must be between 1 and 3600 seconds",
+            ));
         }
         if r.max_size < 256 || r.max_size > 1024 * 1024 {
             return Err(self.err(ispan, iname("max_size"), "must be between 256 and 1048576"));
@@ -841,9 +1002,17 @@ impl Ctx<'_> {
         match &r.token_prefix {
             Some(p) => {
                 if p.is_empty() || !p.bytes().all(|c| c.is_ascii_graphic()) {
-                    return Err(self.err(ispan, iname("token_prefix"), "must be non-empty printable ASCII"));
+                    return Err(self.err(
+                        ispan,
+                        iname("token_prefix"),
+                        "must be non-empty printable ASCII",
+                    ));
                 }
-                if let Some((q, j)) = seen.prefixes.iter().find(|(q, _)| q.starts_with(p.as_str()) || p.starts_with(q.as_str())) {
+                if let Some((q, j)) = seen
+                    .prefixes
+                    .iter()
+                    .find(|(q, _)| q.starts_with(p.as_str()) || p.starts_with(q.as_str()))
+                {
                     return Err(self.err(ispan, iname("token_prefix"), format!("overlaps the prefix {q:?} of issuer[{j}]: a token must name one issuer")));
                 }
                 seen.prefixes.push((p.clone(), i));
@@ -875,7 +1044,13 @@ impl Ctx<'_> {
 
     /// The `[[issuer.key]]` tables of issuer `i`: the keys read from files,
     /// and its key set by URL (at most one).
-    fn issuer_keys(&self, i: usize, ri: &RawIssuer, cache_dir: Option<&Path>, src: &dyn Sources) -> Result<(Vec<Key>, Option<RemoteJwks>), ConfigError> {
+    fn issuer_keys(
+        &self,
+        i: usize,
+        ri: &RawIssuer,
+        cache_dir: Option<&Path>,
+        src: &dyn Sources,
+    ) -> Result<(Vec<Key>, Option<RemoteJwks>), ConfigError> {
         let mut remote_jwks: Option<RemoteJwks> = None;
         let mut keys: Vec<Key> = Vec::new();
         for (k, sk) in ri.key.iter().enumerate() {
@@ -890,7 +1065,16 @@ impl Ctx<'_> {
     /// `[[issuer.key]]` number `k` of issuer `i` (`iss`): exactly one
     /// source; `have_remote`: a `jwks_url` came before it.
     #[allow(clippy::too_many_arguments)]
-    fn key(&self, i: usize, k: usize, iss: &str, sk: &Spanned<RawKey>, have_remote: bool, cache_dir: Option<&Path>, src: &dyn Sources) -> Result<KeyEntry, ConfigError> {
+    fn key(
+        &self,
+        i: usize,
+        k: usize,
+        iss: &str,
+        sk: &Spanned<RawKey>,
+        have_remote: bool,
+        cache_dir: Option<&Path>,
+        src: &dyn Sources,
+    ) -> Result<KeyEntry, ConfigError> {
         let kspan = Some(sk.span());
         let rk = sk.get_ref();
         let at = format!("issuer[{i}].key[{k}]");
@@ -898,7 +1082,11 @@ impl Ctx<'_> {
         let algs = self.algorithms(&kspan, &kname("algorithms"), &rk.algorithms)?;
         if let Some(kid) = &rk.kid {
             if !header_safe(kid) {
-                return Err(self.err(kspan, kname("kid"), "must be non-empty, without spaces or quotes"));
+                return Err(self.err(
+                    kspan,
+                    kname("kid"),
+                    "must be non-empty, without spaces or quotes",
+                ));
             }
         }
         let sources = [
@@ -910,10 +1098,16 @@ impl Ctx<'_> {
         ];
         let given: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
         if given.len() != 1 {
-            return Err(self.err(kspan, at, "give exactly one of pem, certificate, secret_file, jwks, jwks_url"));
+            return Err(self.err(
+                kspan,
+                at,
+                "give exactly one of pem, certificate, secret_file, jwks, jwks_url",
+            ));
         }
         if let Some(url) = &rk.jwks_url {
-            return self.remote_key(&kspan, &at, iss, rk, url, algs, have_remote, cache_dir).map(KeyEntry::Remote);
+            return self
+                .remote_key(&kspan, &at, iss, rk, url, algs, have_remote, cache_dir)
+                .map(KeyEntry::Remote);
         }
         let remote_only = [
             ("min_refresh", rk.min_refresh.is_some()),
@@ -929,11 +1123,17 @@ impl Ctx<'_> {
         let (field, Some(rel)) = (given[0].0, given[0].1) else {
             return Err(self.err(kspan, at, "no key source"));
         };
-        self.local_key(&kspan, &at, rk, field, rel, &algs, src).map(KeyEntry::Local)
+        self.local_key(&kspan, &at, rk, field, rel, &algs, src)
+            .map(KeyEntry::Local)
     }
 
     /// `algorithms` of a key: at least one, each supported.
-    fn algorithms(&self, kspan: &Span, field: &str, names: &[String]) -> Result<Vec<Alg>, ConfigError> {
+    fn algorithms(
+        &self,
+        kspan: &Span,
+        field: &str,
+        names: &[String],
+    ) -> Result<Vec<Alg>, ConfigError> {
         if names.is_empty() {
             return Err(self.err(kspan.clone(), field, "list at least one algorithm"));
         }
@@ -952,7 +1152,17 @@ impl Ctx<'_> {
     /// A `jwks_url` key (`at`: its field name): the key set fetched by URL
     /// into `cache_dir`, and its refresh settings.
     #[allow(clippy::too_many_arguments)]
-    fn remote_key(&self, kspan: &Span, at: &str, iss: &str, rk: &RawKey, url: &str, algs: Vec<Alg>, have_remote: bool, cache_dir: Option<&Path>) -> Result<RemoteJwks, ConfigError> {
+    fn remote_key(
+        &self,
+        kspan: &Span,
+        at: &str,
+        iss: &str,
+        rk: &RawKey,
+        url: &str,
+        algs: Vec<Alg>,
+        have_remote: bool,
+        cache_dir: Option<&Path>,
+    ) -> Result<RemoteJwks, ConfigError> {
         let kname = |f: &str| format!("{at}.{f}");
         let err = |f: &str, m: String| self.err(kspan.clone(), kname(f), m);
         if rk.kid.is_some() {
@@ -968,7 +1178,14 @@ impl Ctx<'_> {
         let min_refresh = rk.min_refresh.unwrap_or(60);
         let max_refresh = rk.max_refresh.unwrap_or(86_400);
         if min_refresh == 0 || min_refresh > max_refresh || max_refresh > 30 * 86_400 {
-            return Err(err(if min_refresh == 0 { "min_refresh" } else { "max_refresh" }, "need 1 <= min_refresh <= max_refresh <= 2592000 seconds".into()));
+            return Err(err(
+                if min_refresh == 0 {
+                    "min_refresh"
+                } else {
+                    "max_refresh"
+                },
+                "need 1 <= min_refresh <= max_refresh <= 2592000 seconds".into(),
+            ));
         }
         let max_stale = rk.max_stale.unwrap_or(86_400);
         if max_stale > 30 * 86_400 {
@@ -976,11 +1193,17 @@ impl Ctx<'_> {
         }
         let timeout_ms = rk.timeout_ms.unwrap_or(2000);
         if timeout_ms == 0 || timeout_ms > MAX_FETCH_TIMEOUT_MS {
-            return Err(err("timeout_ms", format!("must be between 1 and {MAX_FETCH_TIMEOUT_MS}")));
+            return Err(err(
+                "timeout_ms",
+                format!("must be between 1 and {MAX_FETCH_TIMEOUT_MS}"),
+            ));
         }
         let max_size = rk.max_size.unwrap_or(256 * 1024);
         if max_size < 64 || max_size as u64 > MAX_KEY_FILE_SIZE {
-            return Err(err("max_size", format!("must be between 64 and {MAX_KEY_FILE_SIZE}")));
+            return Err(err(
+                "max_size",
+                format!("must be between 64 and {MAX_KEY_FILE_SIZE}"),
+            ));
         }
         let refetch_interval = rk.refetch_interval.unwrap_or(60);
         if refetch_interval == 0 {
@@ -1003,16 +1226,31 @@ impl Ctx<'_> {
     /// A key read from a file now (`field`: its source, `rel`: the path
     /// as written), taken into the digest.
     #[allow(clippy::too_many_arguments)]
-    fn local_key(&self, kspan: &Span, at: &str, rk: &RawKey, field: &str, rel: &str, algs: &[Alg], src: &dyn Sources) -> Result<Vec<Key>, ConfigError> {
+    fn local_key(
+        &self,
+        kspan: &Span,
+        at: &str,
+        rk: &RawKey,
+        field: &str,
+        rel: &str,
+        algs: &[Alg],
+        src: &dyn Sources,
+    ) -> Result<Vec<Key>, ConfigError> {
         let kname = |f: &str| format!("{at}.{f}");
         let path = self.resolve(rel);
-        let data = src.read(&path, MAX_KEY_FILE_SIZE).map_err(|m| self.err(kspan.clone(), kname(field), m))?;
+        let data = src
+            .read(&path, MAX_KEY_FILE_SIZE)
+            .map_err(|m| self.err(kspan.clone(), kname(field), m))?;
         self.absorb(&data);
         let src_name = path.display().to_string();
         match field {
             "jwks" => {
                 if rk.kid.is_some() {
-                    return Err(self.err(kspan.clone(), kname("kid"), "a JWKS gives its own kids; remove kid"));
+                    return Err(self.err(
+                        kspan.clone(),
+                        kname("kid"),
+                        "a JWKS gives its own kids; remove kid",
+                    ));
                 }
                 keys::load_jwks(&data, algs, &src_name).map(|(keys, notes)| {
                     // Every process that loads the file logs these: a key
@@ -1020,14 +1258,22 @@ impl Ctx<'_> {
                     // set (INFO), only one this configuration cannot use
                     // is a WARN.
                     for n in notes {
-                        crate::log::log(n.level(), &format!("{}: {}: {src_name}: {n}", self.file, kname("jwks")));
+                        crate::log::log(
+                            n.level(),
+                            &format!("{}: {}: {src_name}: {n}", self.file, kname("jwks")),
+                        );
                     }
                     keys
                 })
             }
             "secret_file" => {
                 let trimmed = trim_end(&data);
-                keys::load_file_key(rk.kid.as_deref(), algs, KeySource::Secret(trimmed), &src_name)
+                keys::load_file_key(
+                    rk.kid.as_deref(),
+                    algs,
+                    KeySource::Secret(trimmed),
+                    &src_name,
+                )
             }
             _ => keys::load_file_key(rk.kid.as_deref(), algs, KeySource::Pem(&data), &src_name),
         }
@@ -1036,7 +1282,12 @@ impl Ctx<'_> {
 
     /// The keys of issuer `i` by kid: a kid must name one key (possibly
     /// with several algorithms).
-    fn keys_by_kid(&self, span: &Span, i: usize, keys: &[Key]) -> Result<FxHashMap<String, Vec<usize>>, ConfigError> {
+    fn keys_by_kid(
+        &self,
+        span: &Span,
+        i: usize,
+        keys: &[Key],
+    ) -> Result<FxHashMap<String, Vec<usize>>, ConfigError> {
         let mut keys_by_kid: FxHashMap<String, Vec<usize>> = FxHashMap::default();
         for (idx, key) in keys.iter().enumerate() {
             if let Some(kid) = &key.kid {
@@ -1046,7 +1297,11 @@ impl Ctx<'_> {
         for (kid, idxs) in &keys_by_kid {
             let first = &keys[idxs[0]].source;
             if idxs.iter().any(|&x| &keys[x].source != first) {
-                return Err(self.err(span.clone(), format!("issuer[{i}].key"), format!("kid {kid:?} names more than one key")));
+                return Err(self.err(
+                    span.clone(),
+                    format!("issuer[{i}].key"),
+                    format!("kid {kid:?} names more than one key"),
+                ));
             }
         }
         Ok(keys_by_kid)
@@ -1054,10 +1309,17 @@ impl Ctx<'_> {
 
     /// `[fleet]` (its rules: [`RawFleet::check`]); `node_id` defaults to
     /// the host name.
-    fn fleet(&self, f: Option<Spanned<RawFleet>>, src: &dyn Sources) -> Result<Option<FleetConfig>, ConfigError> {
+    fn fleet(
+        &self,
+        f: Option<Spanned<RawFleet>>,
+        src: &dyn Sources,
+    ) -> Result<Option<FleetConfig>, ConfigError> {
         let Some(f) = f else { return Ok(None) };
         let span = f.span();
-        f.into_inner().check(|| src.hostname()).map(Some).map_err(|(field, m)| self.err(Some(span), format!("fleet.{field}"), m))
+        f.into_inner()
+            .check(|| src.hostname())
+            .map(Some)
+            .map_err(|(field, m)| self.err(Some(span), format!("fleet.{field}"), m))
     }
 }
 
@@ -1065,12 +1327,20 @@ impl Config {
     /// Build a configuration from its text. `file` names it in errors,
     /// relative key paths are resolved against `dir`, `path` is where it is
     /// (re)loaded from; the files it names are read through `src`.
-    pub fn build(text: &str, file: &str, dir: &Path, path: &Path, src: &dyn Sources) -> Result<Config, ConfigError> {
+    pub fn build(
+        text: &str,
+        file: &str,
+        dir: &Path,
+        path: &Path,
+        src: &dyn Sources,
+    ) -> Result<Config, ConfigError> {
         let cx = Ctx {
             file: file.to_owned(),
             text,
             dir: dir.to_path_buf(),
-            digest: std::cell::RefCell::new(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256)),
+            digest: std::cell::RefCell::new(aws_lc_rs::digest::Context::new(
+                &aws_lc_rs::digest::SHA256,
+            )),
         };
         cx.absorb(text.as_bytes());
         let raw = cx.parse()?;
@@ -1187,10 +1457,22 @@ mod tests {
 
     fn build(text: &str) -> Result<Config, ConfigError> {
         let files = Files(HashMap::from([
-            (PathBuf::from("/cfg/a.secret"), b"secret-of-issuer-a-thirty-two-bytes".to_vec()),
-            (PathBuf::from("/cfg/b.secret"), b"secret-of-issuer-b-thirty-two-bytes".to_vec()),
+            (
+                PathBuf::from("/cfg/a.secret"),
+                b"secret-of-issuer-a-thirty-two-bytes".to_vec(),
+            ),
+            (
+                PathBuf::from("/cfg/b.secret"),
+                b"secret-of-issuer-b-thirty-two-bytes".to_vec(),
+            ),
         ]));
-        Config::build(text, "t.toml", Path::new("/cfg"), Path::new("/cfg/t.toml"), &files)
+        Config::build(
+            text,
+            "t.toml",
+            Path::new("/cfg"),
+            Path::new("/cfg/t.toml"),
+            &files,
+        )
     }
 
     const TWO: &str = r#"home_realm = "ims.example.net"
@@ -1213,7 +1495,10 @@ iss = "https://b.example"
     #[test]
     fn keys_are_trusted_per_issuer() {
         let cfg = build(TWO).unwrap();
-        let (a, b) = (cfg.issuer("https://a.example").unwrap(), cfg.issuer("https://b.example").unwrap());
+        let (a, b) = (
+            cfg.issuer("https://a.example").unwrap(),
+            cfg.issuer("https://b.example").unwrap(),
+        );
         // The same kid names each issuer's own key, not the other's.
         assert_eq!(a.keys_by_kid["k"], vec![0]);
         assert_eq!(b.keys_by_kid["k"], vec![0]);
@@ -1236,8 +1521,14 @@ iss = "https://b.example"
         for (from, to, field, line) in cases {
             let text = TWO.replacen(from, to, 1);
             assert_ne!(text, TWO, "{from}");
-            let e = build(&text).err().unwrap_or_else(|| panic!("accepted: {to}"));
-            assert_eq!((e.field.as_deref(), e.line), (Some(*field), Some(*line)), "{e}");
+            let e = build(&text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {to}"));
+            assert_eq!(
+                (e.field.as_deref(), e.line),
+                (Some(*field), Some(*line)),
+                "{e}"
+            );
             assert_eq!(e.file, "t.toml");
         }
     }
@@ -1248,7 +1539,9 @@ iss = "https://b.example"
         for (from, to, field) in cases {
             let text = TWO.replacen(from, to, 1);
             assert_ne!(text, TWO, "{from}");
-            let e = build(&text).err().unwrap_or_else(|| panic!("accepted: {to}"));
+            let e = build(&text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {to}"));
             assert_eq!(e.field.as_deref(), Some(*field), "{e}");
         }
         for (from, to) in ok {
@@ -1279,14 +1572,23 @@ iss = "https://b.example"
     #[test]
     fn claim_names_are_not_empty() {
         refused(
-            &[(TOP, "home_realm = \"ims.example.net\"\n[claims]\nimpu = \"\"\n", "claims.impu")],
-            &[(TOP, "home_realm = \"ims.example.net\"\n[claims]\nimpu = \"x\"\n")],
+            &[(
+                TOP,
+                "home_realm = \"ims.example.net\"\n[claims]\nimpu = \"\"\n",
+                "claims.impu",
+            )],
+            &[(
+                TOP,
+                "home_realm = \"ims.example.net\"\n[claims]\nimpu = \"x\"\n",
+            )],
         );
     }
 
     #[test]
     fn scscf_entities_are_header_safe() {
-        let scscf = |v: &str| format!("{TOP}[scscf]\ntrusted_nodes = [\"192.0.2.1\"]\nallowed_entities = [{v}]\n");
+        let scscf = |v: &str| {
+            format!("{TOP}[scscf]\ntrusted_nodes = [\"192.0.2.1\"]\nallowed_entities = [{v}]\n")
+        };
         let (bad, good) = (scscf("\"a b\""), scscf("\"wwsf\""));
         refused(&[(TOP, &bad, "scscf.allowed_entities[0]")], &[(TOP, &good)]);
     }
@@ -1314,9 +1616,17 @@ iss = "https://b.example"
         const B: &str = "iss = \"https://b.example\"\n";
         refused(
             &[
-                (B, "iss = \"https://b.example\"\nca_file = \"missing\"\n", "issuer[1].ca_file"),
+                (
+                    B,
+                    "iss = \"https://b.example\"\nca_file = \"missing\"\n",
+                    "issuer[1].ca_file",
+                ),
                 // Read, then refused by the TLS settings.
-                (B, "iss = \"https://b.example\"\nca_file = \"a.secret\"\n", "issuer[1].ca_file"),
+                (
+                    B,
+                    "iss = \"https://b.example\"\nca_file = \"a.secret\"\n",
+                    "issuer[1].ca_file",
+                ),
             ],
             &[],
         );
@@ -1328,9 +1638,17 @@ iss = "https://b.example"
         let section = |extra: &str| {
             format!("  [issuer.introspection]\n  endpoint = \"https://as.example/introspect\"\n  client_id = \"wic\"\n  client_secret_file = \"a.secret\"\n{extra}\n")
         };
-        let mut text = TWO.replacen("iss = \"https://b.example\"\n", &format!("iss = \"https://b.example\"\n{}", section(b)), 1);
+        let mut text = TWO.replacen(
+            "iss = \"https://b.example\"\n",
+            &format!("iss = \"https://b.example\"\n{}", section(b)),
+            1,
+        );
         if let Some(a) = a {
-            text = text.replacen("iss = \"https://a.example\"\n", &format!("iss = \"https://a.example\"\n{}", section(a)), 1);
+            text = text.replacen(
+                "iss = \"https://a.example\"\n",
+                &format!("iss = \"https://a.example\"\n{}", section(a)),
+                1,
+            );
         }
         text
     }
@@ -1346,18 +1664,49 @@ iss = "https://b.example"
             (None, "  breaker_cooldown = 3601", "breaker_cooldown"),
             (None, "  max_size = 255", "max_size"),
             (None, "  token_prefix = \"a b\"", "token_prefix"),
-            (Some("  token_prefix = \"at-\""), "  token_prefix = \"at-x\"", "token_prefix"),
-            (Some("  token_prefix = \"at-x\""), "  token_prefix = \"at-\"", "token_prefix"),
+            (
+                Some("  token_prefix = \"at-\""),
+                "  token_prefix = \"at-x\"",
+                "token_prefix",
+            ),
+            (
+                Some("  token_prefix = \"at-x\""),
+                "  token_prefix = \"at-\"",
+                "token_prefix",
+            ),
         ];
         for (a, b, field) in cases {
-            let e = build(&introspecting(*a, b)).err().unwrap_or_else(|| panic!("accepted: {b}"));
-            assert_eq!(e.field, Some(format!("issuer[1].introspection.{field}")), "{e}");
+            let e = build(&introspecting(*a, b))
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {b}"));
+            assert_eq!(
+                e.field,
+                Some(format!("issuer[1].introspection.{field}")),
+                "{e}"
+            );
         }
-        let bad_client = introspecting(None, "").replacen("client_id = \"wic\"", "client_id = \"w:c\"", 1);
-        assert_eq!(build(&bad_client).unwrap_err().field.as_deref(), Some("issuer[1].introspection.client_id"));
-        let cfg = build(&introspecting(Some("  token_prefix = \"at-\""), "  token_prefix = \"bt-\"\n  timeout_ms = 2000")).unwrap();
-        assert_eq!(cfg.introspection_issuer("bt-1", false).unwrap().iss.as_ref(), "https://b.example");
-        assert_eq!(cfg.issuers[0].introspection.as_ref().unwrap().client_secret, "secret-of-issuer-a-thirty-two-bytes");
+        let bad_client =
+            introspecting(None, "").replacen("client_id = \"wic\"", "client_id = \"w:c\"", 1);
+        assert_eq!(
+            build(&bad_client).unwrap_err().field.as_deref(),
+            Some("issuer[1].introspection.client_id")
+        );
+        let cfg = build(&introspecting(
+            Some("  token_prefix = \"at-\""),
+            "  token_prefix = \"bt-\"\n  timeout_ms = 2000",
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.introspection_issuer("bt-1", false)
+                .unwrap()
+                .iss
+                .as_ref(),
+            "https://b.example"
+        );
+        assert_eq!(
+            cfg.issuers[0].introspection.as_ref().unwrap().client_secret,
+            "secret-of-issuer-a-thirty-two-bytes"
+        );
         assert!(cfg.any_introspection && cfg.issuers[1].tls.is_some());
     }
 
@@ -1366,10 +1715,26 @@ iss = "https://b.example"
         const B: &str = "  secret_file = \"b.secret\"";
         refused(
             &[
-                (B, "  secret_file = \"b.secret\"\n  pem = \"b.pem\"", "issuer[1].key[0]"),
-                (B, "  secret_file = \"b.secret\"\n  timeout_ms = 10", "issuer[1].key[0].timeout_ms"),
-                ("  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b", "  kid = \"k\"\n  algorithms = []\n  secret_file = \"b", "issuer[1].key[0].algorithms"),
-                ("  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b", "  kid = \"k k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b", "issuer[1].key[0].kid"),
+                (
+                    B,
+                    "  secret_file = \"b.secret\"\n  pem = \"b.pem\"",
+                    "issuer[1].key[0]",
+                ),
+                (
+                    B,
+                    "  secret_file = \"b.secret\"\n  timeout_ms = 10",
+                    "issuer[1].key[0].timeout_ms",
+                ),
+                (
+                    "  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b",
+                    "  kid = \"k\"\n  algorithms = []\n  secret_file = \"b",
+                    "issuer[1].key[0].algorithms",
+                ),
+                (
+                    "  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b",
+                    "  kid = \"k k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b",
+                    "issuer[1].key[0].kid",
+                ),
             ],
             &[(B, "  secret_file = \"a.secret\"")],
         );
@@ -1378,19 +1743,31 @@ iss = "https://b.example"
     #[test]
     fn jwks_url_key_rules() {
         const B: &str = "  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b.secret\"";
-        let url = |extra: &str| format!("  algorithms = [\"RS256\"]\n  jwks_url = \"https://b.example/jwks\"\n{extra}");
+        let url = |extra: &str| {
+            format!("  algorithms = [\"RS256\"]\n  jwks_url = \"https://b.example/jwks\"\n{extra}")
+        };
         let cached = |t: &str| format!("cache_dir = \"/var/cache/wic-tna\"\n{t}");
         let cases: &[(&str, &str, &str)] = &[
             ("  kid = \"k\"", "kid", "a JWKS gives its own kids"),
             ("  min_refresh = 0", "min_refresh", "need 1"),
-            ("  min_refresh = 100\n  max_refresh = 99", "max_refresh", "need 1"),
+            (
+                "  min_refresh = 100\n  max_refresh = 99",
+                "max_refresh",
+                "need 1",
+            ),
             ("  max_stale = 2592001", "max_stale", "at most"),
             ("  timeout_ms = 0", "timeout_ms", "must be between"),
             ("  max_size = 63", "max_size", "must be between"),
-            ("  refetch_interval = 0", "refetch_interval", "must be positive"),
+            (
+                "  refetch_interval = 0",
+                "refetch_interval",
+                "must be positive",
+            ),
         ];
         for (extra, field, msg) in cases {
-            let e = build(&cached(&TWO.replacen(B, &url(extra), 1))).err().unwrap_or_else(|| panic!("accepted: {extra}"));
+            let e = build(&cached(&TWO.replacen(B, &url(extra), 1)))
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {extra}"));
             assert_eq!(e.field, Some(format!("issuer[1].key[0].{field}")), "{e}");
             assert!(e.message.contains(msg), "{e}");
         }
@@ -1403,7 +1780,10 @@ iss = "https://b.example"
         assert_eq!(e.field.as_deref(), Some("issuer[1].key[1].jwks_url"), "{e}");
         let cfg = build(&cached(&TWO.replacen(B, &url(""), 1))).unwrap();
         let r = cfg.issuers[1].remote_jwks.as_ref().unwrap();
-        assert_eq!((r.min_refresh, r.max_refresh, r.timeout), (60, 86_400, Duration::from_millis(2000)));
+        assert_eq!(
+            (r.min_refresh, r.max_refresh, r.timeout),
+            (60, 86_400, Duration::from_millis(2000))
+        );
         assert!(r.cache_file.starts_with("/var/cache/wic-tna") && cfg.issuers[1].keys.is_empty());
     }
 
@@ -1416,14 +1796,26 @@ iss = "https://b.example"
         );
         let cfg = build(&same).unwrap();
         assert_eq!(cfg.issuers[0].keys_by_kid["k"].len(), 2);
-        let other = same.replacen("algorithms = [\"HS256\"]\n  secret_file = \"a.secret\"", "algorithms = [\"HS256\"]\n  secret_file = \"b.secret\"", 1);
+        let other = same.replacen(
+            "algorithms = [\"HS256\"]\n  secret_file = \"a.secret\"",
+            "algorithms = [\"HS256\"]\n  secret_file = \"b.secret\"",
+            1,
+        );
         let e = build(&other).unwrap_err();
-        assert_eq!((e.field.as_deref(), e.line), (Some("issuer[0].key"), Some(3)), "{e}");
+        assert_eq!(
+            (e.field.as_deref(), e.line),
+            (Some("issuer[0].key"), Some(3)),
+            "{e}"
+        );
     }
 
     #[test]
     fn fleet_node_id_defaults_to_the_host_name() {
-        let text = TWO.replacen("home_realm = \"ims.example.net\"\n", "home_realm = \"ims.example.net\"\n[fleet]\nredis_url = \"redis://127.0.0.1/\"\n", 1);
+        let text = TWO.replacen(
+            "home_realm = \"ims.example.net\"\n",
+            "home_realm = \"ims.example.net\"\n[fleet]\nredis_url = \"redis://127.0.0.1/\"\n",
+            1,
+        );
         assert_eq!(build(&text).unwrap().fleet.unwrap().node_id, "node-a");
     }
 }

@@ -1,7 +1,10 @@
 """wic-tna from OpenSIPS's `python` module (OpenSIPS 3.x), with no C
-compiler: the handler object that `python_exec()` calls, over the ctypes
-binding of kamailio-example/python/wic_tna_glue.py (`Library`, `Context`,
-`Result`), which this script imports rather than copies.
+compiler: the handler object that `python_exec()` calls. It only adapts
+OpenSIPS's msg object to the proxy-neutral handler core of
+kamailio-example/python/wic_tna_glue.py (`HandlerCore`, `Register`, over the
+ctypes binding `Library`, `Context`, `Result`), which this script imports
+rather than copies: the decisions are the core's, shared with Kamailio's
+handler.
 
 OpenSIPS's contract (modules/python):
 
@@ -39,7 +42,7 @@ import os
 import sys
 
 # --------------------------------------------------------------------------
-# the ctypes binding: kamailio-example/python/wic_tna_glue.py
+# the binding and handler core: kamailio-example/python/wic_tna_glue.py
 # --------------------------------------------------------------------------
 
 
@@ -79,12 +82,6 @@ try:
 except ImportError:  # imported by a test or a linter
     def LM_ERR(text):
         sys.stderr.write(text)
-
-# process ranks (sr_module.h): SIP workers are >= 1
-_PROC_MAIN = 0
-
-_OUT_VARS = ("status", "reason", "challenge", "tna", "impi", "impus",
-             "issuer", "subject", "expires")
 
 
 def _log(level, text):
@@ -144,20 +141,16 @@ def _to_uri(msg):
 
 
 def _authorization(msg):
-    """(value, count): the Authorization value ('' for none) and how many
-    Authorization headers the request has."""
+    """The values of the request's Authorization headers ([] for none)."""
     try:
         count = int(_pv(msg, "$hdrcnt(Authorization)") or 0)
     except ValueError:
         count = 0
     first = _header(msg, "Authorization")
     if first is None:
-        return "", 0
-    if count <= 1:
-        return first, max(count, 1)
-    values = [first] + [_pv(msg, "$(hdr(Authorization)[%d])" % i)
-                        for i in range(1, count)]
-    return ", ".join(values), count
+        return []
+    return [first] + [_pv(msg, "$(hdr(Authorization)[%d])" % i)
+                      for i in range(1, count)]
 
 
 def _requested_expires(msg):
@@ -167,88 +160,37 @@ def _requested_expires(msg):
         return -1
 
 
-class WicTnaHandler:
-    """The object OpenSIPS's python module calls (python_exec("method"))."""
+def _register(msg):
+    """wic_tna_verify's inputs (see the module's docstring)."""
+    return _glue.Register(_authorization(msg), _to_uri(msg),
+                          _requested_expires(msg), binding=_binding(msg))
 
-    def __init__(self, config_path=None, library_path=None):
-        # main process, before the fork
-        self.config_path = config_path or os.environ.get(
-            "WIC_TNA_CONFIG", "/etc/wic-tna/wic-tna.toml")
-        self.lib = Library(library_path)
-        self.lib.set_log_callback(_log)
-        # test load: a broken configuration stops OpenSIPS's start
-        try:
-            Context(self.lib, self.config_path).free()
-        except WicTnaError as e:
-            _log(1, "cannot load the configuration: %s" % e)
-            raise
-        self.ctx = None
-        if os.environ.get("WIC_TNA_PY_DEBUG"):
-            _log(3, "wic-tna %s (ctypes), configuration %s loaded"
-                 % (self.lib.version(), self.config_path))
 
-    def child_init(self, rank):
-        if rank < 1:
-            # main, timer, module and TCP main processes route no SIP; a
-            # context is made on first use should one ever need it
-            return 0
-        try:
-            self._context()
-        except WicTnaError as e:
-            _log(1, "child %d: %s" % (rank, e))
-            return -1
-        return 0
+def _set(msg, values):
+    for name in _glue.OUT_VARS:
+        msg.set_pseudoVar("$var(wic_%s)" % name, str(values[name]))
 
-    def _context(self):
-        if self.ctx is None:
-            # shared=None: the configuration's state_file, which the CLI
-            # (bar/unbar/reload) also opens
-            self.ctx = Context(self.lib, self.config_path)
-        return self.ctx
+
+class WicTnaHandler(_glue.HandlerCore):
+    """The object OpenSIPS's python module calls (python_exec("method")):
+    msg in and out; the decisions are HandlerCore's."""
+
+    log = staticmethod(_log)
 
     @staticmethod
-    def _values(result, count):
-        if result is None:  # internal error
-            return {"status": 500, "reason": "internal_error",
-                    "challenge": "", "tna": "", "impi": "", "impus": "",
-                    "issuer": "", "subject": "", "expires": 0}
-        values = {"status": result.status, "reason": result.reason,
-                  "challenge": result.challenge, "tna": result.tna,
-                  "impi": result.impi, "impus": ",".join(result.impus),
-                  "issuer": result.issuer, "subject": result.subject,
-                  "expires": result.granted_expires}
-        if count > 1:
-            # two tokens: malformed, whatever the joined value gave
-            values.update(status=400, tna="", expires=0)
-            if result.status != 400:
-                values["reason"] = "malformed_request"
-        return values
-
-    @staticmethod
-    def _set(msg, values):
-        for name in _OUT_VARS:
-            msg.set_pseudoVar("$var(wic_%s)" % name, str(values[name]))
+    def routes_sip(rank):
+        # SIP workers are >= 1: main, timer, module and TCP main processes
+        # route no SIP (sr_module.h)
+        return rank >= 1
 
     def wic_tna_verify(self, msg, args=None):
-        count = 0
+        outcome = self.verify(lambda: _register(msg))
         try:
-            auth, count = _authorization(msg)
-            result = self._context().verify(auth, _to_uri(msg),
-                                            _requested_expires(msg),
-                                            binding=_binding(msg))
-        except Exception as e:
-            _log(1, "token verification failed: %s" % e)
-            result = None
-        values = self._values(result, count)
-        try:
-            self._set(msg, values)
+            _set(msg, outcome.values)
         except Exception as e:
             _log(1, "cannot set the result variables: %s" % e)
             return -2
-        if result is None:
-            return -2
-        accepted = result.accepted and count <= 1 and values["tna"] != ""
-        return 1 if accepted else -1
+        return outcome.rc
 
 
 def mod_init():

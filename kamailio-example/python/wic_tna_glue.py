@@ -1,9 +1,22 @@
 """wic-tna from Kamailio's app_python3, with no C compiler: a ctypes binding
 over libwic_tna.so (include/wic_tna.h) and a KEMI-style handler object.
 
-The binding (`Library`, `Context`, `Result`) is plain Python and usable
-anywhere. The handler (`mod_init()` / `WicTnaHandler`) follows app_python3's
-contract (Debian's kamailio-python3-modules 5.6, embedded /usr/bin/python3):
+One file, three parts, so that a deployment is this file plus, for another
+proxy, that proxy's adapter:
+
+  * the ctypes binding (`Library`, `Context`, `Result`, `Shared`): plain
+    Python, usable anywhere; tests/e2e/test_glue_binding.py checks its
+    declarations against include/wic_tna.h;
+  * the proxy-neutral handler core (`HandlerCore`, `Register`, `Outcome`,
+    `RequestedExpiry`): the decisions of the cfg functions over plain values
+    (Authorization value(s), To, requested expiry or Contact/Expires
+    values, binding, Origin in; return code and result variables out);
+  * the Kamailio adapter (`WicTnaHandler`, `RegisterExpiry`, `mod_init()`):
+    KSR in and out, nothing decided. OpenSIPS's adapter is
+    opensips-example/wic_tna_opensips.py, over the same core.
+
+The Kamailio handler follows app_python3's contract (Debian's
+kamailio-python3-modules 5.6, embedded /usr/bin/python3):
 
   * `mod_init()` runs once in the main process BEFORE Kamailio forks: it
     loads the library, routes its log to Kamailio's (KSR.err/warn/info/dbg)
@@ -12,7 +25,9 @@ contract (Debian's kamailio-python3-modules 5.6, embedded /usr/bin/python3):
     own context.
   * cfg functions, called with python_exec("name"):
       wic_tna_verify   in: $var(wic_auth) (Authorization value), $tu,
-                           $var(req_exp) (requested expiry, < 0: none)
+                           the REGISTER's Contact and Expires headers (the
+                           expiry asked for: RegisterExpiry; at most one
+                           Contact holding one contact, else 400)
                            $var(wic_binding) (replay binding: the
                            request's connection or source, e.g. $pr:$si:$sp)
                            $var(wic_origin) (the WebSocket handshake's
@@ -21,11 +36,16 @@ contract (Debian's kamailio-python3-modules 5.6, embedded /usr/bin/python3):
                        out: $var(wic_status) $var(wic_reason)
                            $var(wic_challenge) $var(wic_tna) $var(wic_impi)
                            $var(wic_impus) $var(wic_issuer) $var(wic_subject)
-                           $var(wic_expires)
+                           $var(wic_expires) $var(wic_requested) (the
+                           expiry asked for: -1 none, 0 de-registration)
                        returns 1 accepted, -1 rejected, -2 internal error
+      wic_tna_cap_expires  after an accepted wic_tna_verify: the Contact's
+                       expires and the Expires header at most
+                       $var(wic_expires); returns 1, or -1
       wic_tna_origin   in: $hdr(Origin); returns 1 allowed, -1 not, -2 error
       wic_tna_scscf_check  in: $var(wic_auth), $si, $var(wic_entities)
                        out: as wic_tna_verify
+      wic_tna_tick     background work, from ONE rtimer process; 1, or -1
   * Barring, unbarring and reloading go through the configuration's
     `state_file`, shared by every worker and the CLI:
         wic-tna bar --config <cfg> <iss>    wic-tna reload --config <cfg>
@@ -114,9 +134,11 @@ def _bytes(value):
 class Library:
     """libwic_tna.so loaded with ctypes; one per process is enough."""
 
-    # name: (restype, argtypes)
+    # name: (restype, argtypes), as include/wic_tna.h declares them
+    # (tests/e2e/test_glue_binding.py fails when the two differ)
     _SIGS = {
         "wic_tna_version": (ctypes.c_char_p, []),
+        "wic_tna_status_message": (ctypes.c_char_p, [ctypes.c_uint32]),
         "wic_tna_set_log_callback": (None, [LOG_FN, _P]),
         "wic_tna_last_error": (ctypes.c_int, [_P, _SZ, ctypes.POINTER(_SZ)]),
         "wic_tna_shared_new_anonymous": (ctypes.c_int, [ctypes.POINTER(_P)]),
@@ -182,9 +204,16 @@ class Library:
             return "(no error message: status %d)" % rc
         return buf.value.decode("utf-8", "replace")
 
+    def status_message(self, status):
+        """The library's fixed description of a wic_tna_status code."""
+        return self.dll.wic_tna_status_message(int(status)).decode(
+            "utf-8", "replace")
+
     def check(self, rc, what):
         if rc != STATUS_OK:
-            raise WicTnaError(rc, "%s: %s" % (what, self.last_error()))
+            # the call's own message; the status's, should it leave none
+            message = self.last_error() or self.status_message(rc)
+            raise WicTnaError(rc, "%s: %s" % (what, message))
 
     def set_log_callback(self, fn):
         """fn(level, message): 1 error, 2 warning, 3 info, 4 debug.
@@ -376,17 +405,19 @@ class Context:
 
 
 # --------------------------------------------------------------------------
-# app_python3 handler
+# proxy-neutral handler core
 # --------------------------------------------------------------------------
+#
+# What a proxy's cfg functions decide, over plain values: a proxy adapter
+# (WicTnaHandler below for Kamailio, opensips-example/wic_tna_opensips.py
+# for OpenSIPS) reads the request through its proxy's API into a Register,
+# hands it to HandlerCore, and writes the Outcome's values back as its
+# proxy's variables. Nothing here imports a proxy's module.
 
-# process ranks (src/core/sr_module.h) that never route SIP
-_PROC_MAIN = 0
-_PROC_TCP_MAIN = -4
-_PROC_INIT = -127
-_PROC_POSTCHILDINIT = -126
-
-_OUT_VARS = ("status", "reason", "challenge", "tna", "impi", "impus",
-             "issuer", "subject", "expires", "requested")
+# the result variables every adapter sets, as wic_<name>; Kamailio's also
+# sets wic_requested (Outcome.values has it too)
+OUT_VARS = ("status", "reason", "challenge", "tna", "impi", "impus",
+            "issuer", "subject", "expires")
 
 
 class Malformed(ValueError):
@@ -447,51 +478,54 @@ def _one_contact(value):
     return not quoted
 
 
-class RegisterExpiry:
-    """The expiry a REGISTER asks for, read through KSR, and its cap.
+class RequestedExpiry:
+    """The expiry a REGISTER asks for, from its headers as plain values, and
+    the header edits that cap it.
 
     Fail closed, like the native module's wic_tna_cap_expires() but
-    stricter where the glue cannot use Kamailio's contact parser: at most
+    stricter where a script cannot use the proxy's contact parser: at most
     one Contact header holding one contact (else 400); every `expires`
-    parameter a plain number; at most one Expires header, a number."""
+    parameter a plain number; at most one Expires header, a number.
 
-    def __init__(self, KSR):
-        self.KSR = KSR
-        get = lambda spec: KSR.pv.get(spec)
-        if (get("$hdrc(Expires)") or 0) > 1:
+    expires_values, contact_values: the values of the request's Expires and
+    Contact headers, in order (one entry per header; past the first, only
+    their number counts). contact_parts(): the proxy's reading of the
+    one contact as (URI, ';'-parameters text), a false URI when it does not
+    parse; called only when there is one contact to read."""
+
+    def __init__(self, expires_values, contact_values, contact_parts):
+        if len(expires_values) > 1:
             raise Malformed("more than one Expires header")
         self.expires_hdr = None
-        if (get("$hdrc(Expires)") or 0) == 1:
-            self.expires_hdr = _delta(str(get("$hdr(Expires)") or ""),
-                                      "Expires")
-        n = get("$hdrc(Contact)") or 0
-        if n > 1:
+        if expires_values:
+            self.expires_hdr = _delta(str(expires_values[0] or ""), "Expires")
+        if len(contact_values) > 1:
             raise Malformed("more than one Contact header")
         self.contact = None
         self.star = False
         self.param_expires = None
-        if n == 1:
-            raw = str(get("$hdr(Contact)") or "").strip()
-            if raw == "*":
-                self.star = True
-                if self.expires_hdr != 0:
-                    raise Malformed("Contact: * with an Expires other than 0")
-                return
-            if not _one_contact(raw):
-                raise Malformed("more than one contact in Contact")
-            uri = get("$(ct{tobody.uri})")
-            params = get("$(ct{tobody.params})")
-            if not uri:
-                raise Malformed("Contact does not parse")
-            self.contact = (str(uri), _split_params(str(params or "")))
-            for name, value, quoted in self.contact[1]:
-                if name != "expires":
-                    continue
-                if self.param_expires is not None:
-                    raise Malformed("two expires parameters")
-                if value is None or quoted:
-                    raise Malformed("contact expires without a plain value")
-                self.param_expires = _delta(value, "contact expires")
+        if not contact_values:
+            return
+        raw = str(contact_values[0] or "").strip()
+        if raw == "*":
+            self.star = True
+            if self.expires_hdr != 0:
+                raise Malformed("Contact: * with an Expires other than 0")
+            return
+        if not _one_contact(raw):
+            raise Malformed("more than one contact in Contact")
+        uri, params = contact_parts()
+        if not uri:
+            raise Malformed("Contact does not parse")
+        self.contact = (str(uri), _split_params(str(params or "")))
+        for name, value, quoted in self.contact[1]:
+            if name != "expires":
+                continue
+            if self.param_expires is not None:
+                raise Malformed("two expires parameters")
+            if value is None or quoted:
+                raise Malformed("contact expires without a plain value")
+            self.param_expires = _delta(value, "contact expires")
 
     def requested(self):
         """-1: no expiry asked for; 0: a de-registration; else seconds."""
@@ -503,11 +537,13 @@ class RegisterExpiry:
             return self.param_expires
         return -1 if self.expires_hdr is None else self.expires_hdr
 
-    def cap(self, cap):
-        """Rewrite the Contact and Expires to at most cap seconds."""
-        KSR = self.KSR
+    def cap_edits(self, cap):
+        """The header edits that bring the Contact and Expires to at most
+        cap seconds, in order: ("remove", header name) or ("append", whole
+        header line with its CRLF)."""
+        edits = []
         if self.star:
-            return
+            return edits
         if self.contact is not None and self.param_expires is not None \
                 and self.param_expires > cap:
             uri, params = self.contact
@@ -516,14 +552,203 @@ class RegisterExpiry:
                 if name == "expires":
                     value = str(cap)
                 text += ";" + name + ("" if value is None else "=" + value)
-            KSR.textops.remove_hf("Contact")
-            KSR.hdr.append("Contact: %s\r\n" % text)
+            edits += [("remove", "Contact"),
+                      ("append", "Contact: %s\r\n" % text)]
         if self.expires_hdr is not None and self.expires_hdr > cap:
-            KSR.textops.remove_hf("Expires")
-            KSR.hdr.append("Expires: %d\r\n" % cap)
+            edits += [("remove", "Expires"),
+                      ("append", "Expires: %d\r\n" % cap)]
         elif self.expires_hdr is None and self.contact is not None \
                 and self.param_expires is None:
-            KSR.hdr.append("Expires: %d\r\n" % cap)
+            edits.append(("append", "Expires: %d\r\n" % cap))
+        return edits
+
+
+class Register:
+    """One REGISTER's inputs, as plain values read by a proxy adapter.
+
+    authorization: the Authorization value, or the list of the values of
+      every Authorization header ('' or []: no header; two or more: 400
+      malformed_request, with the library's challenge for the joined
+      values).
+    to_uri: the To URI or whole To value; None skips the To check.
+    requested_expires: < 0 none, 0 a de-registration; or expiry: a
+      RequestedExpiry, which then gives it.
+    binding, origin: as Context.verify."""
+
+    def __init__(self, authorization, to_uri=None, requested_expires=-1,
+                 binding=None, origin=None, expiry=None):
+        if isinstance(authorization, (list, tuple)):
+            self.authorization = ", ".join(authorization)
+            self.authorization_count = len(authorization)
+        else:
+            self.authorization = authorization or ""
+            self.authorization_count = 1 if authorization else 0
+        self.to_uri = to_uri
+        self.expiry = expiry
+        self.requested_expires = (expiry.requested() if expiry is not None
+                                  else int(requested_expires))
+        self.binding = binding
+        self.origin = origin
+
+
+def _failure_values(status, reason):
+    values = dict.fromkeys(OUT_VARS, "")
+    values.update(status=status, reason=reason, expires=0, requested=-1)
+    return values
+
+
+def _result_values(result, requested=-1):
+    return {"status": result.status, "reason": result.reason,
+            "challenge": result.challenge, "tna": result.tna,
+            "impi": result.impi, "impus": ",".join(result.impus),
+            "issuer": result.issuer, "subject": result.subject,
+            "expires": result.granted_expires, "requested": requested}
+
+
+class Outcome:
+    """What a cfg function hands back to its proxy: rc (1 accepted, -1
+    rejected, -2 internal error) and values, the result variables by name
+    (OUT_VARS and "requested"; status, expires and requested are ints).
+    result is the library's Result (None on a failure before it), register
+    the request's inputs (None when they could not be read)."""
+
+    def __init__(self, rc, values, result=None, register=None):
+        self.rc = rc
+        self.values = values
+        self.result = result
+        self.register = register
+
+    def __repr__(self):
+        return "<Outcome %d %s %s>" % (self.rc, self.values["status"],
+                                       self.values["reason"])
+
+
+def _given(value_or_read):
+    """A value, or a function of no arguments giving it: an adapter passes
+    a function, so that its proxy failing to give a value falls under the
+    core's error handling like a failing library call."""
+    return value_or_read() if callable(value_or_read) else value_or_read
+
+
+class HandlerCore:
+    """The cfg functions' decisions, for any proxy. A proxy adapter
+    subclasses it, sets `log` (the proxy's logger: level 1 error, 2
+    warning, 3 info, 4 debug) and `routes_sip(rank)`, and adapts the
+    proxy's request and variables to `verify`, `scscf_check`, `origin` and
+    `tick`."""
+
+    def log(self, level, text):
+        pass
+
+    @staticmethod
+    def routes_sip(rank):
+        """Does the process of this rank route SIP (so it makes its context
+        in child_init, not on first use)?"""
+        return rank >= 1
+
+    def __init__(self, config_path=None, library_path=None):
+        # main process, before the fork
+        self.config_path = config_path or os.environ.get(
+            "WIC_TNA_CONFIG", "/etc/wic-tna/wic-tna.toml")
+        self.lib = Library(library_path)
+        self.lib.set_log_callback(self.log)
+        # test load: a broken configuration stops the proxy's start
+        try:
+            Context(self.lib, self.config_path).free()
+        except WicTnaError as e:
+            self.log(1, "cannot load the configuration: %s" % e)
+            raise
+        self.ctx = None
+        self.log(3, "wic-tna %s (ctypes), configuration %s loaded"
+                 % (self.lib.version(), self.config_path))
+
+    def child_init(self, rank):
+        if not self.routes_sip(rank):
+            # a context is made on first use should this process need one
+            return 0
+        try:
+            self.context()
+        except WicTnaError as e:
+            self.log(1, "child %d: %s" % (rank, e))
+            return -1
+        return 0
+
+    def context(self):
+        if self.ctx is None:
+            # shared=None: the configuration's state_file, which the CLI
+            # (bar/unbar/reload) also opens
+            self.ctx = Context(self.lib, self.config_path)
+        return self.ctx
+
+    def verify(self, register):
+        """A REGISTER's token. register: a Register, or a function giving
+        one (Malformed from it: 400 malformed_request). Accepted (1) takes
+        the library's acceptance with a TNA header to forward and a single
+        Authorization header."""
+        try:
+            reg = _given(register)
+            result = self.context().verify(reg.authorization, reg.to_uri,
+                                           reg.requested_expires, reg.binding,
+                                           reg.origin)
+        except Malformed as e:
+            self.log(4, "malformed REGISTER: %s" % e)
+            return Outcome(-1, _failure_values(400, "malformed_request"))
+        except Exception as e:
+            self.log(1, "token verification failed: %s" % e)
+            return Outcome(-2, _failure_values(500, "internal_error"))
+        values = _result_values(result, reg.requested_expires)
+        accepted = result.accepted and values["tna"] != ""
+        if reg.authorization_count > 1:
+            # two tokens: malformed, whatever the joined value gave
+            values.update(status=400, tna="", expires=0)
+            if result.status != 400:
+                values["reason"] = "malformed_request"
+            accepted = False
+        return Outcome(1 if accepted else -1, values, result, reg)
+
+    def scscf_check(self, inputs):
+        """S-CSCF side. inputs: (Authorization value, source IP, allowed
+        entities or None), or a function giving them."""
+        try:
+            authorization, source_ip, entities = _given(inputs)
+            result = self.context().scscf_check(authorization, source_ip,
+                                                entities)
+        except Exception as e:
+            self.log(1, "S-CSCF check failed: %s" % e)
+            return Outcome(-2, _failure_values(500, "internal_error"))
+        return Outcome(1 if result.accepted else -1, _result_values(result),
+                       result)
+
+    def origin(self, origin):
+        """1 when the Origin (or a function giving it) is allowed for some
+        issuer, -1 when not, -2 on an error."""
+        try:
+            return 1 if self.context().origin_allowed(_given(origin)) else -1
+        except Exception as e:
+            self.log(1, "origin check failed: %s" % e)
+            return -2
+
+    def tick(self):
+        """Background work: for ONE process (Context.tick)."""
+        try:
+            self.context().tick()
+        except Exception as e:
+            self.log(1, "tick failed: %s" % e)
+            return -1
+        return 1
+
+
+# --------------------------------------------------------------------------
+# Kamailio adapter (app_python3)
+# --------------------------------------------------------------------------
+
+# process ranks (src/core/sr_module.h) that never route SIP
+_PROC_MAIN = 0
+_PROC_TCP_MAIN = -4
+_PROC_INIT = -127
+_PROC_POSTCHILDINIT = -126
+
+_KAMAILIO_VARS = OUT_VARS + ("requested",)
 
 
 def _ksr():
@@ -545,71 +770,81 @@ def _kamailio_log(level, text):
         KSR.dbg(text + "\n")
 
 
-class WicTnaHandler:
-    """The object app_python3 calls (python_exec("method"))."""
+def _ksr_str(KSR, spec):
+    v = KSR.pv.get(spec)
+    return "" if v is None else str(v)
+
+
+def _ksr_header_values(KSR, name):
+    """One entry per header called name, the first one's value first:
+    RequestedExpiry refuses a second header without reading it, so the
+    others are not read (None)."""
+    n = KSR.pv.get("$hdrc(%s)" % name) or 0
+    if n < 1:
+        return []
+    return [KSR.pv.get("$hdr(%s)" % name)] + [None] * (n - 1)
+
+
+class RegisterExpiry(RequestedExpiry):
+    """RequestedExpiry read through KSR; cap() rewrites the request."""
+
+    def __init__(self, KSR):
+        self.KSR = KSR
+        super().__init__(
+            _ksr_header_values(KSR, "Expires"),
+            _ksr_header_values(KSR, "Contact"),
+            lambda: (KSR.pv.get("$(ct{tobody.uri})"),
+                     KSR.pv.get("$(ct{tobody.params})")))
+
+    def cap(self, cap):
+        """Rewrite the Contact and Expires to at most cap seconds."""
+        for edit, arg in self.cap_edits(cap):
+            if edit == "remove":
+                self.KSR.textops.remove_hf(arg)
+            else:
+                self.KSR.hdr.append(arg)
+
+
+def _ksr_register(KSR):
+    """wic_tna_verify's inputs (see the module's docstring)."""
+    expiry = RegisterExpiry(KSR)
+    auth = _ksr_str(KSR, "$var(wic_auth)")
+    to_uri = _ksr_str(KSR, "$tu") or None
+    binding = _ksr_str(KSR, "$var(wic_binding)") or None
+    # An unset $var reads as the integer 0: no Origin.
+    origin = KSR.pv.get("$var(wic_origin)")
+    if not isinstance(origin, str) or origin == "":
+        origin = None
+    return Register(auth, to_uri, binding=binding, origin=origin,
+                    expiry=expiry)
+
+
+def _ksr_set(KSR, values):
+    for name in _KAMAILIO_VARS:
+        value = values[name]
+        if isinstance(value, int):
+            KSR.pv.seti("$var(wic_%s)" % name, value)
+        else:
+            KSR.pv.sets("$var(wic_%s)" % name, value)
+
+
+class WicTnaHandler(HandlerCore):
+    """The object app_python3 calls (python_exec("method")): KSR in and
+    out; the decisions are HandlerCore's."""
+
+    log = staticmethod(_kamailio_log)
+
+    @staticmethod
+    def routes_sip(rank):
+        return rank not in (_PROC_INIT, _PROC_MAIN, _PROC_TCP_MAIN,
+                            _PROC_POSTCHILDINIT)
 
     def __init__(self, config_path=None, library_path=None):
-        # main process, before the fork
-        self.config_path = config_path or os.environ.get(
-            "WIC_TNA_CONFIG", "/etc/wic-tna/wic-tna.toml")
-        self.lib = Library(library_path)
-        self.lib.set_log_callback(_kamailio_log)
-        # test load: a broken configuration stops Kamailio's start
-        try:
-            Context(self.lib, self.config_path).free()
-        except WicTnaError as e:
-            _kamailio_log(1, "cannot load the configuration: %s" % e)
-            raise
-        self.ctx = None
-        _kamailio_log(3, "wic-tna %s (ctypes), configuration %s loaded"
-                      % (self.lib.version(), self.config_path))
-
-    def child_init(self, rank):
-        if rank in (_PROC_INIT, _PROC_MAIN, _PROC_TCP_MAIN,
-                    _PROC_POSTCHILDINIT):
-            return 0
-        try:
-            self._context()
-        except WicTnaError as e:
-            _kamailio_log(1, "child %d: %s" % (rank, e))
-            return -1
-        return 0
-
-    def _context(self):
-        if self.ctx is None:
-            # shared=None: the configuration's state_file, which the CLI
-            # (bar/unbar/reload) also opens
-            self.ctx = Context(self.lib, self.config_path)
-        return self.ctx
-
-    @staticmethod
-    def _set_result(KSR, result, requested=-1):
-        if result == "malformed":  # the REGISTER's Contact or Expires
-            values = {"status": 400, "reason": "malformed_request",
-                      "challenge": "", "tna": "", "impi": "", "impus": "",
-                      "issuer": "", "subject": "", "expires": 0}
-        elif result is None:  # internal error
-            values = {"status": 500, "reason": "internal_error",
-                      "challenge": "", "tna": "", "impi": "", "impus": "",
-                      "issuer": "", "subject": "", "expires": 0}
-        else:
-            values = {"status": result.status, "reason": result.reason,
-                      "challenge": result.challenge, "tna": result.tna,
-                      "impi": result.impi, "impus": ",".join(result.impus),
-                      "issuer": result.issuer, "subject": result.subject,
-                      "expires": result.granted_expires}
-        values["requested"] = requested
-        for name in _OUT_VARS:
-            value = values[name]
-            if isinstance(value, int):
-                KSR.pv.seti("$var(wic_%s)" % name, value)
-            else:
-                KSR.pv.sets("$var(wic_%s)" % name, value)
-
-    @staticmethod
-    def _get_str(KSR, spec):
-        v = KSR.pv.get(spec)
-        return "" if v is None else str(v)
+        super().__init__(config_path, library_path)
+        # the last accepted REGISTER's expiry and grant, for
+        # wic_tna_cap_expires
+        self.expiry = None
+        self.granted = None
 
     def wic_tna_verify(self, msg, *args):
         """A REGISTER's token; the expiry asked for is read from the
@@ -617,37 +852,17 @@ class WicTnaHandler:
         KSR = _ksr()
         self.expiry = None
         self.granted = None
-        try:
-            try:
-                self.expiry = RegisterExpiry(KSR)
-            except Malformed as e:
-                _kamailio_log(4, "malformed REGISTER: %s" % e)
-                self._set_result(KSR, "malformed")
-                return -1
-            req = self.expiry.requested()
-            auth = self._get_str(KSR, "$var(wic_auth)")
-            to_uri = self._get_str(KSR, "$tu") or None
-            binding = self._get_str(KSR, "$var(wic_binding)") or None
-            # An unset $var reads as the integer 0: no Origin.
-            origin = KSR.pv.get("$var(wic_origin)")
-            if not isinstance(origin, str) or origin == "":
-                origin = None
-            result = self._context().verify(auth, to_uri, req, binding,
-                                            origin)
-        except Exception as e:
-            _kamailio_log(1, "token verification failed: %s" % e)
-            self._set_result(KSR, None)
-            return -2
-        self._set_result(KSR, result, req)
-        if result.accepted:
-            self.granted = result.granted_expires
-        return 1 if result.accepted else -1
+        outcome = self.verify(lambda: _ksr_register(KSR))
+        _ksr_set(KSR, outcome.values)
+        if outcome.rc == 1:
+            self.expiry = outcome.register.expiry
+            self.granted = outcome.result.granted_expires
+        return outcome.rc
 
     def wic_tna_cap_expires(self, msg, *args):
         """After an accepted wic_tna_verify: every expiry of the REGISTER
         at most the granted one. 1, or -1 (no accepted check before it)."""
-        KSR = _ksr()
-        if getattr(self, "expiry", None) is None or self.granted is None:
+        if self.expiry is None or self.granted is None:
             _kamailio_log(1, "wic_tna_cap_expires without an accepted check")
             return -1
         try:
@@ -662,35 +877,19 @@ class WicTnaHandler:
 
     def wic_tna_origin(self, msg, *args):
         KSR = _ksr()
-        try:
-            origin = self._get_str(KSR, "$hdr(Origin)")
-            return 1 if self._context().origin_allowed(origin) else -1
-        except Exception as e:
-            _kamailio_log(1, "origin check failed: %s" % e)
-            return -2
+        return self.origin(lambda: _ksr_str(KSR, "$hdr(Origin)"))
 
     def wic_tna_tick(self, msg, *args):
         """For ONE rtimer process (epcscf-python.cfg: route[WIC_TICK])."""
-        try:
-            self._context().tick()
-        except Exception as e:
-            _kamailio_log(1, "tick failed: %s" % e)
-            return -1
-        return 1
+        return self.tick()
 
     def wic_tna_scscf_check(self, msg, *args):
         KSR = _ksr()
-        try:
-            auth = self._get_str(KSR, "$var(wic_auth)")
-            src = self._get_str(KSR, "$si")
-            entities = self._get_str(KSR, "$var(wic_entities)") or None
-            result = self._context().scscf_check(auth, src, entities)
-        except Exception as e:
-            _kamailio_log(1, "S-CSCF check failed: %s" % e)
-            self._set_result(KSR, None)
-            return -2
-        self._set_result(KSR, result)
-        return 1 if result.accepted else -1
+        outcome = self.scscf_check(lambda: (
+            _ksr_str(KSR, "$var(wic_auth)"), _ksr_str(KSR, "$si"),
+            _ksr_str(KSR, "$var(wic_entities)") or None))
+        _ksr_set(KSR, outcome.values)
+        return outcome.rc
 
 
 def mod_init():

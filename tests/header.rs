@@ -69,3 +69,37 @@ fn every_export_is_prefixed_and_in_the_header() {
         "expected the whole API in the header, found {n} functions"
     );
 }
+
+/// `wic_tna_status_message` knows every status of the header's enum (the
+/// list it searches, `wic_tna_status::ALL`, is written by hand), and only
+/// those.
+#[test]
+fn status_messages_cover_the_header_enum() {
+    use std::ffi::CStr;
+    use wic_tna::ffi::{wic_tna_status, wic_tna_status_message};
+    let header = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include/wic_tna.h"),
+    )
+    .unwrap();
+    let values: Vec<u32> = header
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("WIC_TNA_STATUS_"))
+        .filter_map(|l| l.split(" = ").nth(1))
+        .map(|v| v.trim_end_matches(',').parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), wic_tna_status::ALL.len(), "{values:?}");
+    let msg = |n: u32| {
+        // SAFETY: a static NUL-terminated string.
+        unsafe { CStr::from_ptr(wic_tna_status_message(n)) }
+            .to_str()
+            .unwrap()
+    };
+    for v in &values {
+        assert_ne!(msg(*v), "unknown status", "status {v}");
+    }
+    let mut all: Vec<u32> = wic_tna_status::ALL.iter().map(|s| *s as u32).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), values.len(), "ALL has a duplicate");
+    assert_eq!(msg(4242), "unknown status");
+}

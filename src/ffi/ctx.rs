@@ -22,15 +22,6 @@ unsafe fn ctx_ref<'a>(ctx: *const wic_tna_ctx) -> Result<&'a Context, wic_tna_st
     Ok(unsafe { &(*ctx).inner })
 }
 
-macro_rules! try_ffi {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(s) => return s,
-        }
-    };
-}
-
 /// Load the configuration file at `config_path` (`config_path_len` bytes)
 /// with its keys, and make a context. `shared` may be NULL: then the
 /// configuration's `state_file` is used when it names one, else a private

@@ -23,6 +23,18 @@
 // (and the header's conventions): one statement, not 31 copies.
 #![allow(clippy::missing_safety_doc)]
 
+/// Return the error status of a `Result<T, wic_tna_status>` from the
+/// enclosing export (whose `fail` already recorded the message), or take
+/// its value. Defined before the submodules so that all of them use it.
+macro_rules! try_ffi {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(s) => return s,
+        }
+    };
+}
+
 mod ctx;
 mod result;
 mod shared;
@@ -59,6 +71,36 @@ pub enum wic_tna_status {
 }
 
 use wic_tna_status::*;
+
+impl wic_tna_status {
+    /// Every status, for `wic_tna_status_message` (a test checks that the
+    /// list and the header agree).
+    pub const ALL: [wic_tna_status; 8] = [
+        WIC_TNA_STATUS_OK,
+        WIC_TNA_STATUS_NULL_ARGUMENT,
+        WIC_TNA_STATUS_INVALID_ARGUMENT,
+        WIC_TNA_STATUS_CONFIG_ERROR,
+        WIC_TNA_STATUS_BUFFER_TOO_SMALL,
+        WIC_TNA_STATUS_NOT_FOUND,
+        WIC_TNA_STATUS_IO_ERROR,
+        WIC_TNA_STATUS_PANIC,
+    ];
+
+    /// The fixed description of this status. The match is exhaustive, so a
+    /// new status cannot be added without its message.
+    pub fn message(self) -> &'static std::ffi::CStr {
+        match self {
+            WIC_TNA_STATUS_OK => c"ok",
+            WIC_TNA_STATUS_NULL_ARGUMENT => c"a required argument is NULL",
+            WIC_TNA_STATUS_INVALID_ARGUMENT => c"invalid argument",
+            WIC_TNA_STATUS_CONFIG_ERROR => c"the configuration could not be loaded",
+            WIC_TNA_STATUS_BUFFER_TOO_SMALL => c"the buffer is too small",
+            WIC_TNA_STATUS_NOT_FOUND => c"not found",
+            WIC_TNA_STATUS_IO_ERROR => c"input/output error",
+            WIC_TNA_STATUS_PANIC => c"internal error (panic caught)",
+        }
+    }
+}
 
 /// A borrowed string view: `ptr` is never NULL and points at `len` bytes
 /// followed by a NUL byte. It stays valid as long as the object it was
@@ -212,18 +254,11 @@ pub extern "C" fn wic_tna_version() -> *const c_char {
 /// unknown value gives "unknown status"). Thread-safe; never NULL.
 #[no_mangle]
 pub extern "C" fn wic_tna_status_message(status: u32) -> *const c_char {
-    let s: &'static str = match status {
-        0 => "ok\0",
-        7101 => "a required argument is NULL\0",
-        7102 => "invalid argument\0",
-        7103 => "the configuration could not be loaded\0",
-        7104 => "the buffer is too small\0",
-        7105 => "not found\0",
-        7106 => "input/output error\0",
-        7199 => "internal error (panic caught)\0",
-        _ => "unknown status\0",
-    };
-    s.as_ptr() as *const c_char
+    let s = wic_tna_status::ALL
+        .iter()
+        .find(|s| **s as u32 == status)
+        .map_or(c"unknown status", |s| s.message());
+    s.as_ptr()
 }
 
 /// Copy the message of the last failed call made by this thread (empty if

@@ -50,10 +50,7 @@ pub unsafe extern "C" fn wic_tna_shared_open(
 ) -> wic_tna_status {
     guard("wic_tna_shared_open", || {
         // SAFETY: caller's contract.
-        let p = match unsafe { bytes("path", path, path_len) } {
-            Ok(p) => p,
-            Err(s) => return s,
-        };
+        let p = try_ffi!(unsafe { bytes("path", path, path_len) });
         if out.is_null() {
             return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out is NULL");
         }

@@ -175,7 +175,9 @@ def main():
             dep.ims.unbar(ISSUER_A)
 
         say("eP-CSCF counters (kamcmd wic_tna.stats)")
-        show(dep.ep.rpc("wic_tna.stats").stdout.strip())
+        # a structure, one member a line
+        for line in dep.ep.rpc("wic_tna.stats").stdout.expandtabs(4).splitlines():
+            show(line)
         ok = True
     finally:
         say("stopping")

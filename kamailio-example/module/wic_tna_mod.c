@@ -339,6 +339,16 @@ static int child_init(int rank)
 	return 0;
 }
 
+/**
+ * Drops the result of the previous check of this process. The first
+ * statement of every entry point that sets $wic_tna(...), cfg function
+ * (w_*) and KEMI function (ki_*) alike, and called nowhere else: whatever
+ * happens next (a parameter that cannot be read, no context, a check that
+ * fails inside the library), $wic_tna(...) never shows the previous
+ * request's result. Until a check fills it in, the result reads as an
+ * internal error (status 500). wic_tna_cap_expires() reads the result and
+ * does not reset it.
+ */
 static void wic_tna_last_reset(void)
 {
 	if(_wic_tna_last.res != NULL) {
@@ -433,19 +443,11 @@ static int wic_tna_result_ret(const char *what, wic_tna_status rc,
  * eP-CSCF: verify the Authorization value of a REGISTER; an empty value
  * means the request has no Authorization header (401, challenge).
  * expires < 0: no expiry requested. An empty to_uri skips the To check.
- * Returns 1 accepted, -1 rejected, -2 internal error.
+ * origin: the WebSocket handshake's Origin of the request's connection;
+ * NULL or empty: none (not a WebSocket request), not checked.
+ * Returns 1 accepted, -1 rejected, -2 internal error. Called by the entry
+ * points after wic_tna_last_reset().
  */
-static int wic_tna_check(
-		sip_msg_t *msg, str *auth, str *to, int expires, str *origin);
-
-static int ki_wic_tna_verify_expires(
-		sip_msg_t *msg, str *auth, str *to, int expires)
-{
-	return wic_tna_check(msg, auth, to, expires, NULL);
-}
-
-/* origin: the WebSocket handshake's Origin of the request's connection;
- * NULL or empty: none (not a WebSocket request), not checked */
 static int wic_tna_check(
 		sip_msg_t *msg, str *auth, str *to, int expires, str *origin)
 {
@@ -456,7 +458,6 @@ static int wic_tna_check(
 	str binding;
 	wic_tna_request req;
 
-	wic_tna_last_reset();
 	ctx = wic_tna_mod_ctx();
 	if(ctx == NULL) {
 		return -2;
@@ -493,11 +494,6 @@ static int wic_tna_check(
 	return wic_tna_result_ret("token verification", rc, res);
 }
 
-static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
-{
-	return ki_wic_tna_verify_expires(msg, auth, to, -1);
-}
-
 /**
  * eP-CSCF: verify the token of a REGISTER, with the expiry it asks for
  * read from the request itself (every Contact, the Expires header; see
@@ -505,14 +501,14 @@ static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
  * $wic_tna(status) 400, reason malformed_request, no challenge.
  * $wic_tna(requested) gives the expiry asked for (-1 none, 0 a
  * de-registration). Returns 1 accepted, -1 rejected, -2 internal error.
+ * Called by the entry points after wic_tna_last_reset().
  */
-static int ki_wic_tna_verify_register_origin(
+static int wic_tna_register_check(
 		sip_msg_t *msg, str *auth, str *to, str *origin)
 {
 	int requested = -1;
 	int rc;
 
-	wic_tna_last_reset();
 	if(wic_tna_register_expiry(msg, -1, &requested) < 0) {
 		_wic_tna_last.malformed = 1;
 		return -1;
@@ -522,9 +518,102 @@ static int ki_wic_tna_verify_register_origin(
 	return rc;
 }
 
+/**
+ * WebSocket handshake: is this Origin allowed? 1 yes, -1 no, -2 error.
+ * Called by the entry points after wic_tna_last_reset().
+ */
+static int wic_tna_origin_check(sip_msg_t *msg, str *origin)
+{
+	wic_tna_ctx *ctx;
+	wic_tna_status rc;
+	bool allowed = false;
+	char ebuf[512];
+
+	ctx = wic_tna_mod_ctx();
+	if(ctx == NULL) {
+		return -2;
+	}
+	rc = wic_tna_origin_allowed(
+			ctx, WIC_TNA_PTR(origin), WIC_TNA_LEN(origin), &allowed);
+	if(rc != WIC_TNA_STATUS_OK) {
+		LM_ERR("origin check failed: %s (status %d)\n",
+				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
+		return -2;
+	}
+	if(!allowed) {
+		LM_DBG("origin not allowed: %.*s\n", (int)WIC_TNA_LEN(origin),
+				WIC_TNA_PTR(origin));
+		return -1;
+	}
+	return 1;
+}
+
+/**
+ * S-CSCF: accept a TNA Authorization value from a trusted node.
+ * An empty entities list means the configuration's [scscf] list.
+ * Returns 1 accepted, -1 rejected, -2 internal error. Called by the entry
+ * points after wic_tna_last_reset().
+ */
+static int wic_tna_scscf(sip_msg_t *msg, str *auth, str *srcip, str *entities)
+{
+	wic_tna_ctx *ctx;
+	wic_tna_result *res = NULL;
+	wic_tna_status rc;
+	int has_list;
+
+	ctx = wic_tna_mod_ctx();
+	if(ctx == NULL) {
+		return -2;
+	}
+	has_list = (entities != NULL && entities->s != NULL && entities->len > 0);
+	rc = wic_tna_scscf_check(ctx, WIC_TNA_PTR(auth), WIC_TNA_LEN(auth),
+			WIC_TNA_PTR(srcip), WIC_TNA_LEN(srcip),
+			has_list ? entities->s : NULL,
+			has_list ? (size_t)entities->len : 0, &res);
+	return wic_tna_result_ret("S-CSCF check", rc, res);
+}
+
+/**
+ * KEMI functions (KSR.wic_tna.<cfg function name>): each one that sets
+ * $wic_tna(...) resets the last result first, as its cfg function does.
+ */
+static int ki_wic_tna_verify(sip_msg_t *msg, str *auth, str *to)
+{
+	wic_tna_last_reset();
+	return wic_tna_check(msg, auth, to, -1, NULL);
+}
+
+static int ki_wic_tna_verify_expires(
+		sip_msg_t *msg, str *auth, str *to, int expires)
+{
+	wic_tna_last_reset();
+	return wic_tna_check(msg, auth, to, expires, NULL);
+}
+
+static int ki_wic_tna_verify_register_origin(
+		sip_msg_t *msg, str *auth, str *to, str *origin)
+{
+	wic_tna_last_reset();
+	return wic_tna_register_check(msg, auth, to, origin);
+}
+
 static int ki_wic_tna_verify_register(sip_msg_t *msg, str *auth, str *to)
 {
-	return ki_wic_tna_verify_register_origin(msg, auth, to, NULL);
+	wic_tna_last_reset();
+	return wic_tna_register_check(msg, auth, to, NULL);
+}
+
+static int ki_wic_tna_origin(sip_msg_t *msg, str *origin)
+{
+	wic_tna_last_reset();
+	return wic_tna_origin_check(msg, origin);
+}
+
+static int ki_wic_tna_scscf_check(
+		sip_msg_t *msg, str *auth, str *srcip, str *entities)
+{
+	wic_tna_last_reset();
+	return wic_tna_scscf(msg, auth, srcip, entities);
 }
 
 /**
@@ -592,8 +681,6 @@ static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto)
 	str auth = STR_NULL;
 	str to = STR_NULL;
 
-	/* a parameter that cannot be read must not leave the previous
-	 * request's result in $wic_tna(...): internal error (500) */
 	wic_tna_last_reset();
 
 	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
@@ -604,7 +691,7 @@ static int w_wic_tna_verify(sip_msg_t *msg, char *pauth, char *pto)
 		LM_ERR("cannot get the To URI\n");
 		return -2;
 	}
-	return ki_wic_tna_verify(msg, &auth, &to);
+	return wic_tna_check(msg, &auth, &to, -1, NULL);
 }
 
 static int w_wic_tna_verify_expires(
@@ -614,8 +701,6 @@ static int w_wic_tna_verify_expires(
 	str to = STR_NULL;
 	int expires = -1;
 
-	/* a parameter that cannot be read must not leave the previous
-	 * request's result in $wic_tna(...): internal error (500) */
 	wic_tna_last_reset();
 
 	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
@@ -631,7 +716,7 @@ static int w_wic_tna_verify_expires(
 		LM_DBG("no requested expiry\n");
 		expires = -1;
 	}
-	return ki_wic_tna_verify_expires(msg, &auth, &to, expires);
+	return wic_tna_check(msg, &auth, &to, expires, NULL);
 }
 
 /* porigin NULL: the two-parameter form (no Origin) */
@@ -643,6 +728,7 @@ static int w_wic_tna_verify_register_origin(
 	str origin = STR_NULL;
 
 	wic_tna_last_reset();
+
 	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
 		LM_ERR("cannot get the authorization value\n");
 		return -2;
@@ -656,7 +742,7 @@ static int w_wic_tna_verify_register_origin(
 		LM_ERR("cannot get the Origin\n");
 		return -2;
 	}
-	return ki_wic_tna_verify_register_origin(msg, &auth, &to, &origin);
+	return wic_tna_register_check(msg, &auth, &to, &origin);
 }
 
 static int w_wic_tna_verify_register(sip_msg_t *msg, char *pauth, char *pto)
@@ -669,74 +755,17 @@ static int w_wic_tna_cap_expires(sip_msg_t *msg, char *p1, char *p2)
 	return ki_wic_tna_cap_expires(msg);
 }
 
-/**
- * WebSocket handshake: is this Origin allowed? 1 yes, -1 no, -2 error.
- */
-static int ki_wic_tna_origin(sip_msg_t *msg, str *origin)
-{
-	wic_tna_ctx *ctx;
-	wic_tna_status rc;
-	bool allowed = false;
-	char ebuf[512];
-
-	ctx = wic_tna_mod_ctx();
-	if(ctx == NULL) {
-		return -2;
-	}
-	rc = wic_tna_origin_allowed(
-			ctx, WIC_TNA_PTR(origin), WIC_TNA_LEN(origin), &allowed);
-	if(rc != WIC_TNA_STATUS_OK) {
-		LM_ERR("origin check failed: %s (status %d)\n",
-				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
-		return -2;
-	}
-	if(!allowed) {
-		LM_DBG("origin not allowed: %.*s\n", (int)WIC_TNA_LEN(origin),
-				WIC_TNA_PTR(origin));
-		return -1;
-	}
-	return 1;
-}
-
 static int w_wic_tna_origin(sip_msg_t *msg, char *porigin, char *p2)
 {
 	str origin = STR_NULL;
 
-	/* a parameter that cannot be read must not leave the previous
-	 * request's result in $wic_tna(...): internal error (500) */
 	wic_tna_last_reset();
 
 	if(fixup_get_svalue(msg, (gparam_t *)porigin, &origin) < 0) {
 		LM_ERR("cannot get the origin\n");
 		return -2;
 	}
-	return ki_wic_tna_origin(msg, &origin);
-}
-
-/**
- * S-CSCF: accept a TNA Authorization value from a trusted node.
- * An empty entities list means the configuration's [scscf] list.
- * Returns 1 accepted, -1 rejected, -2 internal error.
- */
-static int ki_wic_tna_scscf_check(
-		sip_msg_t *msg, str *auth, str *srcip, str *entities)
-{
-	wic_tna_ctx *ctx;
-	wic_tna_result *res = NULL;
-	wic_tna_status rc;
-	int has_list;
-
-	wic_tna_last_reset();
-	ctx = wic_tna_mod_ctx();
-	if(ctx == NULL) {
-		return -2;
-	}
-	has_list = (entities != NULL && entities->s != NULL && entities->len > 0);
-	rc = wic_tna_scscf_check(ctx, WIC_TNA_PTR(auth), WIC_TNA_LEN(auth),
-			WIC_TNA_PTR(srcip), WIC_TNA_LEN(srcip),
-			has_list ? entities->s : NULL,
-			has_list ? (size_t)entities->len : 0, &res);
-	return wic_tna_result_ret("S-CSCF check", rc, res);
+	return wic_tna_origin_check(msg, &origin);
 }
 
 static int w_wic_tna_scscf_check(
@@ -746,8 +775,6 @@ static int w_wic_tna_scscf_check(
 	str srcip = STR_NULL;
 	str entities = STR_NULL;
 
-	/* a parameter that cannot be read must not leave the previous
-	 * request's result in $wic_tna(...): internal error (500) */
 	wic_tna_last_reset();
 
 	if(wic_tna_param_str(msg, (gparam_t *)pauth, &auth) < 0) {
@@ -762,7 +789,7 @@ static int w_wic_tna_scscf_check(
 		LM_ERR("cannot get the allowed entities\n");
 		return -2;
 	}
-	return ki_wic_tna_scscf_check(msg, &auth, &srcip, &entities);
+	return wic_tna_scscf(msg, &auth, &srcip, &entities);
 }
 
 /**
@@ -950,21 +977,24 @@ static int pv_get_wic_tna(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
 }
 
 /**
- * KEMI exports: KSR.wic_tna.verify(auth, to), ...
+ * KEMI exports: KSR.wic_tna.<cfg function name>(...), as Kamailio's own
+ * modules name them (KSR.sl.sl_send_reply). wic_tna_verify_register has
+ * two cfg forms; its three-parameter one is
+ * KSR.wic_tna.wic_tna_verify_register_origin.
  */
 /* clang-format off */
 static sr_kemi_t sr_kemi_wic_tna_exports[] = {
-	{ str_init("wic_tna"), str_init("verify"),
+	{ str_init("wic_tna"), str_init("wic_tna_verify"),
 		SR_KEMIP_INT, ki_wic_tna_verify,
 		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},
-	{ str_init("wic_tna"), str_init("verify_expires"),
+	{ str_init("wic_tna"), str_init("wic_tna_verify_expires"),
 		SR_KEMIP_INT, ki_wic_tna_verify_expires,
 		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_INT,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},
-	{ str_init("wic_tna"), str_init("origin"),
+	{ str_init("wic_tna"), str_init("wic_tna_origin"),
 		SR_KEMIP_INT, ki_wic_tna_origin,
 		{ SR_KEMIP_STR, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
@@ -984,7 +1014,7 @@ static sr_kemi_t sr_kemi_wic_tna_exports[] = {
 		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},
-	{ str_init("wic_tna"), str_init("scscf_check"),
+	{ str_init("wic_tna"), str_init("wic_tna_scscf_check"),
 		SR_KEMIP_INT, ki_wic_tna_scscf_check,
 		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }

@@ -469,4 +469,351 @@ mod tests {
         assert_eq!(r("no-store").max_age(), Some(0));
         assert_eq!(r("public").max_age(), None);
     }
+
+    // ------------------------------------------------------------ loopback
+
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Mutex;
+
+    #[derive(Clone)]
+    enum Answer {
+        /// These bytes, then close.
+        Raw(Vec<u8>),
+        /// Nothing for a while, then close.
+        Silent,
+        /// This header, then one body byte every 50 ms (for 3 s at most).
+        Trickle(&'static str),
+    }
+
+    /// A server on 127.0.0.1 answering every connection with `a`; the raw
+    /// requests it read. Its threads end by themselves within 3 s.
+    fn server(a: Answer) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until {
+                let Ok((s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (a, seen) = (a.clone(), seen2.clone());
+                std::thread::spawn(move || answer(s, &a, &seen));
+            }
+        });
+        (port, seen)
+    }
+
+    fn answer(mut s: TcpStream, a: &Answer, seen: &Mutex<Vec<Vec<u8>>>) {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break buf.len(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let len = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        while buf.len() < end + len {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        seen.lock().unwrap().push(buf);
+        match a {
+            Answer::Raw(b) => {
+                let _ = s.write_all(b);
+            }
+            Answer::Silent => std::thread::sleep(Duration::from_secs(3)),
+            Answer::Trickle(head) => {
+                let _ = s.write_all(head.as_bytes());
+                for _ in 0..60 {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if s.write_all(b"x").is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn tls() -> Arc<rustls::ClientConfig> {
+        tls_config(None).unwrap()
+    }
+
+    fn get(url: &str, timeout_ms: u64, max_body: usize) -> Result<Response, Error> {
+        let url = Url::parse(url).unwrap();
+        send(&Request {
+            method: "GET",
+            url: &url,
+            headers: &[],
+            body: None,
+            timeout: Duration::from_millis(timeout_ms),
+            max_body,
+            tls: &tls(),
+        })
+    }
+
+    fn raw(s: &str) -> Answer {
+        Answer::Raw(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn framing_status_and_limits() {
+        let big_header = format!(
+            "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: 2\r\n\r\nok",
+            "p".repeat(MAX_HEADER_BYTES)
+        );
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n";
+        type Check = fn(Result<Response, Error>) -> bool;
+        let cases: Vec<(&str, Answer, usize, Check)> = vec![
+            (
+                "content-length",
+                raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: max-age=7\r\n\r\nhello"),
+                5,
+                |r| matches!(r, Ok(r) if r.status == 200 && r.body == b"hello" && r.max_age() == Some(7)),
+            ),
+            (
+                "chunked",
+                raw(chunked),
+                7,
+                |r| matches!(r, Ok(r) if r.body == b"abcdefg"),
+            ),
+            ("chunked over the limit", raw(chunked), 6, |r| {
+                matches!(r, Err(Error::TooLarge))
+            }),
+            (
+                "close-delimited",
+                raw("HTTP/1.0 200 OK\r\n\r\nhello"),
+                5,
+                |r| matches!(r, Ok(r) if r.body == b"hello"),
+            ),
+            (
+                "close-delimited over the limit",
+                raw("HTTP/1.0 200 OK\r\n\r\nhello"),
+                4,
+                |r| matches!(r, Err(Error::TooLarge)),
+            ),
+            (
+                "declared length over the limit",
+                raw("HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n"),
+                4096,
+                |r| matches!(r, Err(Error::TooLarge)),
+            ),
+            ("header over the limit", Answer::Raw(big_header.into_bytes()), 10, |r| {
+                matches!(r, Err(Error::TooLarge))
+            }),
+            (
+                "a redirect is a status",
+                raw("HTTP/1.1 301 Moved\r\nLocation: http://127.0.0.1:1/x\r\nContent-Length: 0\r\n\r\n"),
+                10,
+                |r| matches!(r, Ok(r) if r.status == 301 && r.header("location").is_some()),
+            ),
+            (
+                "an error status is a status",
+                raw("HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"),
+                10,
+                |r| matches!(r, Ok(r) if r.status == 503 && r.body == b"busy"),
+            ),
+            (
+                "304",
+                raw("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n"),
+                10,
+                |r| matches!(r, Ok(r) if r.status == 304 && r.body.is_empty() && r.header("etag") == Some("\"v1\"")),
+            ),
+            (
+                "compressed",
+                raw("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nxxxx"),
+                10,
+                |r| matches!(r, Err(Error::Protocol(_))),
+            ),
+            (
+                "truncated",
+                raw("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"),
+                100,
+                |r| r.is_err(),
+            ),
+            ("not HTTP", raw("SSH-2.0-OpenSSH\r\n\r\n"), 100, |r| {
+                matches!(r, Err(Error::Protocol(_) | Error::Io(_)))
+            }),
+        ];
+        for (what, a, max_body, check) in cases {
+            let (port, seen) = server(a);
+            let r = get(&format!("http://127.0.0.1:{port}/x"), 2000, max_body);
+            let shown = format!("{r:?}");
+            assert!(check(r), "{what}: {shown}");
+            assert_eq!(seen.lock().unwrap().len(), 1, "{what}: one request");
+        }
+    }
+
+    #[test]
+    fn one_deadline_covers_connect_tls_header_and_body() {
+        for (what, a, https) in [
+            ("no answer", Answer::Silent, false),
+            ("no TLS handshake", Answer::Silent, true),
+            (
+                "a body that trickles",
+                Answer::Trickle("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"),
+                false,
+            ),
+        ] {
+            let (port, _) = server(a);
+            let scheme = if https { "https" } else { "http" };
+            let start = Instant::now();
+            let r = get(&format!("{scheme}://127.0.0.1:{port}/x"), 300, 10_000);
+            let took = start.elapsed();
+            assert!(matches!(r, Err(Error::Timeout)), "{what}: {r:?}");
+            assert!(
+                took >= Duration::from_millis(290) && took < Duration::from_millis(800),
+                "{what}: took {took:?}"
+            );
+        }
+        // Nobody listening.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        assert!(matches!(
+            get(&format!("http://127.0.0.1:{port}/x"), 300, 10),
+            Err(Error::Io(_))
+        ));
+    }
+
+    #[test]
+    fn the_request_as_sent() {
+        let (port, seen) = server(raw("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/introspect?a=b")).unwrap();
+        let r = send(&Request {
+            method: "POST",
+            url: &url,
+            headers: &[
+                "Authorization: Basic eDp5".into(),
+                "Accept: application/json".into(),
+            ],
+            body: Some(("application/x-www-form-urlencoded", b"token=a%2Bb")),
+            timeout: Duration::from_secs(2),
+            max_body: 10,
+            tls: &tls(),
+        });
+        assert!(matches!(r, Ok(ref r) if r.status == 200), "{r:?}");
+        let req = String::from_utf8(seen.lock().unwrap()[0].clone()).unwrap();
+        let (head, body) = req.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some("POST /introspect?a=b HTTP/1.1"));
+        let mut fields: Vec<String> = lines.map(|l| l.to_ascii_lowercase()).collect();
+        fields.sort();
+        let want = [
+            "accept-encoding: identity".to_owned(),
+            "accept: application/json".to_owned(),
+            "authorization: basic edp5".to_owned(),
+            "connection: close".to_owned(),
+            "content-length: 11".to_owned(),
+            "content-type: application/x-www-form-urlencoded".to_owned(),
+            format!("host: 127.0.0.1:{port}"),
+            format!("user-agent: wic-tna/{}", env!("CARGO_PKG_VERSION")),
+        ];
+        assert_eq!(fields, want);
+        assert_eq!(body, "token=a%2Bb");
+        // A header that would split the request is refused unsent.
+        let r = send(&Request {
+            method: "GET",
+            url: &url,
+            headers: &["X-A: b\r\nX-Injected: c".into()],
+            body: None,
+            timeout: Duration::from_secs(2),
+            max_body: 10,
+            tls: &tls(),
+        });
+        assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_even_if_a_url_says_otherwise() {
+        let url = Url {
+            tls: false,
+            host: "192.0.2.1".into(),
+            port: 80,
+            path: "/".into(),
+        };
+        let start = Instant::now();
+        let r = send(&Request {
+            method: "GET",
+            url: &url,
+            headers: &[],
+            body: None,
+            timeout: Duration::from_secs(2),
+            max_body: 10,
+            tls: &tls(),
+        });
+        assert!(
+            matches!(&r, Err(Error::Io(m)) if m.contains("plain http only to loopback")),
+            "{r:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "no connection tried"
+        );
+    }
+
+    /// The threads of this process (Linux).
+    fn tasks() -> usize {
+        std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn a_request_starts_no_thread() {
+        // In a forked child, which has one thread: requests (plain, and
+        // a TLS handshake that fails) to the parent's loopback server.
+        let (port, seen) = server(raw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+        // SAFETY: the child only runs the code below and leaves by _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(|| {
+                let one = tasks() == 1;
+                let plain = get(&format!("http://127.0.0.1:{port}/x"), 2000, 10)
+                    .is_ok_and(|r| r.body == b"ok");
+                let tls = get(&format!("https://127.0.0.1:{port}/x"), 2000, 10).is_err();
+                one && plain && tls && tasks() == 1
+            });
+            // SAFETY: leave the child without running anything of the parent's.
+            unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        let start = Instant::now();
+        loop {
+            // SAFETY: our own child.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                // SAFETY: our own child, hung: end it.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                panic!("the child hung");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
 }

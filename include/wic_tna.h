@@ -429,7 +429,7 @@ bool wic_tna_result_accepted(const struct wic_tna_result *r);
 
 /**
  * The SIP status to answer with: 200 when accepted, else 400, 401, 403
- * or 500 (PROTOCOL.md's failure table; the S-CSCF check gives 403).
+ * or 500 (doc/protocol.md, "Failure responses"; the S-CSCF check gives 403).
  *
  * NULL `r` gives 0. Thread-safe.
  */
@@ -544,7 +544,7 @@ struct wic_tna_str wic_tna_result_impu(const struct wic_tna_result *r,
 void wic_tna_result_free(struct wic_tna_result *r);
 
 /**
- * Create an anonymous shared region (a `MAP_SHARED` mapping, about 1 MiB).
+ * Create an anonymous shared region (a `MAP_SHARED` mapping of 4,538,432 bytes).
  * Call it in the parent before the proxy forks (Kamailio: `mod_init`);
  * children inherit it. No thread is started. On success `*out` owns the
  * handle: free it with `wic_tna_shared_free` (contexts keep their own

@@ -1,6 +1,6 @@
 //! The verification context a proxy process holds: the current
 //! configuration (reloadable atomically), the shared state (barring, reload
-//! generation, counters) and the checks of PROTOCOL.md put together.
+//! generation, counters) and the checks of doc/protocol.md put together.
 
 use crate::core::config::{Config, ConfigError, Issuer};
 use crate::core::header;

@@ -1,5 +1,5 @@
 //! Taking the access token out of an `Authorization` header value, in the
-//! three forms of PROTOCOL.md:
+//! three forms of doc/protocol.md ("Token forms the WIC may present"):
 //! `Bearer <b64token>` (RFC 6750 2.1), `Bearer access_token="<token>"`
 //! (TS 24.371 A.3.2) and, where configured, a bare JWT with no scheme.
 

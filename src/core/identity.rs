@@ -681,7 +681,7 @@ fn trim(s: &str) -> &str {
     }
 }
 
-/// Compare two URIs as PROTOCOL.md says: scheme, user, host and port,
+/// Compare two URIs as doc/protocol.md ("Identities") says: scheme, user, host and port,
 /// parameters ignored; scheme and host case-insensitive, the SIP user part
 /// case-sensitive with its unreserved escapes decoded (RFC 3261 19.1.4):
 /// the canonical forms are equal.

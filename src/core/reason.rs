@@ -1,5 +1,5 @@
 //! Outcomes of a check: stable reason names, SIP status codes and the
-//! `WWW-Authenticate: Bearer` challenge of PROTOCOL.md's failure table.
+//! `WWW-Authenticate: Bearer` challenge of doc/protocol.md, "Failure responses".
 
 use std::fmt;
 
@@ -199,7 +199,7 @@ impl Reason {
         }
     }
 
-    /// The SIP status code of this outcome (PROTOCOL.md, failure table).
+    /// The SIP status code of this outcome (doc/protocol.md, "Failure responses").
     pub fn sip_status(self) -> u16 {
         match self.bearer_error() {
             Some(BearerError::None) => 401,

@@ -142,7 +142,7 @@ pub fn parse(value: &[u8]) -> Result<TnaParams, Reason> {
     Ok(p)
 }
 
-/// The S-CSCF side decision (PROTOCOL.md, last section): accept only when
+/// The S-CSCF side decision (doc/protocol.md, "The S-CSCF check"): accept only when
 /// the source is a trusted node, `integrity-protected=auth-done`, the
 /// username is a valid IMPI and `authorization-entity`, when present, is
 /// allowed and not barred.

@@ -445,7 +445,7 @@ pub fn verify_with(
     check_claims(cfg, issuer_index, issuer, &claims, now, barred, Some(alg))
 }
 
-/// The claim rules of PROTOCOL.md (lifetime, audience, barring, scope,
+/// The claim rules of doc/protocol.md ("The claims") (lifetime, audience, barring, scope,
 /// identities and pools) on a claims object, from a verified JWT or an
 /// introspection response. The caller has established that the claims come
 /// from `issuer`, which is `cfg.issuers[issuer_index]`.

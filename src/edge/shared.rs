@@ -521,4 +521,11 @@ mod tests {
         );
         assert!(s.remote_counters("https://unknown").is_empty());
     }
+
+    /// The size the header, the README and kamailio-example/README.md give
+    /// for the mapping (and for a `state_file`): change them with it.
+    #[test]
+    fn region_size_is_the_documented_one() {
+        assert_eq!(std::mem::size_of::<Region>(), 4_538_432);
+    }
 }

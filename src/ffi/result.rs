@@ -119,7 +119,7 @@ pub unsafe extern "C" fn wic_tna_result_accepted(r: *const wic_tna_result) -> bo
 }
 
 /// The SIP status to answer with: 200 when accepted, else 400, 401, 403
-/// or 500 (PROTOCOL.md's failure table; the S-CSCF check gives 403).
+/// or 500 (doc/protocol.md, "Failure responses"; the S-CSCF check gives 403).
 ///
 /// NULL `r` gives 0. Thread-safe.
 #[no_mangle]

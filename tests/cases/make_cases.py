@@ -107,7 +107,7 @@ ok("accept_typ_jwt", "Bearer " + tok("ES256", "issuer-a-p256.key", "a-es256", cl
 
 good = tok("ES256", "issuer-a-p256.key", "a-es256", claims())
 
-# --- PROTOCOL.md failure rows ---------------------------------------------
+# --- doc/protocol.md failure rows -----------------------------------------
 case("no_token_digest", 401, "missing_token", CH_MISSING, 'Digest username="alice", realm="x"')
 case("malformed_bearer_only", 400, "malformed_request", CH_INVALID_REQUEST, "Bearer")
 case("malformed_two_tokens", 400, "malformed_request", CH_INVALID_REQUEST, "Bearer a.b.c d.e.f")

@@ -87,7 +87,7 @@ def test_expiry_below_token_lifetime_kept(dep):
     assert 100 <= granted <= 120, r.raw
 
 
-# -- every failure row of PROTOCOL.md: nothing reaches the S-CSCF ----------
+# -- every failure row of doc/protocol.md: nothing reaches the S-CSCF ----------
 
 def _two_tokens():
     return [bearer(mint()), bearer(mint(user="alice"))]

@@ -70,7 +70,7 @@ CLASSES = {
     "h-basic": "refuse",        # another scheme
 }
 
-# The reason names (PROTOCOL.md) a refusal of each class must give: the check
+# The reason names (doc/protocol.md) a refusal of each class must give: the check
 # meant for it refused it, not some other one. (A 9 KiB token is larger than
 # Kamailio's pv buffer too: the native module reads a lone-variable argument
 # directly, so the library's max_token_size rule answers.)

@@ -49,5 +49,12 @@ if [ -f tests/browser/package-lock.json ] \
   cp tests/browser/package-lock.json tests/browser/node_modules/.wic-tna-lock
 fi
 
+# rustfmt and clippy (the test command checks formatting and lints) and
+# cargo-fuzz (the fuzz smoke run) for the one rustup toolchain.
+for c in rustfmt clippy; do
+  cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
+done
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked -q
+
 echo "==> cargo build --release"
 cargo build --release --locked -q 2>/dev/null || cargo build --release -q

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every test of wic-tna (and the demo): Rust unit and integration tests (tokens from
-# PyJWT and our own minting), the C harness (plain, ASan/UBSan, valgrind),
+# Run every test of wic-tna (and the demo): formatting and lints, Rust unit
+# and integration tests (tokens from PyJWT and our own minting), a fuzz smoke
+# run of every target, the C harness (plain, ASan/UBSan, valgrind),
 # the Kamailio end-to-end tests, the load test (quick) and the Debian
 # package test.
 # Installs what it needs first.
@@ -9,12 +10,19 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 
+echo "==> cargo fmt --check, cargo clippy (warnings are errors)"
+cargo fmt --check
+cargo clippy --all-targets --release -q -- -D warnings
+
 echo "==> cargo test"
 cargo test --release 2>&1 | tee /tmp/wic-tna-cargo-test.log
 grep -q "test result: FAILED" /tmp/wic-tna-cargo-test.log && exit 1
 
 echo "==> cargo bench --no-run (benches compile; they are timed by scripts/bench.sh, not here)"
 cargo bench --no-run
+
+echo "==> fuzz smoke: every target 20 s (bash fuzz/run.sh 600 for a real run)"
+bash fuzz/run.sh --smoke 20
 
 if [ -f tests/c/run.sh ]; then
   echo "==> C harness"

@@ -990,16 +990,20 @@ fn introspection_unavailable_is_a_500_never_an_accept() {
 }
 
 #[test]
-fn introspection_positive_cache_until_exp_and_negative_cache_briefly() {
+fn introspection_positive_cache_never_past_exp_and_negative_cache_briefly() {
     let t = now();
     let srv =
         Server::start(move |_| reply(200, &[], intro_answer(&format!(r#"{{"exp":{}}}"#, t + 100))));
     // (About the caches, up to exp + leeway: without the rule on the
-    // remaining lifetime of a registration.)
+    // remaining lifetime of a registration; positive_ttl longer than the
+    // token's life, so that exp is the bound.)
     let s = setup(
         None,
         "",
-        Some((&srv.url("/introspect"), "  negative_ttl = 10\n")),
+        Some((
+            &srv.url("/introspect"),
+            "  negative_ttl = 10\n  positive_ttl = 3600\n",
+        )),
     );
     let text = std::fs::read_to_string(&s.path).unwrap();
     std::fs::write(&s.path, format!("min_registration_expires = 0\n{text}")).unwrap();
@@ -1026,6 +1030,37 @@ fn introspection_positive_cache_until_exp_and_negative_cache_briefly() {
         Reason::InactiveToken
     );
     assert_eq!(srv.hits(), 2, "only briefly");
+}
+
+/// Revocation at the authorization server is seen by a long-running
+/// context within `positive_ttl` (default 60 s), however long the token
+/// still has to live.
+#[test]
+fn introspection_revocation_is_seen_within_positive_ttl() {
+    let t = now();
+    let answer = intro_answer(&format!(r#"{{"exp":{}}}"#, t + 3000));
+    let srv = Server::start(move |_| reply(200, &[], answer.clone()));
+    for (extra, ttl) in [("", 60), ("  positive_ttl = 5\n", 5)] {
+        let (_s, c) = intro_setup(&srv, extra);
+        assert_eq!(verify(&c, REF, t).reason, Reason::Ok);
+        let before = srv.hits();
+        // Revoked now: the AS answers inactive from here on.
+        srv.set(|_| reply(200, &[], r#"{"active":false}"#.to_string()));
+        assert_eq!(
+            verify(&c, REF, t + ttl - 1).reason,
+            Reason::Ok,
+            "cached answer, ttl {ttl}"
+        );
+        assert_eq!(srv.hits(), before, "no call within the ttl");
+        assert_eq!(
+            verify(&c, REF, t + ttl).reason,
+            Reason::InactiveToken,
+            "ttl {ttl}: asked again and refused"
+        );
+        assert_eq!(srv.hits(), before + 1);
+        let answer = intro_answer(&format!(r#"{{"exp":{}}}"#, t + 3000));
+        srv.set(move |_| reply(200, &[], answer.clone()));
+    }
 }
 
 #[test]

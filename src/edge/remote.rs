@@ -27,7 +27,8 @@
 //! request), bounded by the configured timeout and a circuit breaker whose
 //! state (consecutive failures, open-until) is in the shared state, so all
 //! workers see it open at once. Positive answers are cached per process
-//! until `exp`, negative ones for `negative_ttl` seconds.
+//! for `positive_ttl` seconds and never past `exp`, negative ones for
+//! `negative_ttl` seconds.
 
 use crate::core::config::{Config, Introspection, Issuer, RemoteJwks};
 use crate::core::json::StrictObject;
@@ -68,12 +69,20 @@ struct Negative {
     reason: Reason,
 }
 
+/// A positive introspection answer, kept until `until` (at most
+/// `positive_ttl` after it was given; the token's own lifetime is checked
+/// on every hit as well).
+struct Positive {
+    until: i64,
+    verified: Arc<Verified>,
+}
+
 /// Per-process remote trust state of a [`crate::Context`].
 #[derive(Default)]
 pub struct RemoteState {
     held: Mutex<HashMap<String, Held>>,
     sched: Mutex<HashMap<String, Sched>>,
-    positive: Mutex<HashMap<Box<str>, Arc<Verified>>>,
+    positive: Mutex<HashMap<Box<str>, Positive>>,
     negative: Mutex<HashMap<Box<str>, Negative>>,
 }
 
@@ -524,8 +533,9 @@ impl RemoteState {
         now: i64,
     ) -> Option<Arc<Verified>> {
         let mut pos = lock(&self.positive);
-        let v = pos.get(token)?;
-        if now <= v.exp.saturating_add(cfg.leeway as i64) && now >= v.valid_from {
+        let p = pos.get(token)?;
+        let v = &p.verified;
+        if now < p.until && now <= v.exp.saturating_add(cfg.leeway as i64) && now >= v.valid_from {
             let v = v.clone();
             drop(pos);
             count(shared, slot, Remote::IntrospectionCacheHits);
@@ -535,9 +545,10 @@ impl RemoteState {
         None
     }
 
-    /// The answer about `token` into the caches: a verified token while
-    /// it is valid, a refusal for `negative_ttl` (not a barring: it can be
-    /// lifted at any time). Each cache is emptied of what expired when
+    /// The answer about `token` into the caches: a verified token for
+    /// `positive_ttl` (so that a revocation at the authorization server is
+    /// seen within that time) and never past its `exp`, a refusal for
+    /// `negative_ttl` (not a barring: it can be lifted at any time). Each cache is emptied of what expired when
     /// full, and cleared if that is not enough.
     fn remember(
         &self,
@@ -552,12 +563,19 @@ impl RemoteState {
                 if x.cache_size > 0 {
                     let mut pos = lock(&self.positive);
                     if pos.len() >= x.cache_size {
-                        pos.retain(|_, v| v.exp > now);
+                        pos.retain(|_, p| p.until > now && p.verified.exp > now);
                         if pos.len() >= x.cache_size {
                             pos.clear();
                         }
                     }
-                    pos.insert(token.into(), v.clone());
+                    let until = now.saturating_add(x.positive_ttl as i64);
+                    pos.insert(
+                        token.into(),
+                        Positive {
+                            until,
+                            verified: v.clone(),
+                        },
+                    );
                 }
                 Ok(v)
             }

@@ -190,8 +190,12 @@ pub struct Introspection {
     pub timeout: Duration,
     /// Opaque tokens starting with this belong to this issuer.
     pub token_prefix: Option<String>,
-    /// Positive answers kept per process (until the token's `exp`).
+    /// Positive answers kept per process.
     pub cache_size: usize,
+    /// How long a positive answer is kept, seconds (never past the token's
+    /// `exp`): the longest a token revoked at the authorization server can
+    /// still be accepted by a process that asked before the revocation.
+    pub positive_ttl: u64,
     /// How long a negative answer (`active: false`, claim rule failed) is
     /// kept, seconds.
     pub negative_ttl: u64,
@@ -398,6 +402,8 @@ struct RawIntrospection {
     token_prefix: Option<String>,
     #[serde(default = "default_cache_size")]
     cache_size: usize,
+    #[serde(default = "default_positive_ttl")]
+    positive_ttl: u64,
     #[serde(default = "default_negative_ttl")]
     negative_ttl: u64,
     #[serde(default = "default_breaker_failures")]
@@ -446,6 +452,14 @@ fn default_max_lifetime() -> u64 {
 fn default_introspection_timeout() -> u64 {
     500
 }
+/// A revoked token is refused within a minute by default: long enough
+/// that a registering client's retries and re-registrations hit the cache,
+/// short enough for revocation to matter (RFC 7662 section 4 leaves the
+/// trade-off to the resource server).
+fn default_positive_ttl() -> u64 {
+    60
+}
+
 fn default_negative_ttl() -> u64 {
     10
 }
@@ -979,6 +993,13 @@ impl Ctx<'_> {
         if r.cache_size > 1_000_000 {
             return Err(self.err(ispan, iname("cache_size"), "at most 1000000"));
         }
+        if r.positive_ttl == 0 || r.positive_ttl > 3600 {
+            return Err(self.err(
+                ispan,
+                iname("positive_ttl"),
+                "must be between 1 and 3600 seconds (cache_size = 0 turns the cache off)",
+            ));
+        }
         if r.negative_ttl > 300 {
             return Err(self.err(ispan, iname("negative_ttl"), "at most 300 seconds"));
         }
@@ -1035,6 +1056,7 @@ impl Ctx<'_> {
             timeout: Duration::from_millis(r.timeout_ms),
             token_prefix: r.token_prefix.clone(),
             cache_size: r.cache_size,
+            positive_ttl: r.positive_ttl,
             negative_ttl: r.negative_ttl,
             breaker_failures: r.breaker_failures,
             breaker_cooldown: r.breaker_cooldown,
@@ -1660,6 +1682,8 @@ iss = "https://b.example"
             (None, "  timeout_ms = 2001", "timeout_ms"),
             (None, "  cache_size = 1000001", "cache_size"),
             (None, "  negative_ttl = 301", "negative_ttl"),
+            (None, "  positive_ttl = 0", "positive_ttl"),
+            (None, "  positive_ttl = 3601", "positive_ttl"),
             (None, "  breaker_failures = 0", "breaker_failures"),
             (None, "  breaker_cooldown = 3601", "breaker_cooldown"),
             (None, "  max_size = 255", "max_size"),

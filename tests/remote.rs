@@ -1013,8 +1013,16 @@ fn introspection_positive_cache_never_past_exp_and_negative_cache_briefly() {
     }
     assert_eq!(srv.hits(), 1, "cached until exp (+ leeway)");
     assert_eq!(stat(&c, AS, "introspection_cache_hits"), 4);
+    // Past exp + leeway: expired, known from the server's own answer (a
+    // server asked again says only `active: false`, which would be named
+    // inactive_token), so not asked again.
+    srv.set(|_| reply(200, &[], r#"{"active":false}"#.to_string()));
     assert_eq!(verify(&c, REF, t + 106).reason, Reason::Expired);
-    assert_eq!(srv.hits(), 2, "asked again after exp");
+    assert_eq!(srv.hits(), 1, "not asked again after exp");
+    assert_eq!(stat(&c, AS, "introspection_cache_hits"), 5);
+    // Forgotten then: asked again, the server's word.
+    assert_eq!(verify(&c, REF, t + 107).reason, Reason::InactiveToken);
+    assert_eq!(srv.hits(), 2);
 
     let srv = intro_server(r#"{"active":false}"#);
     let (_s, c) = intro_setup(&srv, "  negative_ttl = 10\n");

@@ -69,9 +69,10 @@ struct Negative {
     reason: Reason,
 }
 
-/// A positive introspection answer, kept until `until` (at most
-/// `positive_ttl` after it was given; the token's own lifetime is checked
-/// on every hit as well).
+/// A positive introspection answer: used until `until` (`positive_ttl`
+/// after it was given), then asked again; kept (for its `exp`, so that an
+/// expired token is named `expired`) until the server answers again or
+/// the token expires.
 struct Positive {
     until: i64,
     verified: Arc<Verified>,
@@ -489,11 +490,15 @@ impl RemoteState {
         if let Some(reason) = self.cached_refusal(token, shared, slot, now) {
             return Err(with_iss(reason));
         }
-        if let Some(v) = self.cached_verified(cfg, token, shared, slot, now) {
-            if barred(issuer) {
-                return Err(with_iss(Reason::IssuerBarred));
+        match self.cached_verified(cfg, token, shared, slot, now) {
+            Some(Ok(v)) => {
+                if barred(issuer) {
+                    return Err(with_iss(Reason::IssuerBarred));
+                }
+                return Ok(v);
             }
-            return Ok(v);
+            Some(Err(reason)) => return Err(with_iss(reason)),
+            None => {}
         }
         let body = call_through_breaker(x, issuer, token, shared, slot, now).map_err(with_iss)?;
         let Some(result) = verdict(cfg, issuer_index, issuer, &body, now, barred) else {
@@ -522,8 +527,11 @@ impl RemoteState {
         None
     }
 
-    /// The verified token cached for `token`, while it is valid (the
-    /// caller checks the barring again: it can change at any time).
+    /// The verified token cached for `token` while its answer is fresh
+    /// (`positive_ttl`) and the token valid (the caller checks the barring
+    /// again: it can change at any time); `expired` once past the `exp`
+    /// the server gave (asked again, a server says only `active: false`).
+    /// `None`: ask the server.
     fn cached_verified(
         &self,
         cfg: &Config,
@@ -531,17 +539,23 @@ impl RemoteState {
         shared: &Shared,
         slot: usize,
         now: i64,
-    ) -> Option<Arc<Verified>> {
+    ) -> Option<Result<Arc<Verified>, Reason>> {
         let mut pos = lock(&self.positive);
         let p = pos.get(token)?;
         let v = &p.verified;
-        if now < p.until && now <= v.exp.saturating_add(cfg.leeway as i64) && now >= v.valid_from {
+        if now > v.exp.saturating_add(cfg.leeway as i64) {
+            pos.remove(token);
+            drop(pos);
+            count(shared, slot, Remote::IntrospectionCacheHits);
+            return Some(Err(Reason::Expired));
+        }
+        if now < p.until && now >= v.valid_from {
             let v = v.clone();
             drop(pos);
             count(shared, slot, Remote::IntrospectionCacheHits);
-            return Some(v);
+            return Some(Ok(v));
         }
-        pos.remove(token);
+        // Stale: kept (for its exp) until the server answers again.
         None
     }
 
@@ -563,7 +577,7 @@ impl RemoteState {
                 if x.cache_size > 0 {
                     let mut pos = lock(&self.positive);
                     if pos.len() >= x.cache_size {
-                        pos.retain(|_, p| p.until > now && p.verified.exp > now);
+                        pos.retain(|_, p| p.verified.exp > now);
                         if pos.len() >= x.cache_size {
                             pos.clear();
                         }
@@ -580,6 +594,10 @@ impl RemoteState {
                 Ok(v)
             }
             Err(reason) => {
+                if reason != Reason::IssuerBarred {
+                    // Revoked, or no longer passing a claim rule.
+                    lock(&self.positive).remove(token);
+                }
                 if x.negative_ttl > 0 && reason != Reason::IssuerBarred {
                     let mut neg = lock(&self.negative);
                     if neg.len() >= x.cache_size.max(1000) {

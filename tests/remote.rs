@@ -583,6 +583,35 @@ fn key_rotation_through_the_url() {
     assert_eq!(stat(&c, R, "jwks_generation"), 2);
 }
 
+/// A one-off refresh (a fresh context on the same shared state, as
+/// `wic-tna refresh` is) that fetches the set already published confirms
+/// it: no new generation, so the workers keep their parsed keys and their
+/// verified-token caches.
+#[test]
+fn the_same_set_fetched_again_publishes_nothing_new() {
+    let srv = jwks_server(&["r1"], "max-age=60");
+    let s = setup(Some(&srv.url("/jwks")), "", None);
+    let shared = Arc::new(Shared::new_anonymous().unwrap());
+    let refresher = Context::new(&s.path, Some(shared.clone())).unwrap();
+    let t = now();
+    assert!(refresher.tick(t).published);
+    let one_off = Context::new(&s.path, Some(shared.clone())).unwrap();
+    let rep = one_off.tick(t + 5);
+    assert_eq!(srv.hits(), 2, "fetched again (no ETag known)");
+    assert!(!rep.published && !rep.failed, "{rep:?}");
+    assert_eq!(stat(&one_off, R, "jwks_generation"), 1);
+    assert_eq!(
+        stat(&one_off, R, "jwks_fetched_at"),
+        (t + 5) as u64,
+        "confirmed"
+    );
+    // A changed set is published.
+    srv.set(|_| reply(200, &[("Cache-Control", "max-age=60")], jwks(&["r2"])));
+    let again = Context::new(&s.path, Some(shared.clone())).unwrap();
+    assert!(again.tick(t + 6).published);
+    assert_eq!(stat(&again, R, "jwks_generation"), 2);
+}
+
 #[test]
 fn workers_sharing_the_state_follow_the_refresher() {
     let srv = jwks_server(&["r1"], "max-age=60");

@@ -368,12 +368,7 @@ impl RemoteState {
                 shared
                     .remote(slot, Remote::JwksNotModified)
                     .fetch_add(1, Ordering::Relaxed);
-                shared
-                    .remote(slot, Remote::JwksFetchedAt)
-                    .store(now.max(1) as u64, Ordering::Release);
-                if let Ok(f) = std::fs::File::options().write(true).open(&rj.cache_file) {
-                    let _ = f.set_modified(std::time::SystemTime::now());
-                }
+                confirmed(rj, shared, slot, now);
                 s.next_at = next(&resp);
             }
             200 => match KeySet::parse(&resp.body, &rj.algs, rj.url.path.as_str()) {
@@ -385,6 +380,24 @@ impl RemoteState {
                             n.level(),
                             &format!("wic-tna: issuer {}: key set: {n}", issuer.iss),
                         );
+                    }
+                    // The same set as published (e.g. a one-off `wic-tna
+                    // refresh`, which has no ETag yet): a confirmation, as a
+                    // 304 is; a new generation would make every worker
+                    // re-read the file and empty its verified-token cache.
+                    if have_set
+                        && read_file(&rj.cache_file, rj.max_size).is_ok_and(|d| d == resp.body)
+                    {
+                        s.etag = resp
+                            .header("etag")
+                            .filter(|e| http_token_safe(e))
+                            .map(str::to_owned);
+                        s.next_at = next(&resp);
+                        shared
+                            .remote(slot, Remote::JwksFetchOk)
+                            .fetch_add(1, Ordering::Relaxed);
+                        confirmed(rj, shared, slot, now);
+                        return;
                     }
                     if let Err(e) = write_atomic(&rj.cache_file, &resp.body) {
                         return fail(
@@ -617,6 +630,18 @@ impl RemoteState {
                 Err(reason)
             }
         }
+    }
+}
+
+/// The published key set was confirmed by the endpoint (304, or 200 with
+/// the same bytes): its `max_stale` clock restarts, in the shared state
+/// and in the cache file's modification time (read at start-up).
+fn confirmed(rj: &RemoteJwks, shared: &Shared, slot: usize, now: i64) {
+    shared
+        .remote(slot, Remote::JwksFetchedAt)
+        .store(now.max(1) as u64, Ordering::Release);
+    if let Ok(f) = std::fs::File::options().write(true).open(&rj.cache_file) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
 }
 

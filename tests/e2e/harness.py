@@ -1,5 +1,11 @@
-"""End-to-end harness: real Kamailio processes (eP-CSCF and S-CSCF) on
+"""End-to-end harness: real proxy processes (eP-CSCF and S-CSCF) on
 loopback ports, each in its own temp dir, with its log captured.
+
+ProxyProcess is one proxy process tree whatever the proxy (start, ready on
+its ports, log, stop, RPC hook); KamailioProcess is Kamailio's.
+Deployment is a Kamailio eP-CSCF and S-CSCF; tests/e2e_opensips puts an
+OpenSIPS eP-CSCF in it (OpenSipsDeployment). The SIP clients are
+sipclient.py's, for both.
 
     dep = Deployment(tmp_path, mode="native")   # or "python"
     # core="ims": the IMS S-CSCF + test HSS of tests/e2e/ims.py instead
@@ -90,10 +96,11 @@ def free_port():
     raise RuntimeError("no free port")
 
 
-def _kamailio_env(extra=None):
+def proxy_env(extra=None):
+    """The environment of a proxy process: ours, without pyenv's Python
+    settings (Kamailio's app_python3 and OpenSIPS's python module embed
+    Debian's /usr/bin/python3), plus extra."""
     env = dict(os.environ)
-    # app_python3 embeds Debian's /usr/bin/python3: keep pyenv's Python
-    # settings out of it
     for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
         env.pop(name, None)
     if extra:
@@ -101,27 +108,145 @@ def _kamailio_env(extra=None):
     return env
 
 
-class KamailioProcess:
-    """One kamailio -DD -E process tree with its log in workdir/NAME.log."""
+class ProxyProcess:
+    """One SIP proxy process tree (Kamailio, OpenSIPS) in its own session,
+    whatever the proxy: started from command() (its configuration, arguments
+    and env) in workdir, its output in workdir/NAME.log; ready when ready()
+    says so, then settle(); stopped with SIGTERM, and what is left of the
+    tree killed after stop_timeout.
 
-    def __init__(self, name, cfg, workdir, defines, env=None, valgrind=False,
-                 shm_mb=32, pkg_mb=8):
+    A subclass gives command(), and may give ready() (default: each of
+    `ports` answers a SIP OPTIONS over UDP), settle(deadline) (default:
+    nothing to wait for) and rpc() (the management hook: Kamailio's RPC;
+    default: none)."""
+
+    ready_timeout = 20
+    stop_timeout = 10
+
+    def __init__(self, name, cfg, workdir, env=None, ports=()):
         self.name = name
         self.cfg = Path(cfg)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.env = proxy_env(env)
+        self.logfile = self.workdir / ("%s.log" % name)
+        self.ports = list(ports)
+        self.proc = None
+        self._log = None
+
+    # -- what a proxy gives --
+    def command(self):
+        raise NotImplementedError
+
+    def ready(self):
+        from sipclient import answers
+        return all(answers("127.0.0.1", port) for port in self.ports)
+
+    def settle(self, deadline):
+        """Called once ready(), before start() returns."""
+
+    def rpc(self, *args, timeout=10):
+        """The proxy's management interface: a CompletedProcess-like
+        result (returncode, stdout, stderr)."""
+        raise NotImplementedError("%s: no management interface in this "
+                                  "harness" % self.name)
+
+    def rpc_ok(self, *args):
+        try:
+            return self.rpc(*args, timeout=5).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    # -- life cycle --
+    def start(self, ready_timeout=None):
+        if ready_timeout is None:
+            ready_timeout = self.ready_timeout
+        self._log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=str(self.workdir),
+                                     start_new_session=True)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %s at start:\n%s" % (
+                    self.name, self.proc.returncode, self.log_tail()))
+            if self.ready():
+                self.settle(deadline)
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("%s not ready in %ss:\n%s" % (
+            self.name, ready_timeout, self.log_tail()))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=None):
+        if self.proc is None:
+            return
+        if timeout is None:
+            timeout = self.stop_timeout
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # whatever is left of this process tree (its own session)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        self.proc = None
+
+    # -- its log --
+    def log(self):
+        try:
+            return self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def wait_log(self, pattern, timeout=5):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
+
+
+class KamailioProcess(ProxyProcess):
+    """One kamailio -DD -E process tree with its log in workdir/NAME.log;
+    ready when its RPC (kamcmd over the ctl socket) answers and every
+    process has been forked."""
+
+    def __init__(self, name, cfg, workdir, defines, env=None, valgrind=False,
+                 shm_mb=32, pkg_mb=8):
+        super().__init__(name, cfg, workdir, env)
         self.rundir = self.workdir / "run"
         self.rundir.mkdir(exist_ok=True)
         self.ctl = "unix:%s" % (self.rundir / "ctl.sock")
         self.defines = dict(defines)
         self.defines["CTL_SOCKET"] = '"%s"' % self.ctl
-        self.env = _kamailio_env(env)
-        self.logfile = self.workdir / ("%s.log" % name)
         self.valgrind = valgrind
+        self.ready_timeout = 120 if valgrind else 20
+        self.stop_timeout = 60 if valgrind else 10
         self.shm_mb = shm_mb
         self.pkg_mb = pkg_mb
         self.pidfile = self.rundir / "kamailio.pid"
-        self.proc = None
 
     def command(self):
         cmd = []
@@ -149,31 +274,16 @@ class KamailioProcess:
                 bad[str(f)] = m.group(0)
         return bad
 
-    def start(self, ready_timeout=None):
-        if ready_timeout is None:
-            ready_timeout = 120 if self.valgrind else 20
-        self._log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=str(self.workdir),
-                                     start_new_session=True)
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("%s exited with %s at start:\n%s" % (
-                    self.name, self.proc.returncode, self.log_tail()))
-            if self.rpc_ok("core.uptime"):
-                # the RPC process is forked after the SIP workers, but
-                # before the TCP receivers (and the rtimer processes before
-                # them): wait until the process table stops growing, so
-                # that a test that edits the configuration right away does
-                # not race a late child_init reading it
-                self._wait_all_forked(deadline)
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("%s not ready in %ss:\n%s" % (
-            self.name, ready_timeout, self.log_tail()))
+    def ready(self):
+        return self.rpc_ok("core.uptime")
+
+    def settle(self, deadline):
+        # the RPC process is forked after the SIP workers, but before the
+        # TCP receivers (and the rtimer processes before them): wait until
+        # the process table stops growing, so that a test that edits the
+        # configuration right away does not race a late child_init
+        # reading it
+        self._wait_all_forked(deadline)
 
     def _process_count(self):
         try:
@@ -201,59 +311,6 @@ class KamailioProcess:
         if r.returncode == 0 and r.stdout.startswith("error:"):
             r.returncode = 1
         return r
-
-    def rpc_ok(self, *args):
-        try:
-            return self.rpc(*args, timeout=5).returncode == 0
-        except subprocess.TimeoutExpired:
-            return False
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=None):
-        if self.proc is None:
-            return
-        if timeout is None:
-            timeout = 60 if self.valgrind else 10
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # whatever is left of this process tree (its own session)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.close()
-        self.proc = None
-
-    def log(self):
-        try:
-            return self.logfile.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=60):
-        return "\n".join(self.log().splitlines()[-n:])
-
-    def wait_log(self, pattern, timeout=5):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.log())
-            if m or time.monotonic() > deadline:
-                return m
-            time.sleep(0.05)
 
 
 def scscf_lines(scscf, marker, call_id):
@@ -317,7 +374,12 @@ def _compose(transform, extra_config):
 
 
 class Deployment:
-    """eP-CSCF (native module or Python glue) + S-CSCF (native module)."""
+    """eP-CSCF (native module or Python glue) + S-CSCF (native module).
+
+    A variant for another eP-CSCF (tests/e2e_opensips: OpenSipsDeployment)
+    overrides required() and make_ep() (a ProxyProcess); ports,
+    configurations, clients, management and the S-CSCF's views are
+    these."""
 
     def __init__(self, workdir, mode="native", shm_mb=128, pkg_mb=8,
                  config_transform=None, extra_config="", scscf_of=None,
@@ -360,22 +422,24 @@ class Deployment:
         self.scscf = scscf_of.scscf if scscf_of else None
         self.ep = None
 
-    def start(self):
-        for path, what in ((MODULE, "module (bash kamailio-example/module/build.sh)"),
-                           (LIBRARY, "library (cargo build --release)")):
-            if not path.exists():
-                raise RuntimeError("missing %s: %s" % (what, path))
-        if self.scscf_of is None and self.core == "ims":
-            from ims import ImsCore
-            self.ims = ImsCore(self.workdir / "ims", scscf_port=self.scscf_port)
-            self.scscf = self.ims.scscf
-        elif self.scscf_of is None:
-            self.scscf = KamailioProcess(
-                "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
-                    "SCSCF_PORT": self.scscf_port,
-                    "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
-                    "WIC_TNA_MODULE": '"%s"' % MODULE,
-                }, shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
+    # -- what a variant of this deployment changes --
+    def required(self):
+        """(path, what) of each file start() needs."""
+        return [(MODULE, "module (bash kamailio-example/module/build.sh)"),
+                (LIBRARY, "library (cargo build --release)")]
+
+    def make_scscf(self):
+        """The plain S-CSCF (kamailio-example/scscf.cfg, native module)."""
+        return KamailioProcess(
+            "scscf", EXAMPLE / "scscf.cfg", self.workdir / "scscf", {
+                "SCSCF_PORT": self.scscf_port,
+                "WIC_TNA_CONFIG": '"%s"' % self.scscf_config,
+                "WIC_TNA_MODULE": '"%s"' % MODULE,
+            }, shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
+
+    def make_ep(self):
+        """The eP-CSCF: Kamailio with epcscf.cfg (native module) or
+        epcscf-python.cfg (Python glue)."""
         cert, key = tls_files()
         defines = {
             "EP_SIP_PORT": self.ep_sip,
@@ -400,10 +464,22 @@ class Deployment:
                    "WIC_TNA_LIBRARY": str(LIBRARY)}
         # WIC_TNA_E2E_VALGRIND=1: the native eP-CSCF runs under valgrind
         # (the Python glue's CPython would need suppressions)
-        self.ep = KamailioProcess(
+        return KamailioProcess(
             self.name, cfg, self.workdir / self.name, defines, env,
             valgrind=VALGRIND and self.mode == "native",
             shm_mb=self.shm_mb, pkg_mb=self.pkg_mb)
+
+    def start(self):
+        for path, what in self.required():
+            if not Path(path).exists():
+                raise RuntimeError("missing %s: %s" % (what, path))
+        if self.scscf_of is None and self.core == "ims":
+            from ims import ImsCore
+            self.ims = ImsCore(self.workdir / "ims", scscf_port=self.scscf_port)
+            self.scscf = self.ims.scscf
+        elif self.scscf_of is None:
+            self.scscf = self.make_scscf()
+        self.ep = self.make_ep()
         try:
             if self.ims is not None:
                 self.ims.start()

@@ -397,6 +397,19 @@ class WsClient(_Client):
         self.ws.close()
 
 
+def answers(host, port, timeout=0.5):
+    """True when a SIP OPTIONS over UDP to host:port gets a final response
+    within timeout (a proxy's readiness probe)."""
+    hostport = "%s:%d" % ("[%s]" % host if ":" in host else host, port)
+    try:
+        with UdpClient(host, port, timeout=timeout) as c:
+            c.request("OPTIONS", "sip:" + hostport,
+                      "sip:probe@wic.test", "sip:probe@wic.test")
+        return True
+    except (TimeoutError, OSError):
+        return False
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -3,9 +3,7 @@ OpenSIPS is skipped, with a plain message, when WIC_TNA_OPENSIPS (the
 opensips binary) is not set; those marked no_opensips (the handler driven
 without OpenSIPS) still run."""
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,9 @@ for d in (HERE, HERE.parent / "e2e"):
     if str(d) not in sys.path:
         sys.path.insert(0, str(d))
 
+# tests/e2e's pytest glue, as its conftest.py has it
+from e2e_fixtures import (pytest_runtest_makereport,  # noqa: E402,F401
+                          running, temp_workdir)
 from opensips_harness import (ENV_BINARY, OpenSipsDeployment,  # noqa: E402
                               opensips_binary)
 
@@ -36,36 +37,12 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
-
-def _failed(request):
-    rep = getattr(request.node, "rep_call", None)
-    return rep is not None and rep.failed
-
-
 @pytest.fixture
 def workdir(request):
-    # short paths: the S-CSCF's binrpc unix socket path must stay under
-    # 108 bytes
-    d = Path(tempfile.mkdtemp(prefix="wic-os-"))
-    yield d
-    if _failed(request):
-        print("kept for inspection: %s" % d)
-    else:
-        shutil.rmtree(d, ignore_errors=True)
+    yield from temp_workdir(request, "wic-os-")
 
 
 @pytest.fixture
 def dep(request, workdir):
     """A running OpenSIPS eP-CSCF and Kamailio S-CSCF."""
-    d = OpenSipsDeployment(workdir)
-    d.start()
-    yield d
-    d.stop()
-    if _failed(request):
-        print(d.logs())
+    yield from running(request, OpenSipsDeployment(workdir))

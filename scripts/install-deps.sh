@@ -49,6 +49,15 @@ if [ -f tests/browser/package-lock.json ] \
   cp tests/browser/package-lock.json tests/browser/node_modules/.wic-tna-lock
 fi
 
+# The test authorization server of tests/e2e/test_oidc_provider.py (the
+# certified oidc-provider, pinned by tests/as/package-lock.json).
+if [ -f tests/as/package-lock.json ] \
+   && ! cmp -s tests/as/package-lock.json tests/as/node_modules/.wic-tna-lock; then
+  echo "==> npm ci (tests/as)"
+  npm ci --prefix tests/as --no-audit --no-fund --loglevel=error
+  cp tests/as/package-lock.json tests/as/node_modules/.wic-tna-lock
+fi
+
 # rustfmt and clippy (the test command checks formatting and lints) and
 # cargo-fuzz (the fuzz smoke run) for the one rustup toolchain.
 for c in rustfmt clippy; do

@@ -363,6 +363,18 @@ impl RemoteState {
                 .clamp(rj.min_refresh, rj.max_refresh);
             now + age as i64
         };
+        // A good set taken (only once it is on disk, if new): its ETag for
+        // the next If-None-Match, the next fetch after max-age.
+        let fetched = |s: &mut Sched| {
+            s.etag = resp
+                .header("etag")
+                .filter(|e| http_token_safe(e))
+                .map(str::to_owned);
+            s.next_at = next(&resp);
+            shared
+                .remote(slot, Remote::JwksFetchOk)
+                .fetch_add(1, Ordering::Relaxed);
+        };
         match resp.status {
             304 if have_set => {
                 shared
@@ -388,14 +400,7 @@ impl RemoteState {
                     if have_set
                         && read_file(&rj.cache_file, rj.max_size).is_ok_and(|d| d == resp.body)
                     {
-                        s.etag = resp
-                            .header("etag")
-                            .filter(|e| http_token_safe(e))
-                            .map(str::to_owned);
-                        s.next_at = next(&resp);
-                        shared
-                            .remote(slot, Remote::JwksFetchOk)
-                            .fetch_add(1, Ordering::Relaxed);
+                        fetched(s);
                         confirmed(rj, shared, slot, now);
                         return;
                     }
@@ -406,14 +411,7 @@ impl RemoteState {
                             format!("cannot write {}: {e}", rj.cache_file.display()),
                         );
                     }
-                    s.etag = resp
-                        .header("etag")
-                        .filter(|e| http_token_safe(e))
-                        .map(str::to_owned);
-                    s.next_at = next(&resp);
-                    shared
-                        .remote(slot, Remote::JwksFetchOk)
-                        .fetch_add(1, Ordering::Relaxed);
+                    fetched(s);
                     self.publish(issuer, shared, slot, now);
                     pass.published = true;
                 }

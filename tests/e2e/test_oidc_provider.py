@@ -111,27 +111,7 @@ def write_discovery_config(path, as_, top=""):
     `iss` (e.g. the algorithms, and the introspection client credentials,
     which discovery cannot give). Today such an issuer does not load
     ("An issuer needs at least one key or an [issuer.introspection]")."""
-    d = path.parent
-    as_.write_client_secret(d / "ep-cscf.secret")
-    path.write_text('''home_realm = "%(realm)s"
-audience = "%(aud)s"
-state_file = "%(state)s"
-cache_dir = "%(cache)s"
-%(top)s
-
-[[issuer]]
-iss = "%(iss)s"
-impi_patterns = ["*@%(dom)s"]
-impu_patterns = ["sip:*@%(dom)s", "tel:+1555*"]
-# TODO(issue 18, discovery): e.g.
-#   algorithms = ["%(alg)s"]
-#   [issuer.introspection]
-#   client_id = "%(cid)s"
-#   client_secret_file = "%(secret)s"
-''' % {"realm": HOME_REALM, "aud": as_.audience, "state": d / "state",
-       "cache": d / "jwks-cache", "top": top, "iss": as_.issuer, "dom": DOMAIN,
-       "alg": as_.alg, "cid": EPCSCF_CLIENT[0], "secret": d / "ep-cscf.secret"})
-    return path
+    return write_config(path, as_, jwks=False, introspection=False, top=top)
 
 
 # --------------------------------------------------------------------------

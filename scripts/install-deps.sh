@@ -13,6 +13,8 @@ APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules kamailio-
           kamailio-ims-modules kamailio-presence-modules sip-tester
           valgrind gcc make pkg-config python3 openssl dpkg-dev libc6-dev
           redis-server chromium)
+# the Debian packages (tests/packaging/run.sh): debhelper build, lintian
+APT_PKGS+=(debhelper dh-python lintian)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,8 +34,14 @@ CLI = Path(os.environ.get("WIC_TNA_CLI", REPO / "target" / "release" / "wic-tna"
 MODULE = Path(os.environ.get("WIC_TNA_MODULE",
                              REPO / "build" / "wic_tna" / "wic_tna.so"))
 GLUE = EXAMPLE / "python" / "wic_tna_glue.py"
-KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
-KAMCMD = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+# Another Kamailio than the one on PATH (tests/kamailio_versions: 5.8, 6.0
+# built from source): its kamailio, kamcmd and module directory (passed to
+# the cfgs as MODULES_DIR)
+KAMAILIO = (os.environ.get("WIC_TNA_KAMAILIO") or shutil.which("kamailio")
+            or "/usr/sbin/kamailio")
+KAMCMD = (os.environ.get("WIC_TNA_KAMCMD") or shutil.which("kamcmd")
+          or "/usr/sbin/kamcmd")
+KAMAILIO_MODULES_DIR = os.environ.get("WIC_TNA_KAMAILIO_MODULES_DIR", "")
 VALGRIND = bool(os.environ.get("WIC_TNA_E2E_VALGRIND"))
 
 ISSUER_A = "https://wwsf.socialnet.example"
@@ -241,6 +247,9 @@ class KamailioProcess(ProxyProcess):
         self.ctl = "unix:%s" % (self.rundir / "ctl.sock")
         self.defines = dict(defines)
         self.defines["CTL_SOCKET"] = '"%s"' % self.ctl
+        if KAMAILIO_MODULES_DIR:
+            self.defines.setdefault(
+                "MODULES_DIR", '"%s/"' % KAMAILIO_MODULES_DIR.rstrip("/"))
         self.valgrind = valgrind
         self.ready_timeout = 120 if valgrind else 20
         self.stop_timeout = 60 if valgrind else 10

@@ -15,6 +15,11 @@ APT_PKGS=(kamailio kamailio-python3-modules kamailio-websocket-modules kamailio-
           redis-server chromium)
 # the Debian packages (tests/packaging/run.sh): debhelper build, lintian
 APT_PKGS+=(debhelper dh-python lintian)
+# Kamailio 5.8 (make) and 6.0 (CMake) built from source with the example
+# cfgs' modules (tests/kamailio_versions/), and the module README from its
+# DocBook (kamailio-example/module/build.sh --readme)
+APT_PKGS+=(bison flex cmake libssl-dev libunistring-dev libreadline-dev
+           xsltproc docbook-xsl docbook-xml lynx)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

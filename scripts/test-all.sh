@@ -33,6 +33,10 @@ if [ -f tests/e2e/run.sh ]; then
   echo "==> Kamailio end-to-end"
   bash tests/e2e/run.sh
 fi
+if [ -f tests/kamailio_versions/run.sh ]; then
+  echo "==> Kamailio versions: the module and the e2e core cases on 5.6.3 (Debian), 5.8.8 (make) and 6.0.7 (CMake; skipped without ../shared/kamailio)"
+  bash tests/kamailio_versions/run.sh
+fi
 if [ -f tests/load/run.sh ]; then
   echo "==> Kamailio under load with faults (quick: 100 REGISTER/s, every fault; full: bash tests/load/run.sh)"
   bash tests/load/run.sh --quick

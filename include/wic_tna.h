@@ -544,7 +544,7 @@ struct wic_tna_str wic_tna_result_impu(const struct wic_tna_result *r,
 void wic_tna_result_free(struct wic_tna_result *r);
 
 /**
- * Create an anonymous shared region (a `MAP_SHARED` mapping of 4,538,432 bytes).
+ * Create an anonymous shared region (a `MAP_SHARED` mapping of 4,603,968 bytes).
  * Call it in the parent before the proxy forks (Kamailio: `mod_init`);
  * children inherit it. No thread is started. On success `*out` owns the
  * handle: free it with `wic_tna_shared_free` (contexts keep their own

@@ -901,11 +901,9 @@ impl Context {
             .map(|i| &*i.iss)
             .collect();
         let mut remote = serde_json::Map::new();
-        for i in cfg
-            .issuers
-            .iter()
-            .filter(|i| i.remote_jwks.is_some() || i.introspection.is_some())
-        {
+        for i in cfg.issuers.iter().filter(|i| {
+            i.remote_jwks.is_some() || i.introspection.is_some() || i.discovery.is_some()
+        }) {
             let mut m = serde_json::Map::new();
             for (name, n) in self.shared.remote_counters(&i.iss) {
                 m.insert(name.to_owned(), serde_json::Value::from(n));
@@ -915,6 +913,16 @@ impl Context {
                 if i.remote_jwks.is_some() {
                     m.insert("jwks_generation".into(), get(Remote::JwksGen).into());
                     m.insert("jwks_fetched_at".into(), get(Remote::JwksFetchedAt).into());
+                }
+                if i.discovery.is_some() {
+                    m.insert(
+                        "metadata_generation".into(),
+                        get(Remote::MetadataGen).into(),
+                    );
+                    m.insert(
+                        "metadata_fetched_at".into(),
+                        get(Remote::MetadataFetchedAt).into(),
+                    );
                 }
                 if i.introspection.is_some() {
                     m.insert(

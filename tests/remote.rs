@@ -23,6 +23,7 @@ use wic_tna::{Config, Context, Reason};
 #[derive(Clone, Debug, Default)]
 struct Req {
     method: String,
+    path: String,
     headers: Vec<(String, String)>,
     body: String,
 }
@@ -130,13 +131,9 @@ fn serve(
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let mut lines = head.split("\r\n");
-    let method = lines
-        .next()
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let mut start = lines.next().unwrap_or("").split(' ');
+    let method = start.next().unwrap_or("").to_string();
+    let path = start.next().unwrap_or("").to_string();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
@@ -155,6 +152,7 @@ fn serve(
     }
     let req = Req {
         method,
+        path,
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
     };
@@ -218,12 +216,16 @@ fn jwks(kids: &[&str]) -> String {
 }
 
 fn token(kid: &str) -> String {
+    token_of(R, kid)
+}
+
+fn token_of(iss: &str, kid: &str) -> String {
     let t = now();
     let r = MintRequest {
         alg: Alg::HS256,
         kid: Some(kid.into()),
         typ: "at+jwt".into(),
-        iss: R.into(),
+        iss: iss.into(),
         aud: "ims.example.net".into(),
         scope: "webrtc-ims-client-access-to-ims".into(),
         impi: IMPI.into(),
@@ -610,6 +612,129 @@ fn the_same_set_fetched_again_publishes_nothing_new() {
     let again = Context::new(&s.path, Some(shared.clone())).unwrap();
     assert!(again.tick(t + 6).published);
     assert_eq!(stat(&again, R, "jwks_generation"), 2);
+}
+
+// ---------------------------------------------------------------- discovery
+
+/// An authorization server on loopback serving its metadata (`meta`, a
+/// JSON text with `{iss}` for the issuer) at the OpenID Connect location
+/// only (the RFC 8414 one answers 404), and key sets at /k1 and /k2.
+fn metadata_server(meta: Arc<Mutex<String>>) -> Server {
+    let srv = Server::start(|_| reply(500, &[], ""));
+    let iss = srv.url("");
+    srv.set(move |r| match r.path.as_str() {
+        "/.well-known/openid-configuration" => reply(
+            200,
+            &[("Content-Type", "application/json")],
+            meta.lock().unwrap().replace("{iss}", &iss),
+        ),
+        "/k1" => reply(200, &[("Cache-Control", "max-age=600")], jwks(&["r1"])),
+        "/k2" => reply(200, &[("Cache-Control", "max-age=600")], jwks(&["r2"])),
+        _ => reply(404, &[], "not here"),
+    });
+    srv
+}
+
+#[test]
+fn discovery_falls_back_to_oidc_and_follows_a_moved_jwks_uri() {
+    let meta = Arc::new(Mutex::new(
+        r#"{"issuer":"{iss}","jwks_uri":"{iss}/k1","token_endpoint":"{iss}/token"}"#.to_owned(),
+    ));
+    let srv = metadata_server(meta.clone());
+    let iss = srv.url("");
+    let dir = TempDir::new();
+    let path = dir.path().join("wic-tna.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"home_realm = "ims.example.net"
+cache_dir = "{cache}"
+
+[[issuer]]
+iss = "{iss}"
+discovery = true
+impi_patterns = ["*@socialnet.ims.example.net"]
+impu_patterns = ["sip:*@socialnet.ims.example.net"]
+  [[issuer.key]]
+  algorithms = ["HS256"]
+"#,
+            cache = dir.path().join("cache").display()
+        ),
+    )
+    .unwrap();
+    let shared = Arc::new(Shared::new_anonymous().unwrap());
+    let refresher = Context::new(&path, Some(shared.clone())).unwrap();
+    let worker = Context::new(&path, Some(shared.clone())).unwrap();
+    let t = now();
+    assert_eq!(
+        verify(&worker, &token_of(&iss, "r1"), t).reason,
+        Reason::KeysUnavailable
+    );
+    let rep = refresher.tick(t);
+    assert!(rep.published && !rep.failed, "{rep:?}");
+    let paths = |srv: &Server| -> Vec<String> {
+        srv.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect()
+    };
+    // RFC 8414's location first, then OpenID Connect's, then the key set.
+    assert_eq!(
+        paths(&srv),
+        [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+            "/k1"
+        ]
+    );
+    assert_eq!(verify(&worker, &token_of(&iss, "r1"), t).reason, Reason::Ok);
+    assert_eq!(stat(&worker, &iss, "metadata_generation"), 1);
+    // Not due again before an hour (no max-age): nothing fetched.
+    refresher.tick(t + 1);
+    assert_eq!(srv.hits(), 3);
+    // Due, unchanged (a member the configuration does not use changed):
+    // confirmed, nothing new published.
+    *meta.lock().unwrap() =
+        r#"{"issuer":"{iss}","jwks_uri":"{iss}/k1","token_endpoint":"{iss}/t2"}"#.to_owned();
+    let rep = refresher.tick(t + 3600);
+    assert!(!rep.published && !rep.failed, "{rep:?}");
+    assert_eq!(stat(&worker, &iss, "metadata_generation"), 1);
+    assert_eq!(
+        stat(&worker, &iss, "metadata_fetched_at"),
+        (t + 3600) as u64
+    );
+    // (Tokens are verified at `t`: they live 3000 s.)
+    // The key set moved: the metadata and the new set are published, the
+    // worker follows.
+    *meta.lock().unwrap() = r#"{"issuer":"{iss}","jwks_uri":"{iss}/k2"}"#.to_owned();
+    let rep = refresher.tick(t + 7200);
+    assert!(rep.published && !rep.failed, "{rep:?}");
+    assert_eq!(paths(&srv).last().map(String::as_str), Some("/k2"));
+    assert_eq!(stat(&worker, &iss, "metadata_generation"), 2);
+    assert_eq!(verify(&worker, &token_of(&iss, "r2"), t).reason, Reason::Ok);
+    assert_eq!(
+        verify(&worker, &token_of(&iss, "r1"), t).reason,
+        Reason::UnknownKey
+    );
+    // Metadata without the jwks_uri the configuration needs, or for another
+    // issuer: refused, the last good one kept.
+    for bad in [
+        r#"{"issuer":"{iss}"}"#,
+        r#"{"issuer":"{iss}/","jwks_uri":"{iss}/k1"}"#,
+        r#"{"issuer":"{iss}","jwks_uri":"ftp://x/k1"}"#,
+        r#"{"issuer":"{iss}","issuer":"{iss}","jwks_uri":"{iss}/k1"}"#,
+    ] {
+        *meta.lock().unwrap() = bad.to_owned();
+        let at = t + 7200 + 3600 * 2;
+        let fresh = Context::new(&path, Some(shared.clone())).unwrap();
+        let rep = fresh.tick(at);
+        assert!(rep.failed && !rep.published, "{bad}: {rep:?}");
+        assert_eq!(stat(&worker, &iss, "metadata_generation"), 2, "{bad}");
+        assert_eq!(verify(&worker, &token_of(&iss, "r2"), t).reason, Reason::Ok);
+    }
+    assert_eq!(stat(&worker, &iss, "metadata_fetch_failed"), 4);
 }
 
 #[test]

@@ -356,11 +356,8 @@ fn print_issuer(i: &Issuer) {
     if let Some(r) = &i.remote_jwks {
         let algs: Vec<&str> = r.algs.iter().map(|a| a.name()).collect();
         println!(
-            "    jwks_url {}://{}:{}{} [{}], refresh {}..{} s, max stale {} s, cache {}",
-            if r.url.tls { "https" } else { "http" },
-            r.url.host,
-            r.url.port,
-            r.url.path,
+            "    jwks_url {} [{}], refresh {}..{} s, max stale {} s, cache {}",
+            url_text(r.url.as_ref(), "jwks_uri"),
             algs.join(" "),
             r.min_refresh,
             r.max_refresh,
@@ -370,15 +367,35 @@ fn print_issuer(i: &Issuer) {
     }
     if let Some(x) = &i.introspection {
         println!(
-            "    introspection {}://{}:{}{} as {}, timeout {} ms, prefix {}",
-            if x.url.tls { "https" } else { "http" },
-            x.url.host,
-            x.url.port,
-            x.url.path,
+            "    introspection {} as {}, timeout {} ms, prefix {}",
+            url_text(x.url.as_ref(), "introspection_endpoint"),
             x.client_id,
             x.timeout.as_millis(),
             x.token_prefix.as_deref().unwrap_or("(none)")
         );
+    }
+    if let Some(d) = &i.discovery {
+        let urls: Vec<String> = d.urls.iter().map(|u| u.to_string()).collect();
+        println!(
+            "    metadata from {}, cache {}",
+            urls.join(" then "),
+            d.cache_file.display()
+        );
+    }
+}
+
+/// An endpoint as `check-config` shows it (`metadata`: the member of the
+/// issuer's metadata it comes from when the configuration gives none).
+fn url_text(u: Option<&wic_tna::url::Url>, metadata: &str) -> String {
+    match u {
+        Some(u) => format!(
+            "{}://{}:{}{}",
+            if u.tls { "https" } else { "http" },
+            u.host,
+            u.port,
+            u.path
+        ),
+        None => format!("(the metadata's {metadata})"),
     }
 }
 

@@ -104,3 +104,12 @@ impl Url {
         }
     }
 }
+
+impl std::fmt::Display for Url {
+    /// The URL as written: `http(s)://host[:port]/path` (the port only
+    /// when it is not the scheme's default).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
+    }
+}

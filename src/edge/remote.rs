@@ -30,11 +30,15 @@
 //! for `positive_ttl` seconds and never past `exp`, negative ones for
 //! `negative_ttl` seconds.
 
-use crate::core::config::{Config, Introspection, Issuer, RemoteJwks};
+use crate::core::config::{
+    Config, Discovery, Introspection, Issuer, RemoteJwks, METADATA_MAX_AGE, METADATA_MAX_REFRESH,
+    METADATA_MAX_SIZE, METADATA_MIN_REFRESH, METADATA_RETRY, METADATA_TIMEOUT,
+};
 use crate::core::json::StrictObject;
 use crate::core::keys::KeySet;
 use crate::core::reason::Reason;
 use crate::core::token::{self, Failure, RemoteKeys, Verified};
+use crate::core::url::Url;
 use crate::edge::http::{self, Request};
 use crate::edge::shared::{Remote, Shared};
 use crate::log;
@@ -78,11 +82,35 @@ struct Positive {
     verified: Arc<Verified>,
 }
 
+/// The URLs an issuer's metadata gave (those its configuration asks for).
+struct Discovered {
+    jwks: Option<Url>,
+    introspection: Option<Url>,
+}
+
+/// Discovered URLs as one process holds them.
+struct HeldMeta {
+    gen: u64,
+    file: PathBuf,
+    /// `None`: that generation's file could not be used (logged once).
+    urls: Option<Arc<Discovered>>,
+}
+
+/// The refresher's metadata schedule for one issuer.
+struct MetaSched {
+    /// What it was made for (cache file and locations): a reload that
+    /// changes them starts afresh.
+    key: String,
+    next_at: i64,
+}
+
 /// Per-process remote trust state of a [`crate::Context`].
 #[derive(Default)]
 pub struct RemoteState {
     held: Mutex<HashMap<String, Held>>,
     sched: Mutex<HashMap<String, Sched>>,
+    meta: Mutex<HashMap<String, HeldMeta>>,
+    meta_sched: Mutex<HashMap<String, MetaSched>>,
     positive: Mutex<HashMap<Box<str>, Positive>>,
     negative: Mutex<HashMap<Box<str>, Negative>>,
 }
@@ -229,7 +257,9 @@ impl RemoteState {
         }
     }
 
-    /// The refresher's pass over every issuer with a `jwks_url`.
+    /// The refresher's pass over every issuer with metadata discovery or
+    /// a key set by URL: the metadata first, then the key set (at the
+    /// metadata's `jwks_uri` when the configuration gives no `jwks_url`).
     pub fn refresh(
         &self,
         cfg: &Config,
@@ -239,20 +269,186 @@ impl RemoteState {
     ) -> Pass {
         let mut pass = Pass::default();
         for issuer in &cfg.issuers {
-            let Some(rj) = &issuer.remote_jwks else {
+            if issuer.remote_jwks.is_none() && issuer.discovery.is_none() {
                 continue;
-            };
+            }
             let Some(slot) = slot_of(&issuer.iss) else {
                 log::error(&format!(
-                    "wic-tna: issuer {}: no slot in the shared state; key set not fetched",
+                    "wic-tna: issuer {}: no slot in the shared state; key set and metadata not fetched",
                     issuer.iss
                 ));
                 pass.failed = true;
                 continue;
             };
-            self.refresh_one(issuer, rj, shared, slot, now, &mut pass);
+            if let Some(d) = &issuer.discovery {
+                self.refresh_metadata(issuer, d, shared, slot, now, &mut pass);
+            }
+            let Some(rj) = &issuer.remote_jwks else {
+                continue;
+            };
+            let discovered;
+            let url = match &rj.url {
+                Some(u) => u,
+                None => {
+                    discovered = self.discovered(issuer, shared, slot);
+                    match discovered.as_ref().and_then(|d| d.jwks.as_ref()) {
+                        Some(u) => u,
+                        // No metadata yet: its fetch failed (counted and
+                        // logged); the keys stay unavailable.
+                        None => continue,
+                    }
+                }
+            };
+            self.refresh_one(issuer, rj, url, shared, slot, now, &mut pass);
         }
         pass
+    }
+
+    /// The URLs of the issuer's metadata as this process holds them:
+    /// re-read from the cache file only when the shared generation
+    /// changed. `None`: no usable metadata yet.
+    fn discovered(&self, issuer: &Issuer, shared: &Shared, slot: usize) -> Option<Arc<Discovered>> {
+        let d = issuer.discovery.as_ref()?;
+        let gen = shared
+            .remote(slot, Remote::MetadataGen)
+            .load(Ordering::Acquire);
+        if gen == 0 {
+            return None;
+        }
+        let mut held = lock(&self.meta);
+        if let Some(h) = held.get(&*issuer.iss) {
+            if h.gen == gen && h.file == d.cache_file {
+                return h.urls.clone();
+            }
+        }
+        let loaded = read_file(&d.cache_file, METADATA_MAX_SIZE)
+            .and_then(|b| parse_metadata(&b, issuer, d).map(|(u, _)| Arc::new(u)));
+        let urls = match loaded {
+            Ok(u) => Some(u),
+            Err(e) => {
+                log::error(&format!(
+                    "wic-tna: issuer {}: metadata generation {gen} not usable, previous one kept: {e}",
+                    issuer.iss
+                ));
+                held.get(&*issuer.iss).and_then(|h| h.urls.clone())
+            }
+        };
+        held.insert(
+            issuer.iss.to_string(),
+            HeldMeta {
+                gen,
+                file: d.cache_file.clone(),
+                urls: urls.clone(),
+            },
+        );
+        urls
+    }
+
+    /// The refresher fetches the issuer's metadata when it is due: the
+    /// first location that answers 200 with a document for this issuer
+    /// wins; a document that changed is written to the cache file and
+    /// published (a new generation), the same one only confirmed. On
+    /// failure the last good one stays in use.
+    fn refresh_metadata(
+        &self,
+        issuer: &Issuer,
+        d: &Discovery,
+        shared: &Shared,
+        slot: usize,
+        now: i64,
+        pass: &mut Pass,
+    ) {
+        let key = std::iter::once(d.cache_file.display().to_string())
+            .chain(d.urls.iter().map(|u| u.to_string()))
+            .collect::<Vec<_>>()
+            .join("|");
+        let mut sched = lock(&self.meta_sched);
+        if !matches!(sched.get(&*issuer.iss), Some(s) if s.key == key) {
+            sched.insert(issuer.iss.to_string(), MetaSched { key, next_at: now });
+            if shared
+                .remote(slot, Remote::MetadataGen)
+                .load(Ordering::Acquire)
+                == 0
+            {
+                adopt_metadata(issuer, d, shared, slot, now, pass);
+            }
+        }
+        let Some(s) = sched.get_mut(&*issuer.iss) else {
+            return;
+        };
+        if now < s.next_at {
+            return;
+        }
+        let Some(tls) = &issuer.tls else { return };
+        let headers = ["Accept: application/json".to_owned()];
+        let mut why = Vec::new();
+        for url in &d.urls {
+            let req = Request {
+                method: "GET",
+                url,
+                headers: &headers,
+                body: None,
+                timeout: METADATA_TIMEOUT,
+                max_body: METADATA_MAX_SIZE,
+                tls,
+            };
+            let resp = match http::send(&req) {
+                Ok(r) if r.status == 200 => r,
+                Ok(r) => {
+                    why.push(format!("{url}: HTTP status {}", r.status));
+                    continue;
+                }
+                Err(e) => {
+                    why.push(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            let normalized = match parse_metadata(&resp.body, issuer, d) {
+                Ok((_, n)) => n,
+                Err(e) => {
+                    why.push(format!("{url}: {e}; not used"));
+                    continue;
+                }
+            };
+            let gen = shared
+                .remote(slot, Remote::MetadataGen)
+                .load(Ordering::Acquire);
+            let same = gen != 0
+                && read_file(&d.cache_file, METADATA_MAX_SIZE).is_ok_and(|b| b == normalized);
+            if !same {
+                if let Err(e) = write_atomic(&d.cache_file, &normalized) {
+                    why.push(format!("cannot write {}: {e}", d.cache_file.display()));
+                    break;
+                }
+                let gen = shared
+                    .remote(slot, Remote::MetadataGen)
+                    .fetch_add(1, Ordering::AcqRel)
+                    + 1;
+                log::info(&format!(
+                    "wic-tna: issuer {}: metadata from {url}: generation {gen} published",
+                    issuer.iss
+                ));
+                pass.published = true;
+            }
+            shared
+                .remote(slot, Remote::MetadataFetchedAt)
+                .store(now.max(1) as u64, Ordering::Release);
+            count(shared, slot, Remote::MetadataFetchOk);
+            let age = resp
+                .max_age()
+                .unwrap_or(3600)
+                .clamp(METADATA_MIN_REFRESH, METADATA_MAX_REFRESH);
+            s.next_at = now + age as i64;
+            return;
+        }
+        count(shared, slot, Remote::MetadataFetchFailed);
+        log::error(&format!(
+            "wic-tna: issuer {}: metadata fetch failed, last good one kept: {}",
+            issuer.iss,
+            why.join("; ")
+        ));
+        s.next_at = now + METADATA_RETRY as i64;
+        pass.failed = true;
     }
 
     fn publish(&self, issuer: &Issuer, shared: &Shared, slot: usize, fetched_at: i64) {
@@ -269,16 +465,18 @@ impl RemoteState {
         ));
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn refresh_one(
         &self,
         issuer: &Issuer,
         rj: &RemoteJwks,
+        url: &Url,
         shared: &Shared,
         slot: usize,
         now: i64,
         pass: &mut Pass,
     ) {
-        let url_text = format!("{}|{}", rj.url.host, rj.url.path);
+        let url_text = url.to_string();
         let mut sched = lock(&self.sched);
         let fresh_start = !matches!(sched.get(&*issuer.iss), Some(s) if s.url == url_text);
         if fresh_start {
@@ -333,7 +531,7 @@ impl RemoteState {
         let Some(tls) = &issuer.tls else { return };
         let req = Request {
             method: "GET",
-            url: &rj.url,
+            url,
             headers: &headers,
             body: None,
             timeout: rj.timeout,
@@ -383,7 +581,7 @@ impl RemoteState {
                 confirmed(rj, shared, slot, now);
                 s.next_at = next(&resp);
             }
-            200 => match KeySet::parse(&resp.body, &rj.algs, rj.url.path.as_str()) {
+            200 => match KeySet::parse(&resp.body, &rj.algs, url.path.as_str()) {
                 Ok((_, notes)) => {
                     // Logged here, by the refresher, once per fetch (the
                     // workers parse the published file without logging).
@@ -511,7 +709,22 @@ impl RemoteState {
             Some(Err(reason)) => return Err(with_iss(reason)),
             None => {}
         }
-        let body = call_through_breaker(x, issuer, token, shared, slot, now).map_err(with_iss)?;
+        let discovered;
+        let url = match &x.url {
+            Some(u) => u,
+            None => {
+                discovered = self.discovered(issuer, shared, slot);
+                match discovered.as_ref().and_then(|d| d.introspection.as_ref()) {
+                    Some(u) => u,
+                    None => {
+                        count(shared, slot, Remote::IntrospectionFailed);
+                        return Err(with_iss(Reason::IntrospectionUnavailable));
+                    }
+                }
+            }
+        };
+        let body =
+            call_through_breaker(x, url, issuer, token, shared, slot, now).map_err(with_iss)?;
         let Some(result) = verdict(cfg, issuer_index, issuer, &body, now, barred) else {
             // Answered 200 but no verdict: garbage.
             count(shared, slot, Remote::IntrospectionFailed);
@@ -643,6 +856,89 @@ fn confirmed(rj: &RemoteJwks, shared: &Shared, slot: usize, now: i64) {
     }
 }
 
+/// Authorization server metadata (RFC 8414 section 3.2): a JSON object
+/// whose `issuer` is exactly the configured one (section 3.3), with the
+/// URLs the configuration asks for. Gives them, and the document the
+/// cache file holds (those members only, so that a change elsewhere in
+/// the metadata publishes nothing).
+fn parse_metadata(
+    body: &[u8],
+    issuer: &Issuer,
+    d: &Discovery,
+) -> Result<(Discovered, Vec<u8>), String> {
+    let doc = StrictObject::parse(body)
+        .map_err(|_| "the metadata is not one JSON object with unique member names".to_owned())?;
+    match doc.json("issuer") {
+        Some(Value::String(s)) if *s == *issuer.iss => {}
+        Some(Value::String(s)) => {
+            return Err(format!(
+                "the metadata is for issuer {s:?}, not {:?} (RFC 8414 section 3.3)",
+                &*issuer.iss
+            ))
+        }
+        _ => return Err("the metadata has no issuer string".into()),
+    }
+    let mut kept = serde_json::Map::new();
+    kept.insert("issuer".into(), Value::String(issuer.iss.to_string()));
+    let mut take = |name: &str, wanted: bool| -> Result<Option<Url>, String> {
+        if !wanted {
+            return Ok(None);
+        }
+        let Some(Value::String(u)) = doc.json(name) else {
+            return Err(format!("the metadata has no {name} string"));
+        };
+        let url = Url::parse(&u).map_err(|m| format!("the metadata's {name}: {m}"))?;
+        kept.insert(name.into(), Value::String(u));
+        Ok(Some(url))
+    };
+    let found = Discovered {
+        jwks: take("jwks_uri", d.jwks)?,
+        introspection: take("introspection_endpoint", d.introspection)?,
+    };
+    let text = serde_json::to_vec(&Value::Object(kept)).map_err(|e| e.to_string())?;
+    Ok((found, text))
+}
+
+/// At the refresher's start: a metadata cache file left by a previous run,
+/// younger than [`METADATA_MAX_AGE`], is used until the first fetch
+/// succeeds (the key set it leads to keeps its own `max_stale`).
+fn adopt_metadata(
+    issuer: &Issuer,
+    d: &Discovery,
+    shared: &Shared,
+    slot: usize,
+    now: i64,
+    pass: &mut Pass,
+) {
+    let Ok(meta) = std::fs::metadata(&d.cache_file) else {
+        return;
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|t| t.as_secs() as i64)
+        .unwrap_or(0);
+    if now.saturating_sub(mtime) > METADATA_MAX_AGE as i64 {
+        return;
+    }
+    match read_file(&d.cache_file, METADATA_MAX_SIZE).and_then(|b| parse_metadata(&b, issuer, d)) {
+        Ok(_) => {
+            shared
+                .remote(slot, Remote::MetadataFetchedAt)
+                .store(mtime.clamp(1, now.max(1)) as u64, Ordering::Release);
+            shared
+                .remote(slot, Remote::MetadataGen)
+                .fetch_add(1, Ordering::AcqRel);
+            pass.published = true;
+        }
+        Err(e) => log::warn(&format!(
+            "wic-tna: issuer {}: metadata cache file not used: {e}",
+            issuer.iss
+        )),
+    }
+}
+
 /// One more of the counter `f` of the issuer in `slot`.
 fn count(shared: &Shared, slot: usize, f: Remote) {
     shared.remote(slot, f).fetch_add(1, Ordering::Relaxed);
@@ -652,6 +948,7 @@ fn count(shared: &Shared, slot: usize, f: Remote) {
 /// every process): the body of a 200 answer.
 fn call_through_breaker(
     x: &Introspection,
+    url: &Url,
     issuer: &Issuer,
     token: &str,
     shared: &Shared,
@@ -660,7 +957,7 @@ fn call_through_breaker(
 ) -> Result<Vec<u8>, Reason> {
     let until = breaker_admit(x, shared, slot, now)?;
     count(shared, slot, Remote::IntrospectionCalls);
-    match call(x, issuer, token) {
+    match call(x, url, issuer, token) {
         Ok(body) => {
             breaker_answered(issuer, shared, slot, until);
             Ok(body)
@@ -780,7 +1077,7 @@ fn http_token_safe(s: &str) -> bool {
 }
 
 /// One introspection request: the body of a 200 answer, or why not.
-fn call(x: &Introspection, issuer: &Issuer, token: &str) -> Result<Vec<u8>, String> {
+fn call(x: &Introspection, url: &Url, issuer: &Issuer, token: &str) -> Result<Vec<u8>, String> {
     let Some(tls) = &issuer.tls else {
         return Err("no TLS settings".into());
     };
@@ -800,7 +1097,7 @@ fn call(x: &Introspection, issuer: &Issuer, token: &str) -> Result<Vec<u8>, Stri
     );
     let req = Request {
         method: "POST",
-        url: &x.url,
+        url,
         headers: &headers,
         body: Some(("application/x-www-form-urlencoded", body.as_bytes())),
         timeout: x.timeout,

@@ -16,7 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x5749_4354_4e41_0005; // "WICTNA" v5 (v2: remote trust fields per slot; v3: reload_digest; v4: replay table; v5: two more reasons counted)
+const MAGIC: u64 = 0x5749_4354_4e41_0006; // "WICTNA" v6 (v2: remote trust fields per slot; v3: reload_digest; v4: replay table; v5: two more reasons counted; v6: metadata discovery fields)
 /// Number of issuer slots (barring and counters).
 pub const SLOTS: usize = 2048;
 const NAME_MAX: usize = 256;
@@ -63,13 +63,21 @@ pub enum Remote {
     IntrospectionFailed,
     IntrospectionCacheHits,
     IntrospectionBreakerOpen,
+    /// Generation of the discovered metadata (bumped by the refresher after
+    /// it wrote the metadata cache file; 0: none yet).
+    MetadataGen,
+    /// Unix time the metadata was last fetched or confirmed.
+    MetadataFetchedAt,
+    /// Counters (stats JSON).
+    MetadataFetchOk,
+    MetadataFetchFailed,
 }
 
-const NREMOTE: usize = 14;
+const NREMOTE: usize = 18;
 
 impl Remote {
     /// The counters, with their names in the stats JSON.
-    pub const COUNTERS: [(Remote, &'static str); 9] = [
+    pub const COUNTERS: [(Remote, &'static str); 11] = [
         (Remote::JwksFetchOk, "jwks_fetch_ok"),
         (Remote::JwksNotModified, "jwks_not_modified"),
         (Remote::JwksFetchFailed, "jwks_fetch_failed"),
@@ -82,6 +90,8 @@ impl Remote {
             Remote::IntrospectionBreakerOpen,
             "introspection_breaker_open",
         ),
+        (Remote::MetadataFetchOk, "metadata_fetch_ok"),
+        (Remote::MetadataFetchFailed, "metadata_fetch_failed"),
     ];
 }
 
@@ -526,6 +536,6 @@ mod tests {
     /// for the mapping (and for a `state_file`): change them with it.
     #[test]
     fn region_size_is_the_documented_one() {
-        assert_eq!(std::mem::size_of::<Region>(), 4_538_432);
+        assert_eq!(std::mem::size_of::<Region>(), 4_603_968);
     }
 }

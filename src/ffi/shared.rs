@@ -11,7 +11,7 @@ pub struct wic_tna_shared {
     pub(crate) inner: Arc<Shared>,
 }
 
-/// Create an anonymous shared region (a `MAP_SHARED` mapping of 4,538,432 bytes).
+/// Create an anonymous shared region (a `MAP_SHARED` mapping of 4,603,968 bytes).
 /// Call it in the parent before the proxy forks (Kamailio: `mod_init`);
 /// children inherit it. No thread is started. On success `*out` owns the
 /// handle: free it with `wic_tna_shared_free` (contexts keep their own

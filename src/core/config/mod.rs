@@ -155,8 +155,9 @@ pub struct ScscfConfig {
 /// file it writes when the shared generation changes.
 #[derive(Debug)]
 pub struct RemoteJwks {
-    /// Where.
-    pub url: Url,
+    /// Where; `None`: the `jwks_uri` of the issuer's metadata
+    /// ([`Discovery`]).
+    pub url: Option<Url>,
     /// Algorithms allowed for its keys (from the configuration, never from
     /// the JWKS alone).
     pub algs: Vec<Alg>,
@@ -180,8 +181,9 @@ pub struct RemoteJwks {
 
 /// RFC 7662 introspection of reference (opaque) tokens for one issuer.
 pub struct Introspection {
-    /// The endpoint.
-    pub url: Url,
+    /// The endpoint; `None`: the `introspection_endpoint` of the issuer's
+    /// metadata ([`Discovery`]).
+    pub url: Option<Url>,
     /// Client id (HTTP Basic user).
     pub client_id: String,
     /// Client secret (HTTP Basic password), from `client_secret_file`.
@@ -215,6 +217,43 @@ impl fmt::Debug for Introspection {
             .finish_non_exhaustive()
     }
 }
+
+/// Where an issuer's authorization server metadata is read (RFC 8414,
+/// OpenID Connect Discovery 1.0), for the URLs its configuration leaves
+/// out. Only the refresher fetches it, as it fetches key sets; workers read
+/// the cache file it writes when the shared generation changes.
+#[derive(Debug)]
+pub struct Discovery {
+    /// The locations tried, in order: the configured `metadata_url`, else
+    /// the RFC 8414 one (`/.well-known/oauth-authorization-server` inserted
+    /// before the issuer's path), then the OpenID Connect one
+    /// (`/.well-known/openid-configuration` appended to the issuer).
+    pub urls: Vec<Url>,
+    /// The metadata must give `jwks_uri` (a key of the issuer has no
+    /// source of its own).
+    pub jwks: bool,
+    /// The metadata must give `introspection_endpoint` (the issuer's
+    /// `[issuer.introspection]` has no `endpoint`).
+    pub introspection: bool,
+    /// The cache file the refresher writes and the workers read.
+    pub cache_file: PathBuf,
+}
+
+/// Timeout of one metadata fetch.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest metadata document accepted, bytes.
+pub const METADATA_MAX_SIZE: usize = 64 * 1024;
+/// Metadata refresh interval bounds, seconds (`Cache-Control: max-age` is
+/// clamped into them; 3600 without it).
+pub const METADATA_MIN_REFRESH: u64 = 300;
+/// See [`METADATA_MIN_REFRESH`].
+pub const METADATA_MAX_REFRESH: u64 = 86_400;
+/// After a failed metadata fetch, the next try, seconds.
+pub const METADATA_RETRY: u64 = 10;
+/// A metadata cache file of a previous run is adopted at start when it is
+/// younger than this, seconds (the URLs it names are then used until the
+/// first fetch succeeds; key sets keep their own `max_stale`).
+pub const METADATA_MAX_AGE: u64 = 7 * 86_400;
 
 /// One authorization entity (token issuer).
 #[derive(Debug)]
@@ -257,6 +296,8 @@ pub struct Issuer {
     pub remote_jwks: Option<RemoteJwks>,
     /// Introspection of reference tokens.
     pub introspection: Option<Introspection>,
+    /// Metadata discovery, for the URLs left out above.
+    pub discovery: Option<Discovery>,
     /// TLS settings for this issuer's https requests (public roots plus
     /// `ca_file`), when it has a remote feature.
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -386,6 +427,8 @@ struct RawIssuer {
     tna_realm_from_impu: Option<bool>,
     add_authorization_entity: Option<bool>,
     ca_file: Option<String>,
+    discovery: Option<bool>,
+    metadata_url: Option<String>,
     introspection: Option<Spanned<RawIntrospection>>,
     #[serde(default)]
     key: Vec<Spanned<RawKey>>,
@@ -394,7 +437,7 @@ struct RawIssuer {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawIntrospection {
-    endpoint: String,
+    endpoint: Option<String>,
     client_id: String,
     client_secret_file: String,
     #[serde(default = "default_introspection_timeout")]
@@ -488,6 +531,27 @@ fn hex_digest(parts: &[&str]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Where the metadata of issuer `iss` is published: RFC 8414 section 3.1
+/// (`/.well-known/oauth-authorization-server` inserted between the host and
+/// the issuer's path, its terminating `/` removed), then OpenID Connect
+/// Discovery 1.0 section 4 (`/.well-known/openid-configuration` appended).
+pub fn metadata_locations(iss: &str) -> Result<Vec<Url>, String> {
+    let base = Url::parse(iss)
+        .map_err(|m| format!("discovery needs the issuer to be an https URL: {m}"))?;
+    if base.path.contains('?') {
+        return Err("discovery needs an issuer URL without a query (RFC 8414)".into());
+    }
+    let path = base.path.trim_end_matches('/');
+    let at = |p: String| Url {
+        path: p,
+        ..base.clone()
+    };
+    Ok(vec![
+        at(format!("/.well-known/oauth-authorization-server{path}")),
+        at(format!("{path}/.well-known/openid-configuration")),
+    ])
 }
 
 /// Is `s` safe inside a quoted header parameter or as a header token?
@@ -832,11 +896,21 @@ impl Ctx<'_> {
             ));
         }
         let tls = self.issuer_tls(&span, i, ri, src)?;
+        let discovering = self.discovering(&span, i, ri)?;
         let introspection = match &ri.introspection {
             None => None,
-            Some(sp) => Some(self.introspection(i, sp, seen, src)?),
+            Some(sp) => Some(self.introspection(i, sp, discovering, seen, src)?),
         };
-        let (keys, remote_jwks) = self.issuer_keys(i, ri, top.cache_dir.as_deref(), src)?;
+        let (keys, remote_jwks) =
+            self.issuer_keys(i, ri, discovering, top.cache_dir.as_deref(), src)?;
+        let discovery = self.discovery(
+            &span,
+            i,
+            ri,
+            remote_jwks.as_ref().is_some_and(|r| r.url.is_none()),
+            introspection.as_ref().is_some_and(|x| x.url.is_none()),
+            top.cache_dir.as_deref(),
+        )?;
         let keys_by_kid = self.keys_by_kid(&span, i, &keys)?;
         Ok(Issuer {
             iss: Arc::from(ri.iss.as_str()),
@@ -856,8 +930,63 @@ impl Ctx<'_> {
             keys_by_kid,
             remote_jwks,
             introspection,
+            discovery,
             tls,
         })
+    }
+
+    /// Is discovery on for issuer `i` (`discovery = true` or a
+    /// `metadata_url`)?
+    fn discovering(&self, span: &Span, i: usize, ri: &RawIssuer) -> Result<bool, ConfigError> {
+        match (ri.discovery, &ri.metadata_url) {
+            (Some(false), Some(_)) => Err(self.err(
+                span.clone(),
+                format!("issuer[{i}].metadata_url"),
+                "discovery = false but a metadata_url is given: remove one",
+            )),
+            (d, url) => Ok(d == Some(true) || url.is_some()),
+        }
+    }
+
+    /// The metadata discovery of issuer `i`, when it is on and a key set
+    /// (`jwks`) or the introspection endpoint (`introspection`) is to come
+    /// from it.
+    fn discovery(
+        &self,
+        span: &Span,
+        i: usize,
+        ri: &RawIssuer,
+        jwks: bool,
+        introspection: bool,
+        cache_dir: Option<&Path>,
+    ) -> Result<Option<Discovery>, ConfigError> {
+        if !self.discovering(span, i, ri)? {
+            return Ok(None);
+        }
+        let field = if ri.metadata_url.is_some() {
+            format!("issuer[{i}].metadata_url")
+        } else {
+            format!("issuer[{i}].discovery")
+        };
+        let err = |m: String| self.err(span.clone(), field.clone(), m);
+        if !jwks && !introspection {
+            return Err(err("nothing to discover: give an [[issuer.key]] with only algorithms (its key set at the metadata's jwks_uri) or an [issuer.introspection] without endpoint, or remove discovery".into()));
+        }
+        let urls = match &ri.metadata_url {
+            Some(u) => vec![Url::parse(u).map_err(err)?],
+            None => metadata_locations(&ri.iss)
+                .map_err(|m| self.err(span.clone(), format!("issuer[{i}].iss"), m))?,
+        };
+        let Some(dir) = cache_dir else {
+            return Err(err("discovery needs cache_dir (or state_file) at the top of the file: workers read the metadata from there".into()));
+        };
+        let name = format!("metadata-{}.json", hex_digest(&[&ri.iss, "metadata"]));
+        Ok(Some(Discovery {
+            urls,
+            jwks,
+            introspection,
+            cache_file: dir.join(name),
+        }))
     }
 
     /// An identity pool (`impi_patterns`, `impu_patterns`), compiled.
@@ -937,8 +1066,10 @@ impl Ctx<'_> {
             ),
             None => None,
         };
-        let needs_tls =
-            ri.introspection.is_some() || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
+        let needs_tls = ri.introspection.is_some()
+            || ri.discovery == Some(true)
+            || ri.metadata_url.is_some()
+            || ri.key.iter().any(|k| k.get_ref().jwks_url.is_some());
         if needs_tls || ca_pem.is_some() {
             Ok(Some(
                 src.tls(ca_pem.as_deref())
@@ -955,14 +1086,22 @@ impl Ctx<'_> {
         &self,
         i: usize,
         sp: &Spanned<RawIntrospection>,
+        discovering: bool,
         seen: &mut Seen,
         src: &dyn Sources,
     ) -> Result<Introspection, ConfigError> {
         let ispan = Some(sp.span());
         let r = sp.get_ref();
         let iname = |f: &str| format!("issuer[{i}].introspection.{f}");
-        let url =
-            Url::parse(&r.endpoint).map_err(|m| self.err(ispan.clone(), iname("endpoint"), m))?;
+        let url = match &r.endpoint {
+            Some(e) => Some(Url::parse(e).map_err(|m| self.err(ispan.clone(), iname("endpoint"), m))?),
+            None if discovering => None,
+            None => return Err(self.err(
+                ispan,
+                iname("endpoint"),
+                "missing: give the endpoint, or discovery = true on the issuer to take the introspection_endpoint of its metadata",
+            )),
+        };
         if !header_safe(&r.client_id) || r.client_id.contains(':') {
             return Err(self.err(
                 ispan,
@@ -1070,13 +1209,15 @@ impl Ctx<'_> {
         &self,
         i: usize,
         ri: &RawIssuer,
+        discovering: bool,
         cache_dir: Option<&Path>,
         src: &dyn Sources,
     ) -> Result<(Vec<Key>, Option<RemoteJwks>), ConfigError> {
         let mut remote_jwks: Option<RemoteJwks> = None;
         let mut keys: Vec<Key> = Vec::new();
         for (k, sk) in ri.key.iter().enumerate() {
-            match self.key(i, k, &ri.iss, sk, remote_jwks.is_some(), cache_dir, src)? {
+            let remote = remote_jwks.is_some();
+            match self.key(i, k, &ri.iss, sk, remote, discovering, cache_dir, src)? {
                 KeyEntry::Remote(r) => remote_jwks = Some(r),
                 KeyEntry::Local(l) => keys.extend(l),
             }
@@ -1085,7 +1226,9 @@ impl Ctx<'_> {
     }
 
     /// `[[issuer.key]]` number `k` of issuer `i` (`iss`): exactly one
-    /// source; `have_remote`: a `jwks_url` came before it.
+    /// source, or none when the issuer is `discovering` (the key set at its
+    /// metadata's `jwks_uri`); `have_remote`: a key set by URL came before
+    /// it.
     #[allow(clippy::too_many_arguments)]
     fn key(
         &self,
@@ -1094,6 +1237,7 @@ impl Ctx<'_> {
         iss: &str,
         sk: &Spanned<RawKey>,
         have_remote: bool,
+        discovering: bool,
         cache_dir: Option<&Path>,
         src: &dyn Sources,
     ) -> Result<KeyEntry, ConfigError> {
@@ -1119,16 +1263,30 @@ impl Ctx<'_> {
             ("jwks_url", &rk.jwks_url),
         ];
         let given: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
+        if given.is_empty() && discovering {
+            return self
+                .remote_key(&kspan, &at, iss, rk, None, algs, have_remote, cache_dir)
+                .map(KeyEntry::Remote);
+        }
         if given.len() != 1 {
             return Err(self.err(
                 kspan,
                 at,
-                "give exactly one of pem, certificate, secret_file, jwks, jwks_url",
+                "give exactly one of pem, certificate, secret_file, jwks, jwks_url (or none, with discovery = true on the issuer: the key set at its metadata's jwks_uri)",
             ));
         }
         if let Some(url) = &rk.jwks_url {
             return self
-                .remote_key(&kspan, &at, iss, rk, url, algs, have_remote, cache_dir)
+                .remote_key(
+                    &kspan,
+                    &at,
+                    iss,
+                    rk,
+                    Some(url),
+                    algs,
+                    have_remote,
+                    cache_dir,
+                )
                 .map(KeyEntry::Remote);
         }
         let remote_only = [
@@ -1171,8 +1329,9 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// A `jwks_url` key (`at`: its field name): the key set fetched by URL
-    /// into `cache_dir`, and its refresh settings.
+    /// A `jwks_url` key (`at`: its field name; `url` `None`: the
+    /// metadata's `jwks_uri`): the key set fetched by URL into `cache_dir`,
+    /// and its refresh settings.
     #[allow(clippy::too_many_arguments)]
     fn remote_key(
         &self,
@@ -1180,7 +1339,7 @@ impl Ctx<'_> {
         at: &str,
         iss: &str,
         rk: &RawKey,
-        url: &str,
+        url: Option<&str>,
         algs: Vec<Alg>,
         have_remote: bool,
         cache_dir: Option<&Path>,
@@ -1191,9 +1350,16 @@ impl Ctx<'_> {
             return Err(err("kid", "a JWKS gives its own kids; remove kid".into()));
         }
         if have_remote {
-            return Err(err("jwks_url", "at most one jwks_url per issuer".into()));
+            return Err(err(
+                "jwks_url",
+                "at most one key set by URL (jwks_url, or the metadata's jwks_uri) per issuer"
+                    .into(),
+            ));
         }
-        let parsed = Url::parse(url).map_err(|m| err("jwks_url", m))?;
+        let parsed = match url {
+            Some(u) => Some(Url::parse(u).map_err(|m| err("jwks_url", m))?),
+            None => None,
+        };
         let Some(dir) = cache_dir else {
             return Err(err("jwks_url", "a jwks_url needs cache_dir (or state_file) at the top of the file: workers read the fetched key set from there".into()));
         };
@@ -1231,7 +1397,10 @@ impl Ctx<'_> {
         if refetch_interval == 0 {
             return Err(err("refetch_interval", "must be positive".into()));
         }
-        let name = format!("jwks-{}.json", hex_digest(&[iss, url]));
+        let name = format!(
+            "jwks-{}.json",
+            hex_digest(&[iss, url.unwrap_or("(metadata jwks_uri)")])
+        );
         Ok(RemoteJwks {
             url: parsed,
             algs,
@@ -1809,6 +1978,146 @@ iss = "https://b.example"
             (60, 86_400, Duration::from_millis(2000))
         );
         assert!(r.cache_file.starts_with("/var/cache/wic-tna") && cfg.issuers[1].keys.is_empty());
+    }
+
+    #[test]
+    fn discovery_rules() {
+        const B: &str = "iss = \"https://b.example\"\n  [[issuer.key]]\n  kid = \"k\"\n  algorithms = [\"HS256\"]\n  secret_file = \"b.secret\"\n";
+        let b = |text: &str| TWO.replacen(B, text, 1);
+        let cached = |text: &str| format!("cache_dir = \"/var/cache/wic-tna\"\n{}", b(text));
+        // Only the issuer, the algorithms of its key set and the
+        // introspection client: both URLs from the metadata.
+        let only = "iss = \"https://b.example/tenant/\"\ndiscovery = true\n  [[issuer.key]]\n  algorithms = [\"RS256\"]\n  [issuer.introspection]\n  client_id = \"wic\"\n  client_secret_file = \"b.secret\"\n";
+        let cfg = build(&cached(only)).unwrap();
+        let i = &cfg.issuers[1];
+        let d = i.discovery.as_ref().unwrap();
+        let urls: Vec<String> = d.urls.iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://b.example/.well-known/oauth-authorization-server/tenant",
+                "https://b.example/tenant/.well-known/openid-configuration"
+            ]
+        );
+        assert!(d.jwks && d.introspection && d.cache_file.starts_with("/var/cache/wic-tna"));
+        assert!(i.remote_jwks.as_ref().unwrap().url.is_none());
+        assert!(i.introspection.as_ref().unwrap().url.is_none() && i.tls.is_some());
+        // An explicit URL wins: only the other one is discovered.
+        let pinned = only.replace(
+            "  algorithms = [\"RS256\"]\n",
+            "  algorithms = [\"RS256\"]\n  jwks_url = \"https://keys.example/jwks\"\n",
+        );
+        let cfg = build(&cached(&pinned)).unwrap();
+        let d = cfg.issuers[1].discovery.as_ref().unwrap();
+        assert!(!d.jwks && d.introspection);
+        assert!(cfg.issuers[1].remote_jwks.as_ref().unwrap().url.is_some());
+        // An explicit metadata location.
+        let located = only.replace(
+            "discovery = true",
+            "metadata_url = \"https://b.example/meta\"",
+        );
+        let cfg = build(&cached(&located)).unwrap();
+        let d = cfg.issuers[1].discovery.as_ref().unwrap();
+        assert_eq!(d.urls[0].to_string(), "https://b.example/meta");
+        assert_eq!(d.urls.len(), 1);
+        let no_endpoint = "  [issuer.introspection]\n  client_id = \"wic\"\n  client_secret_file = \"b.secret\"\n";
+        let cases: &[(String, &str, &str)] = &[
+            // Without discovery a key needs its source, an introspection
+            // its endpoint.
+            (
+                cached(
+                    &only
+                        .replace("discovery = true\n", "")
+                        .replace(no_endpoint, ""),
+                ),
+                "issuer[1].key[0]",
+                "or none, with discovery = true",
+            ),
+            (
+                cached(&format!("iss = \"https://b.example\"\n{no_endpoint}")),
+                "issuer[1].introspection.endpoint",
+                "discovery = true",
+            ),
+            (
+                cached(&located.replace("metadata_url", "discovery = false\nmetadata_url")),
+                "issuer[1].metadata_url",
+                "remove one",
+            ),
+            (
+                cached(&pinned.replace(
+                    "  client_id",
+                    "  endpoint = \"https://b.example/introspect\"\n  client_id",
+                )),
+                "issuer[1].discovery",
+                "nothing to discover",
+            ),
+            (
+                cached(&only.replace("https://b.example/tenant/", "b-issuer")),
+                "issuer[1].iss",
+                "https URL",
+            ),
+            (
+                cached(&only.replace("https://b.example/tenant/", "http://b.example")),
+                "issuer[1].iss",
+                "https URL",
+            ),
+            (
+                cached(&only.replace("https://b.example/tenant/", "https://b.example/?t=1")),
+                "issuer[1].iss",
+                "without a query",
+            ),
+            (
+                cached(&located.replace("https://b.example/meta", "ftp://b.example/meta")),
+                "issuer[1].metadata_url",
+                "https://",
+            ),
+            (
+                b(&format!(
+                    "iss = \"https://b.example\"\ndiscovery = true\n{no_endpoint}"
+                )),
+                "issuer[1].discovery",
+                "cache_dir",
+            ),
+        ];
+        for (text, field, msg) in cases {
+            let e = build(text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted:\n{text}"));
+            assert_eq!(e.field.as_deref(), Some(*field), "{e}");
+            assert!(e.message.contains(msg), "{e}");
+        }
+    }
+
+    #[test]
+    fn metadata_locations_follow_rfc8414_then_oidc() {
+        let at = |iss: &str| -> Vec<String> {
+            metadata_locations(iss)
+                .unwrap()
+                .iter()
+                .map(|u| u.to_string())
+                .collect()
+        };
+        assert_eq!(
+            at("https://as.example"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server",
+                "https://as.example/.well-known/openid-configuration"
+            ]
+        );
+        assert_eq!(
+            at("http://127.0.0.1:8080/"),
+            [
+                "http://127.0.0.1:8080/.well-known/oauth-authorization-server",
+                "http://127.0.0.1:8080/.well-known/openid-configuration"
+            ]
+        );
+        assert_eq!(
+            at("https://as.example/a/b"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server/a/b",
+                "https://as.example/a/b/.well-known/openid-configuration"
+            ]
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@ certified oidc-provider (tests/as/server.mjs, pinned by
 tests/as/package-lock.json) on 127.0.0.1, and wic-tna in process through the
 Python ctypes glue (kamailio-example/python/wic_tna_glue.py) with a
 generated configuration: the jwks_url and the introspection endpoint
-taken from the AS's discovery document (wic-tna has no discovery yet; see
-write_discovery_config below).
+typed in (write_config), or found by wic-tna in the AS's metadata
+(write_discovery_config: RFC 8414 / OpenID Connect discovery).
 
 As in a proxy, a long-running "worker" Context verifies and never fetches
 anything, and a "refresher" Context (the Kamailio module's refresher
@@ -100,18 +100,43 @@ impu_patterns = ["sip:*@%(dom)s", "tel:+1555*"]
     return path
 
 
-def write_discovery_config(path, as_, top=""):
-    """TODO(issue 18, discovery): the configuration of an issuer given by
-    its issuer identifier only -- no jwks_url, no [issuer.introspection]
-    endpoint -- for wic-tna to find both in the AS's discovery document
-    (as_.issuer + "/.well-known/oauth-authorization-server", RFC 8414;
-    server.mjs also serves /.well-known/openid-configuration).
+def write_discovery_config(path, as_, top="", issuer=""):
+    """The configuration of an issuer given by its issuer identifier only:
+    `discovery = true`, the algorithms of its key set (never taken from
+    the AS) and the introspection client credentials (which metadata cannot
+    give); wic-tna finds jwks_uri and introspection_endpoint in the AS's
+    metadata (RFC 8414 location first, then OpenID Connect's). `issuer`:
+    more TOML lines for the [[issuer]] table."""
+    d = path.parent
+    secret = as_.write_client_secret(d / "ep-cscf.secret")
+    text = '''home_realm = "%(realm)s"
+audience = "%(aud)s"
+state_file = "%(state)s"
+cache_dir = "%(cache)s"
+%(top)s
 
-    TO COMPLETE when the feature lands: whatever the issuer needs besides
-    `iss` (e.g. the algorithms, and the introspection client credentials,
-    which discovery cannot give). Today such an issuer does not load
-    ("An issuer needs at least one key or an [issuer.introspection]")."""
-    return write_config(path, as_, jwks=False, introspection=False, top=top)
+[[issuer]]
+iss = "%(iss)s"
+discovery = true
+impi_patterns = ["*@%(dom)s"]
+impu_patterns = ["sip:*@%(dom)s", "tel:+1555*"]
+%(issuer)s
+
+  [[issuer.key]]
+  algorithms = ["%(alg)s"]
+  min_refresh = 1
+  refetch_interval = 1
+
+  [issuer.introspection]
+  client_id = "%(client)s"
+  client_secret_file = "%(secret)s"
+  timeout_ms = 2000
+''' % {"realm": HOME_REALM, "aud": as_.audience, "state": d / "state",
+       "cache": d / "jwks-cache", "top": top, "iss": as_.issuer, "dom": DOMAIN,
+       "issuer": issuer, "alg": as_.alg, "client": EPCSCF_CLIENT[0],
+       "secret": secret}
+    path.write_text(text)
+    return path
 
 
 # --------------------------------------------------------------------------
@@ -496,18 +521,82 @@ def test_revoked_opaque_token_refused_by_the_same_context_within_a_bound(trust, 
 
 
 # --------------------------------------------------------------------------
-# discovery (issue 18): to complete
+# discovery (RFC 8414, OpenID Connect Discovery)
 # --------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 18: discovery (issuer only); "
-                   "complete write_discovery_config")
-def test_issuer_only_configuration_by_discovery(lib, as_, tmp_path):
-    t = Trust(lib, write_discovery_config(tmp_path / "wic-tna.toml", as_))
+@pytest.mark.parametrize("where", ["well-known", "metadata_url"])
+def test_issuer_only_configuration_by_discovery(lib, as_, tmp_path, where):
+    """An issuer given by its iss (and the algorithms, and the
+    introspection client): the refresher reads the AS's metadata -- at the
+    RFC 8414 location, or at the configured metadata_url (here the OpenID
+    Connect one) -- and takes jwks_uri and introspection_endpoint from it.
+    JWT access tokens and opaque ones are accepted; the metadata is fetched
+    once and published once."""
+    issuer = ""
+    if where == "metadata_url":
+        issuer = 'metadata_url = "%s/.well-known/openid-configuration"' % as_.issuer
+    t = Trust(lib, write_discovery_config(tmp_path / "wic-tna.toml", as_,
+                                          issuer=issuer))
     try:
         impi, impu = ident()
-        r, _ = t.until(as_.jwt_token(impi, impu), "ok", impu, timeout=5)
+        token = as_.jwt_token(impi, impu)
+        r = t.verify(token, impu)
+        # fail closed until the refresher has the metadata and the keys
+        assert (r.status, r.reason) == (500, "keys_unavailable"), r.as_dict()
+        r, _ = t.until(token, "ok", impu, timeout=5)
         assert r.accepted, r.as_dict()
         r = t.verify(as_.opaque_token(impi, impu), impu)
         assert r.accepted, r.as_dict()
+        t.tick()
+        s = t.remote_stats(as_.issuer)
+        assert s["metadata_generation"] == 1, s
+        assert s["metadata_fetch_ok"] == 1 and s.get("metadata_fetch_failed", 0) == 0, s
+        assert s["jwks_generation"] == 1, s
+        assert s["introspection_calls"] >= 1, s
     finally:
         t.free()
+
+
+def test_metadata_of_another_issuer_is_not_used(lib, as_, tmp_path):
+    """RFC 8414 section 3.3: the metadata's issuer must be the configured
+    one exactly. Configured with a trailing '/', the AS's document (which
+    names the issuer without it) is refused: nothing is published, and an
+    opaque token of that issuer gets 500 introspection_unavailable rather
+    than a call to an endpoint the metadata named."""
+    cfg = write_discovery_config(
+        tmp_path / "wic-tna.toml", as_,
+        issuer='metadata_url = "%s/.well-known/openid-configuration"' % as_.issuer)
+    cfg.write_text(cfg.read_text().replace(
+        'iss = "%s"' % as_.issuer, 'iss = "%s/"' % as_.issuer, 1))
+    t = Trust(lib, cfg)
+    try:
+        t.tick()
+        impi, impu = ident()
+        r = t.verify(as_.opaque_token(impi, impu), impu)
+        assert (r.status, r.reason) == (500, "introspection_unavailable"), r.as_dict()
+        s = t.remote_stats(as_.issuer + "/")
+        assert s["metadata_fetch_failed"] == 1 and s["metadata_generation"] == 0, s
+        assert s.get("introspection_calls", 0) == 0, s
+    finally:
+        t.free()
+
+
+def test_key_rotation_picked_up_through_discovery(lib, tmp_path):
+    """The key set at the discovered jwks_uri is refreshed as one by URL:
+    a rotated key is picked up on its first unknown kid."""
+    with OidcAs(log=tmp_path / "as.log") as as_:
+        t = Trust(lib, write_discovery_config(tmp_path / "wic-tna.toml", as_))
+        try:
+            impi, impu = ident()
+            r, _ = t.until(as_.jwt_token(impi, impu), "ok", impu, timeout=5)
+            assert r.accepted, r.as_dict()
+            as_.rotate_keys(keep_old=False)
+            new = as_.jwt_token(impi, impu)
+            r = t.verify(new, impu)
+            assert (r.status, r.reason) == (401, "unknown_key"), r.as_dict()
+            r, took = t.until(new, "ok", impu, timeout=5)
+            assert r.accepted, (r.as_dict(), took)
+            s = t.remote_stats(as_.issuer)
+            assert s["metadata_generation"] == 1 and s["jwks_generation"] == 2, s
+        finally:
+            t.free()

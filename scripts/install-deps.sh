@@ -20,6 +20,10 @@ APT_PKGS+=(debhelper dh-python lintian)
 # DocBook (kamailio-example/module/build.sh --readme)
 APT_PKGS+=(bison flex cmake libssl-dev libunistring-dev libreadline-dev
            xsltproc docbook-xsl docbook-xml lynx)
+# OpenSIPS 3.6.8 built from ../shared/opensips/ with the example's modules
+# (opensips-example/module/build.sh): the python module, tls_openssl, the
+# menuconfig of its Makefile
+APT_PKGS+=(libncurses-dev python3-dev)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

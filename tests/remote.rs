@@ -324,6 +324,55 @@ fn stat(c: &Context, iss: &str, name: &str) -> u64 {
 
 // ---------------------------------------------------------------- JWKS by URL
 
+/// `wic-tna refresh` with `cache_dir` and no `state_file` (which the README
+/// says is enough for a `jwks_url`): once, it fetches into the cache that
+/// the next start adopts; `--every` is refused with the reason, since no
+/// running process would see what it fetches.
+#[test]
+fn cli_refresh_without_state_file_fills_the_cache_once() {
+    let bin = env!("CARGO_BIN_EXE_wic-tna");
+    let srv = jwks_server(&["r1"], "max-age=600");
+    let s = setup(Some(&srv.url("/jwks")), "", None);
+    let out = std::process::Command::new(bin)
+        .args(["refresh", "--config", s.path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("no state_file"), "{err}");
+    assert_eq!(srv.hits(), 1);
+    // A new process (the proxy's next start) adopts the cache: its first
+    // check passes with the endpoint failing.
+    srv.set(|_| reply(503, &[], "down"));
+    let c = Context::new(&s.path, None).unwrap();
+    let t = now();
+    let rep = c.tick(t);
+    assert!(
+        rep.published && rep.failed,
+        "adopted, then the fetch failed"
+    );
+    assert_eq!(verify(&c, &token("r1"), t).reason, Reason::Ok);
+    assert_eq!(srv.hits(), 2);
+
+    let out = std::process::Command::new(bin)
+        .args([
+            "refresh",
+            "--config",
+            s.path.to_str().unwrap(),
+            "--every",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--every needs the configuration's state_file"),
+        "{err}"
+    );
+    assert_eq!(srv.hits(), 2, "nothing fetched when refused");
+}
+
 #[test]
 fn fetched_keys_are_used_and_unavailable_before() {
     let srv = jwks_server(&["r1"], "max-age=600");

@@ -41,7 +41,7 @@ fn help_for(cmd: &str) -> &'static str {
         "bar" | "unbar" => "wic-tna bar|unbar --config <file> <iss>\n  Bar or unbar one issuer at run time, through the configuration's state_file (needs state_file).\n",
         "reload" => "wic-tna reload --config <file>\n  Check the configuration; if it loads, every process sharing the state_file re-reads it.\n",
         "stats" => "wic-tna stats --config <file>\n  Print the counters per issuer and outcome, shared by every process using the state_file.\n",
-        "refresh" => "wic-tna refresh --config <file> [--every <ms>]\n  The library's background work (fetching jwks_url key sets) for every process sharing the\n  configuration's state_file (needs state_file): once, or with --every (100..60000 ms) in a loop\n  until killed, e.g. as a service beside OpenSIPS or any proxy without a refresher process of its\n  own. Messages go to stderr. Run one per state_file.\n",
+        "refresh" => "wic-tna refresh --config <file> [--every <ms>]\n  The library's background work (fetching jwks_url key sets and discovered metadata) for every\n  process sharing the configuration's state_file: once, or with --every (100..60000 ms) in a loop\n  until killed, e.g. as a service beside OpenSIPS or any proxy without a refresher process of its\n  own. Run one per state_file. Without a state_file, only once: the results go to cache_dir,\n  which the proxy adopts at its next start (--every is refused). Messages go to stderr.\n",
         _ => USAGE,
     }
 }
@@ -292,7 +292,16 @@ fn refresh(a: &Args) -> Result<bool, String> {
         }
     }
     log_to_stderr();
-    let c = context_with_state(a)?;
+    let c = context(a)?;
+    if c.config().state_file.is_none() {
+        // Without a state_file no running process shares this one's
+        // state: a loop would fetch for nobody. Once is still useful: it
+        // fills cache_dir, which the proxy adopts at its next start.
+        if every.is_some() {
+            return Err("--every needs the configuration's state_file: without one, no running process would see what this refresher fetches (the Kamailio module's own refresher process keeps its workers current)".into());
+        }
+        eprintln!("wic-tna refresh: note: the configuration has no state_file: the key sets and metadata go to cache_dir (adopted at the proxy's next start); running processes are not told");
+    }
     loop {
         let r = c.tick(now());
         match every {

@@ -303,6 +303,41 @@ enum wic_tna_status wic_tna_ctx_stats_json(const struct wic_tna_ctx *ctx,
                                            size_t *out_len);
 
 /**
+ * Copy the counters in the Prometheus text exposition format (version
+ * 0.0.4, for `Content-Type: text/plain; version=0.0.4`) into `buf`
+ * (NUL-terminated); the length without NUL is stored in `*out_len`.
+ * `BUFFER_TOO_SMALL` when it does not fit: call again with a buffer of
+ * `*out_len + 1` bytes (it may have grown meanwhile: loop). What it holds,
+ * summed over every process sharing the state: `wic_tna_checks_total`
+ * with the labels `issuer` (each issuer of the configuration in force, and
+ * `-` for outcomes without one) and `reason` (each of
+ * `wic_tna_reason_name`, zeros included); `wic_tna_issuer_barred`; per
+ * issuer with remote trust, its key set, metadata and introspection
+ * counters and times (`wic_tna_jwks_fetch_failed_total`,
+ * `wic_tna_jwks_fetched_at_seconds`, ...); `wic_tna_reload_generation`.
+ * Label values are escaped as the format requires. Reads the shared
+ * state only (no per-request cost; the work is done here, when scraped).
+ * `ctx` and `out_len` must not be NULL; `buf` may be NULL when `buf_len`
+ * is 0. Errors: `NULL_ARGUMENT`, `BUFFER_TOO_SMALL`. Thread-safe.
+ */
+enum wic_tna_status wic_tna_ctx_metrics_text(const struct wic_tna_ctx *ctx,
+                                             char *buf,
+                                             size_t buf_len,
+                                             size_t *out_len);
+
+/**
+ * Store in `*out_total` how many checks ended with reason number
+ * `reason_index` (see `wic_tna_reason_name`), summed over every issuer
+ * and every process sharing the state: the value of a proxy statistic
+ * read when asked for, with no work per request. `ctx` and `out_total`
+ * must not be NULL. Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`
+ * (`reason_index` is `wic_tna_reason_count()` or more). Thread-safe.
+ */
+enum wic_tna_status wic_tna_ctx_reason_total(const struct wic_tna_ctx *ctx,
+                                             size_t reason_index,
+                                             uint64_t *out_total);
+
+/**
  * Verify the `Authorization` header value `authorization`
  * (`authorization_len` bytes; any bytes: a bad value is a rejection, not an
  * error) at the current time. `authorization` NULL with length 0 means the
@@ -542,6 +577,23 @@ struct wic_tna_str wic_tna_result_impu(const struct wic_tna_result *r,
  * Free a result. NULL does nothing. Not to be called twice.
  */
 void wic_tna_result_free(struct wic_tna_result *r);
+
+/**
+ * The number of reasons (outcomes) the library counts: `ok` and every
+ * reason of a refusal, at index 0 to `wic_tna_reason_count() - 1`, in a
+ * fixed order that later versions only append to (for a proxy's own
+ * statistics, with `wic_tna_reason_name` and `wic_tna_ctx_reason_total`).
+ * Thread-safe.
+ */
+size_t wic_tna_reason_count(void);
+
+/**
+ * The stable name of reason number `index` (`ok`, `expired`,
+ * `bad_signature`, ...: the names of `wic_tna_result_reason`), a static
+ * NUL-terminated view valid for the life of the process. An `index` of
+ * `wic_tna_reason_count()` or more gives an empty string. Thread-safe.
+ */
+struct wic_tna_str wic_tna_reason_name(size_t index);
 
 /**
  * Create an anonymous shared region (a `MAP_SHARED` mapping of 4,603,968 bytes).

@@ -882,6 +882,87 @@ impl Context {
         }
     }
 
+    /// The counters in the Prometheus text exposition format
+    /// ([`crate::metrics`]): every configured issuer (the configuration in
+    /// force, so also after a reload) with every reason, then `-` (outcomes
+    /// with no configured issuer). Reads the shared state only.
+    pub fn metrics_text(&self) -> String {
+        self.sync();
+        let cfg = self.config();
+        let mut issuers = Vec::with_capacity(cfg.issuers.len() + 1);
+        for i in cfg.issuers.iter() {
+            if issuers
+                .iter()
+                .any(|s: &crate::metrics::IssuerSnapshot| s.iss == *i.iss)
+            {
+                continue;
+            }
+            let mut remote = Vec::new();
+            let get = |f: Remote| self.shared.remote_of(&i.iss, f);
+            if i.remote_jwks.is_some() {
+                remote.extend([
+                    ("jwks_fetch_ok", get(Remote::JwksFetchOk)),
+                    ("jwks_not_modified", get(Remote::JwksNotModified)),
+                    ("jwks_fetch_failed", get(Remote::JwksFetchFailed)),
+                    ("jwks_rejected", get(Remote::JwksRejected)),
+                    (
+                        "jwks_refetch_unknown_kid",
+                        get(Remote::JwksRefetchUnknownKid),
+                    ),
+                    ("jwks_generation", get(Remote::JwksGen)),
+                    ("jwks_fetched_at", get(Remote::JwksFetchedAt)),
+                ]);
+            }
+            if i.discovery.is_some() {
+                remote.extend([
+                    ("metadata_fetch_ok", get(Remote::MetadataFetchOk)),
+                    ("metadata_fetch_failed", get(Remote::MetadataFetchFailed)),
+                    ("metadata_generation", get(Remote::MetadataGen)),
+                    ("metadata_fetched_at", get(Remote::MetadataFetchedAt)),
+                ]);
+            }
+            if i.introspection.is_some() {
+                remote.extend([
+                    ("introspection_calls", get(Remote::IntrospectionCalls)),
+                    ("introspection_failed", get(Remote::IntrospectionFailed)),
+                    (
+                        "introspection_cache_hits",
+                        get(Remote::IntrospectionCacheHits),
+                    ),
+                    (
+                        "introspection_breaker_open",
+                        get(Remote::IntrospectionBreakerOpen),
+                    ),
+                    ("breaker_open_until", get(Remote::BreakerOpenUntil)),
+                ]);
+            }
+            issuers.push(crate::metrics::IssuerSnapshot {
+                iss: i.iss.to_string(),
+                barred: Some(self.is_barred(i)),
+                counts: self.shared.issuer_counts(&i.iss),
+                remote,
+            });
+        }
+        if !issuers.iter().any(|s| s.iss == NO_ISSUER) {
+            issuers.push(crate::metrics::IssuerSnapshot {
+                iss: NO_ISSUER.to_string(),
+                barred: None,
+                counts: self.shared.issuer_counts(NO_ISSUER),
+                remote: Vec::new(),
+            });
+        }
+        crate::metrics::render(&crate::metrics::Snapshot {
+            issuers,
+            reload_generation: self.shared.reload_gen(),
+        })
+    }
+
+    /// The outcomes of `reason` summed over every issuer (and none), over
+    /// every process sharing the state.
+    pub fn reason_total(&self, reason: Reason) -> u64 {
+        self.shared.reason_total(reason)
+    }
+
     /// Counters and state as JSON.
     pub fn stats_json(&self) -> String {
         self.sync();

@@ -17,6 +17,7 @@ pub mod core;
 pub mod edge;
 pub mod ffi;
 pub mod log;
+pub mod metrics;
 
 // The module paths of earlier versions (`wic_tna::keys::Alg`, ...).
 pub use self::core::{config, header, identity, json, keys, mint, reason, replay, tna, token, url};

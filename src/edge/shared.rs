@@ -393,6 +393,37 @@ impl Shared {
             .collect()
     }
 
+    /// Every outcome counter of `iss`, indexed as [`Reason::ALL`] (zeros
+    /// when it has no slot yet).
+    pub fn issuer_counts(&self, iss: &str) -> Vec<u64> {
+        match self.slot(iss, false) {
+            Some(i) => self.region().slots[i]
+                .counters
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            None => vec![0; NREASONS],
+        }
+    }
+
+    /// The outcomes of `reason` summed over every issuer slot.
+    pub fn reason_total(&self, reason: Reason) -> u64 {
+        let k = reason.index();
+        self.region()
+            .slots
+            .iter()
+            .filter(|s| s.state.load(Ordering::Acquire) == 2)
+            .fold(0u64, |a, s| {
+                a.wrapping_add(s.counters[k].load(Ordering::Relaxed))
+            })
+    }
+
+    /// The remote trust field `f` of `iss` (0 when it has no slot yet).
+    pub fn remote_of(&self, iss: &str, f: Remote) -> u64 {
+        self.slot(iss, false)
+            .map_or(0, |i| self.remote(i, f).load(Ordering::Acquire))
+    }
+
     /// All non-zero counters: issuer -> reason name -> count.
     pub fn counters(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
         let mut out = Vec::new();
@@ -482,6 +513,17 @@ mod tests {
         s.count(i, Reason::Expired);
         let c = s.counters();
         assert_eq!(c, vec![("https://a".to_string(), vec![("expired", 2)])]);
+        let j = s.counter_slot("https://j").unwrap();
+        s.count(j, Reason::Expired);
+        s.count(j, Reason::Ok);
+        assert_eq!(s.reason_total(Reason::Expired), 3);
+        assert_eq!(s.reason_total(Reason::Ok), 1);
+        assert_eq!(s.reason_total(Reason::BadSignature), 0);
+        let a = s.issuer_counts("https://a");
+        assert_eq!(a.len(), Reason::ALL.len());
+        assert_eq!(a[Reason::Expired.index()], 2);
+        assert_eq!(a.iter().sum::<u64>(), 2);
+        assert_eq!(s.issuer_counts("https://none"), vec![0; Reason::ALL.len()]);
     }
 
     #[test]

@@ -171,6 +171,72 @@ pub unsafe extern "C" fn wic_tna_ctx_stats_json(
     })
 }
 
+/// Copy the counters in the Prometheus text exposition format (version
+/// 0.0.4, for `Content-Type: text/plain; version=0.0.4`) into `buf`
+/// (NUL-terminated); the length without NUL is stored in `*out_len`.
+/// `BUFFER_TOO_SMALL` when it does not fit: call again with a buffer of
+/// `*out_len + 1` bytes (it may have grown meanwhile: loop). What it holds,
+/// summed over every process sharing the state: `wic_tna_checks_total`
+/// with the labels `issuer` (each issuer of the configuration in force, and
+/// `-` for outcomes without one) and `reason` (each of
+/// `wic_tna_reason_name`, zeros included); `wic_tna_issuer_barred`; per
+/// issuer with remote trust, its key set, metadata and introspection
+/// counters and times (`wic_tna_jwks_fetch_failed_total`,
+/// `wic_tna_jwks_fetched_at_seconds`, ...); `wic_tna_reload_generation`.
+/// Label values are escaped as the format requires. Reads the shared
+/// state only (no per-request cost; the work is done here, when scraped).
+/// `ctx` and `out_len` must not be NULL; `buf` may be NULL when `buf_len`
+/// is 0. Errors: `NULL_ARGUMENT`, `BUFFER_TOO_SMALL`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_metrics_text(
+    ctx: *const wic_tna_ctx,
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> wic_tna_status {
+    guard("wic_tna_ctx_metrics_text", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        let text = c.metrics_text();
+        // SAFETY: caller's contract.
+        unsafe { copy_out(text.as_bytes(), buf, buf_len, out_len) }
+    })
+}
+
+/// Store in `*out_total` how many checks ended with reason number
+/// `reason_index` (see `wic_tna_reason_name`), summed over every issuer
+/// and every process sharing the state: the value of a proxy statistic
+/// read when asked for, with no work per request. `ctx` and `out_total`
+/// must not be NULL. Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`
+/// (`reason_index` is `wic_tna_reason_count()` or more). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_reason_total(
+    ctx: *const wic_tna_ctx,
+    reason_index: usize,
+    out_total: *mut u64,
+) -> wic_tna_status {
+    guard("wic_tna_ctx_reason_total", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        if out_total.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out_total is NULL");
+        }
+        let Some(r) = crate::Reason::ALL.get(reason_index) else {
+            return fail(
+                WIC_TNA_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "reason_index {reason_index} is out of range (wic_tna_reason_count() is {})",
+                    crate::Reason::ALL.len()
+                ),
+            );
+        };
+        let n = c.reason_total(*r);
+        // SAFETY: checked non-NULL.
+        unsafe { *out_total = n };
+        WIC_TNA_STATUS_OK
+    })
+}
+
 unsafe fn opt_bytes<'a>(
     what: &str,
     ptr: *const c_char,

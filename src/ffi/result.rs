@@ -307,6 +307,28 @@ pub unsafe extern "C" fn wic_tna_result_free(r: *mut wic_tna_result) {
     })
 }
 
+/// The number of reasons (outcomes) the library counts: `ok` and every
+/// reason of a refusal, at index 0 to `wic_tna_reason_count() - 1`, in a
+/// fixed order that later versions only append to (for a proxy's own
+/// statistics, with `wic_tna_reason_name` and `wic_tna_ctx_reason_total`).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn wic_tna_reason_count() -> usize {
+    Reason::ALL.len()
+}
+
+/// The stable name of reason number `index` (`ok`, `expired`,
+/// `bad_signature`, ...: the names of `wic_tna_result_reason`), a static
+/// NUL-terminated view valid for the life of the process. An `index` of
+/// `wic_tna_reason_count()` or more gives an empty string. Thread-safe.
+#[no_mangle]
+pub extern "C" fn wic_tna_reason_name(index: usize) -> wic_tna_str {
+    guard_or(wic_tna_str::empty(), || match Reason::ALL.get(index) {
+        Some(r) => wic_tna_str::of(reason_z(*r).0),
+        None => wic_tna_str::empty(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

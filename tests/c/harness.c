@@ -1067,6 +1067,53 @@ static void test_stats(const wic_tna_ctx *ctx)
     free(buf);
 }
 
+static void test_metrics(const wic_tna_ctx *ctx)
+{
+    section("metrics text and reason totals");
+    size_t nr = wic_tna_reason_count();
+    CHECK(nr > 30, "reason_count: %zu", nr);
+    wic_tna_str r0 = wic_tna_reason_name(0);
+    CHECK(r0.ptr != NULL && r0.len == 2 && memcmp(r0.ptr, "ok", 3) == 0, "reason_name(0) is not \"ok\"");
+    wic_tna_str past = wic_tna_reason_name(nr);
+    CHECK(past.ptr != NULL && past.len == 0 && past.ptr[0] == '\0', "reason_name(count) not empty");
+    for (size_t i = 0; i < nr; i++) {
+        wic_tna_str s = wic_tna_reason_name(i);
+        CHECK(s.ptr != NULL && s.len > 0 && s.ptr[s.len] == '\0', "reason_name(%zu)", i);
+    }
+    uint64_t total = 12345;
+    wic_tna_status st = wic_tna_ctx_reason_total(ctx, nr, &total);
+    CHECK(st == WIC_TNA_STATUS_INVALID_ARGUMENT && total == 12345, "reason_total(count): %d", (int)st);
+    st = wic_tna_ctx_reason_total(NULL, 0, &total);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && total == 12345, "reason_total(ctx NULL): %d", (int)st);
+    st = wic_tna_ctx_reason_total(ctx, 0, NULL);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT, "reason_total(out NULL): %d", (int)st);
+    st = wic_tna_ctx_reason_total(ctx, 0, &total);
+    CHECK(st == WIC_TNA_STATUS_OK && total > 0, "reason_total(ok): %d, %llu", (int)st, (unsigned long long)total);
+
+    size_t need = SIZE_SENTINEL;
+    st = wic_tna_ctx_metrics_text(ctx, NULL, 0, &need);
+    if (!CHECK(st == WIC_TNA_STATUS_BUFFER_TOO_SMALL && need != SIZE_SENTINEL && need > 100,
+               "metrics_text(NULL, 0): %d, needs %zu", (int)st, need))
+        return;
+    size_t n = SIZE_SENTINEL;
+    st = wic_tna_ctx_metrics_text(NULL, NULL, 0, &n);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && n == SIZE_SENTINEL, "metrics_text(ctx NULL): %d", (int)st);
+    st = wic_tna_ctx_metrics_text(ctx, NULL, 10, &n);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && n == SIZE_SENTINEL, "metrics_text(buf NULL, len 10): %d", (int)st);
+    char *buf = xmalloc(need + 1);
+    memset(buf, 'X', need + 1);
+    st = wic_tna_ctx_metrics_text(ctx, buf, need, &n);
+    CHECK(st == WIC_TNA_STATUS_BUFFER_TOO_SMALL && n == need && buf[0] == 'X', "metrics_text(buf, needed): %d", (int)st);
+    st = wic_tna_ctx_metrics_text(ctx, buf, need + 1, &n);
+    CHECK(st == WIC_TNA_STATUS_OK && n == need && strlen(buf) == n, "metrics_text(buf, needed + 1): %d", (int)st);
+    if (st == WIC_TNA_STATUS_OK) {
+        CHECK(strstr(buf, "# TYPE wic_tna_checks_total counter\n") != NULL, "no TYPE line: %.200s", buf);
+        CHECK(strstr(buf, "wic_tna_checks_total{issuer=\"") != NULL, "no checks sample: %.200s", buf);
+        CHECK(strstr(buf, g_iss_a) != NULL, "metrics lack issuer A");
+    }
+    free(buf);
+}
+
 static void test_result_getters(const wic_tna_ctx *ctx)
 {
     section("result getters");
@@ -2020,6 +2067,7 @@ int main(int argc, char **argv)
         test_hostile_inputs(ctx);
         test_barring_api(ctx);
         test_stats(ctx);
+        test_metrics(ctx);
         test_result_getters(ctx);
         test_free_null();
         test_origin(ctx);

@@ -19,9 +19,9 @@ from e2e_fixtures import (pytest_runtest_makereport,  # noqa: E402,F401
 from opensips_harness import (ENV_BINARY, OpenSipsDeployment,  # noqa: E402
                               opensips_binary)
 
-SKIP_MESSAGE = ("skipped: set %s=/path/to/sbin/opensips (OpenSIPS 3.x with "
-                "the python module) to run the OpenSIPS end-to-end tests"
-                % ENV_BINARY)
+SKIP_MESSAGE = ("skipped: set %s=/path/to/sbin/opensips (OpenSIPS 3.x; "
+                "tests/e2e_opensips/run.sh builds one from ../shared/opensips) "
+                "to run the OpenSIPS end-to-end tests" % ENV_BINARY)
 
 
 def pytest_configure(config):
@@ -42,7 +42,21 @@ def workdir(request):
     yield from temp_workdir(request, "wic-os-")
 
 
+@pytest.fixture(params=["native", "python"])
+def variant(request):
+    """Each OpenSIPS test that takes dep (or variant) runs twice: with the
+    native module (opensips.cfg) and with the python module
+    (opensips-python.cfg)."""
+    return request.param
+
+
 @pytest.fixture
-def dep(request, workdir):
-    """A running OpenSIPS eP-CSCF and Kamailio S-CSCF."""
-    yield from running(request, OpenSipsDeployment(workdir))
+def dep(request, workdir, variant):
+    """A running OpenSIPS eP-CSCF (of this variant) and Kamailio S-CSCF."""
+    yield from running(request, OpenSipsDeployment(workdir, variant=variant))
+
+
+@pytest.fixture
+def native(request, workdir):
+    """A running OpenSIPS eP-CSCF with the native module only."""
+    yield from running(request, OpenSipsDeployment(workdir, variant="native"))

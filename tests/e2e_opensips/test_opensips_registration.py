@@ -1,6 +1,8 @@
-"""End to end: a WIC registers through a real OpenSIPS eP-CSCF
-(opensips-example/opensips.cfg, python module, ctypes binding) to the real
-Kamailio S-CSCF of kamailio-example/scscf.cfg.
+"""End to end: a WIC registers through a real OpenSIPS eP-CSCF to the real
+Kamailio S-CSCF of kamailio-example/scscf.cfg, each test with both
+variants: the native module (opensips-example/opensips.cfg) and the python
+module with the ctypes binding (opensips-example/opensips-python.cfg).
+What only the native module has is in test_opensips_native.py.
 
 The checks, the table of failures and the test of the failures are the
 Kamailio e2e tests' own (tests/e2e/test_registration.py), imported, so
@@ -132,10 +134,10 @@ def test_bar_and_unbar_issuer(dep):
 
 # -- start-up --------------------------------------------------------------
 
-def test_broken_config_stops_startup(workdir):
+def test_broken_config_stops_startup(workdir, variant):
     """mod_init test-loads the configuration: a broken one stops OpenSIPS
     at start with the file and the field in the log."""
-    d = OpenSipsDeployment(workdir)
+    d = OpenSipsDeployment(workdir, variant=variant)
     d.config.write_text(d.config.read_text().replace(
         'audience = "ims.example.net"', "audience = 42"))
     with pytest.raises(RuntimeError) as e:
@@ -160,7 +162,8 @@ def test_jwks_url_fetched_by_the_refresh_service(workdir):
     from remote_server import RemoteServer, config_transform, mint_remote
     from harness import REPO
     srv = RemoteServer().start()
-    d = OpenSipsDeployment(workdir, config_transform=config_transform(srv, workdir))
+    d = OpenSipsDeployment(workdir, variant="python",
+                           config_transform=config_transform(srv, workdir))
     d.start()
     refresher = None
     try:

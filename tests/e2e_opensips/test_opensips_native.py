@@ -1,0 +1,277 @@
+"""End to end, what only the native OpenSIPS module (opensips-example/
+opensips.cfg, opensips-example/module/) has: MI commands, the refresher
+process, the expiry cap of every contact, WebSocket listeners, Path, the
+library's log at OpenSIPS's levels, fail-closed start-up. Each test asserts
+what reached the S-CSCF (the next hop), not only the reply."""
+
+import re
+import time
+
+import pytest
+
+from opensips_harness import MiError, OpenSipsDeployment
+from tokens import identity, mint
+
+from test_registration import (LIFETIME, _eventually, _register,  # noqa: E402
+                               assert_nothing_forwarded, assert_registered,
+                               bearer)
+from harness import ISSUER_A, ISSUER_B  # noqa: E402
+
+
+def _forwarded(dep, call_id):
+    """The one request of this Call-ID that reached the S-CSCF."""
+    msgs = dep.scscf_msgs(call_id)
+    assert len(msgs) == 1, (msgs, dep.logs())
+    return msgs[0]
+
+
+def _headers(msg, name):
+    out = []
+    for line in msg.split("\r\n\r\n", 1)[0].split("\r\n")[1:]:
+        n, _, v = line.partition(":")
+        if n.strip().lower() == name.lower():
+            out.append(v.strip())
+    return out
+
+
+# -- the expiry cap: every contact, every header --------------------------
+
+def test_every_contact_and_expires_capped(native):
+    """Two Contact headers, one with two contacts, and an Expires: every
+    expiry above the token's lifetime reaches the S-CSCF capped at it; one
+    below it is kept."""
+    with native.udp() as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))],
+                       expires=7200,
+                       contacts=["<{uri}>;expires=3600",
+                                 "<sip:second@127.0.0.1:5999>;expires=90, "
+                                 "<sip:third@127.0.0.1:5998>"])
+    assert r.status == 200, (r.raw, native.logs())
+    fwd = _forwarded(native, r.header("Call-ID"))
+    expires = [int(v) for v in _headers(fwd, "Expires")]
+    assert len(expires) == 1 and expires[0] <= LIFETIME, fwd
+    params = [int(x) for x in re.findall(r";expires=(\d+)",
+                                         " ".join(_headers(fwd, "Contact")))]
+    assert len(params) == 2, fwd
+    assert params[0] <= LIFETIME and params[1] == 90, fwd
+
+
+def test_contact_without_expires_gets_expires_header(native):
+    """A contact relying on the registrar's default (no parameter, no
+    Expires): Expires: <granted> is added, so no default can exceed it."""
+    with native.udp() as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))])
+    assert r.status == 200, (r.raw, native.logs())
+    fwd = _forwarded(native, r.header("Call-ID"))
+    expires = [int(v) for v in _headers(fwd, "Expires")]
+    assert len(expires) == 1 and 0 < expires[0] <= LIFETIME, fwd
+
+
+@pytest.mark.parametrize("contact", [
+    '<{uri}>;expires="3600"',
+    "<{uri}>;expires=",
+    "<{uri}>;expires=36x",
+    "<{uri}>;expires=60;expires=3600",
+])
+def test_malformed_expiry_is_400_and_not_forwarded(native, contact):
+    with native.udp() as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))],
+                       contacts=[contact])
+    assert r.status == 400, r.raw
+    assert r.reason.endswith("(malformed_request)"), r.reason
+    assert_nothing_forwarded(native, r.header("Call-ID"))
+
+
+# -- Path, headers a UE may not set ---------------------------------------
+
+def test_path_added_and_ue_headers_stripped(native):
+    with native.udp() as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))],
+                       expires=600,
+                       extra_headers=["Path: <sip:evil@198.51.100.1;lr>",
+                                      "P-Asserted-Identity: <sip:bob@x>",
+                                      "Service-Route: <sip:evil@x;lr>"])
+    assert_registered(native, r)
+    fwd = _forwarded(native, r.header("Call-ID"))
+    paths = _headers(fwd, "Path")
+    assert len(paths) == 1, fwd
+    assert "evil" not in paths[0] and "received=" in paths[0], paths
+    assert "path" in ",".join(_headers(fwd, "Supported")), fwd
+    assert _headers(fwd, "P-Asserted-Identity") == [], fwd
+    assert _headers(fwd, "Service-Route") == [], fwd
+
+
+# -- WebSocket ------------------------------------------------------------
+
+def test_register_over_websocket_and_secure_websocket(native):
+    for client in (native.ws, native.wss):
+        with client() as c:
+            r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME))],
+                           expires=600)
+        assert_registered(native, r)
+        fwd = _forwarded(native, r.header("Call-ID"))
+        # from WebSocket to UDP OpenSIPS adds a double Path (as a double
+        # Record-Route): the one of the WebSocket side names the WIC's
+        # connection
+        paths = _headers(fwd, "Path")
+        assert [p for p in paths if "received=" in p
+                and "transport=ws" in p.lower()], fwd
+
+
+def test_bad_token_over_websocket_not_forwarded(native):
+    with native.ws() as c:
+        r = c.register(identity()[1], [bearer(mint(lifetime=LIFETIME,
+                                                   aud="other.example.org"))],
+                       expires=600)
+    assert r.status == 401, r.raw
+    assert_nothing_forwarded(native, r.header("Call-ID"))
+
+
+# -- MI: bar, unbar, reload ----------------------------------------------
+
+def test_mi_bar_reply_and_errors(native):
+    """wic_tna_bar / wic_tna_unbar answer a structure; an unknown issuer is
+    MI error 404 and changes nothing; a missing parameter is an error."""
+    assert native.mi("wic_tna_bar", issuer=ISSUER_B) == {
+        "issuer": ISSUER_B, "barred": True}
+    r = _eventually(lambda: _register(native, "b", "dave"),
+                    lambda r: r.status == 403)
+    assert r.status == 403 and r.reason.endswith("(issuer_barred)"), r.raw
+    assert_nothing_forwarded(native, r.header("Call-ID"))
+    assert _register(native, "a").status == 200
+    assert native.mi("wic_tna_unbar", issuer=ISSUER_B) == {
+        "issuer": ISSUER_B, "barred": False}
+    r = _eventually(lambda: _register(native, "b", "dave"),
+                    lambda r: r.status == 200)
+    assert r.status == 200, r.raw
+
+    with pytest.raises(MiError) as e:
+        native.mi("wic_tna_bar", issuer="https://unknown.example")
+    assert e.value.code == 404, e.value
+    with pytest.raises(MiError):
+        native.mi("wic_tna_bar")
+    assert _register(native, "a").status == 200
+
+
+def test_mi_reload(native):
+    """A new configuration is in force in every worker after
+    wic_tna_reload; a broken one is refused (MI error 400 naming the
+    field) and the old one stays."""
+    assert _register(native, "b", "dave").status == 200
+    text = native.config.read_text()
+    # issuer b's tokens no longer accepted: its audience changed
+    native.config.write_text(text.replace(
+        'audience = "ims.example.net"', 'audience = "other.example.net"'))
+    assert native.mi("wic_tna_reload") == "OK"
+    for _ in range(4):  # every worker
+        r = _register(native, "b", "dave")
+        assert r.status == 401, r.raw
+        assert r.reason.endswith("(wrong_audience)"), r.reason
+    native.config.write_text(text)
+    assert native.mi("wic_tna_reload") == "OK"
+    assert _register(native, "b", "dave").status == 200
+
+    native.config.write_text(text.replace(
+        'audience = "ims.example.net"', "audience = 42"))
+    with pytest.raises(MiError) as e:
+        native.mi("wic_tna_reload")
+    assert e.value.code == 400 and "audience" in e.value.message, e.value
+    for _ in range(4):
+        assert _register(native, "b", "dave").status == 200
+
+
+# -- the refresher process -------------------------------------------------
+
+def _remote(workdir, **kw):
+    from remote_server import RemoteServer, config_transform
+    srv = RemoteServer().start()
+    d = OpenSipsDeployment(workdir, variant="native",
+                           config_transform=config_transform(srv, workdir),
+                           **kw)
+    return srv, d
+
+
+def test_refresher_process_fetches_jwks_url(workdir):
+    """An issuer whose keys come from a jwks_url: the module's own "wic_tna
+    refresher" process fetches them (no external service), the workers
+    accept its tokens, and a rotation at the server is followed."""
+    from remote_server import mint_remote
+    srv, d = _remote(workdir)
+    try:
+        d.start()
+        impu = identity("a", "alice")[1]
+
+        def reg(kid):
+            with d.udp() as c:
+                return c.register(impu, [bearer(mint_remote(kid))],
+                                  expires=600)
+
+        r = _eventually(lambda: reg("r1"), lambda r: r.status == 200,
+                        timeout=10)
+        assert r.status == 200, (r.raw, d.logs())
+        assert len(d.scscf_rx(r.header("Call-ID"))) == 1
+        assert srv.count("/jwks") >= 1
+        assert "wic_tna refresher: every 250 ms" in d.ep.log()
+        srv.jwks_kids = ["r2"]
+        r = _eventually(lambda: reg("r2"), lambda r: r.status == 200,
+                        timeout=10)
+        assert r.status == 200, (r.raw, d.logs())
+        r = reg("r1")
+        assert r.status == 401, r.raw
+        assert_nothing_forwarded(d, r.header("Call-ID"))
+    finally:
+        d.stop()
+        srv.stop()
+
+
+def test_no_refresher_no_remote_keys(workdir):
+    """refresher_interval 0 starts no refresher process: nothing fetches
+    the key set, its tokens fail closed (500) and nothing is forwarded
+    (what proves that the process is what fetches)."""
+    from remote_server import mint_remote
+    srv, d = _remote(workdir, extra_sed=(
+        's|"refresher_interval", 250)|"refresher_interval", 0)|\n'))
+    try:
+        d.start()
+        time.sleep(1.5)
+        with d.udp() as c:
+            r = c.register(identity("a", "alice")[1],
+                           [bearer(mint_remote("r1"))], expires=600)
+        assert r.status == 500, (r.raw, d.logs())
+        assert srv.count("/jwks") == 0
+        assert_nothing_forwarded(d, r.header("Call-ID"))
+        assert "wic_tna refresher" not in d.ep.log()
+    finally:
+        d.stop()
+        srv.stop()
+
+
+# -- start-up and log --------------------------------------------------------
+
+def test_healthy_start_logs_no_error(native):
+    """The library's messages reach OpenSIPS's log at their own level: a
+    healthy start logs them as INFO, and no ERROR line at all."""
+    log = native.ep.log()
+    assert "INFO:wic_tna:" in log, log[-2000:]
+    assert "skipped, meant for encryption" in log
+    errors = [l for l in log.splitlines() if "ERROR:" in l or "CRITICAL:" in l]
+    assert errors == [], errors
+
+
+def test_missing_config_modparam_stops_startup(workdir):
+    d = OpenSipsDeployment(workdir, variant="native", extra_sed=(
+        '/modparam("wic_tna", "config"/d\n'))
+    with pytest.raises(RuntimeError) as e:
+        d.start()
+    d.stop()
+    assert "exited" in str(e.value), e.value
+    assert 'modparam "config"' in d.ep.log(), d.ep.log()[-3000:]
+
+
+def test_bad_refresher_interval_stops_startup(workdir):
+    d = OpenSipsDeployment(workdir, variant="native", extra_sed=(
+        's|"refresher_interval", 250)|"refresher_interval", -1)|\n'))
+    with pytest.raises(RuntimeError):
+        d.start()
+    d.stop()
+    assert "refresher_interval" in d.ep.log(), d.ep.log()[-3000:]

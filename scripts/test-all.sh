@@ -44,7 +44,7 @@ fi
 echo "==> the demo (the README's run command: it fails unless the WIC registers)"
 bash scripts/demo.sh
 
-echo "==> OpenSIPS handler (no OpenSIPS needed) and end-to-end (when WIC_TNA_OPENSIPS names a binary)"
+echo "==> OpenSIPS handler (no OpenSIPS needed) and end-to-end, native module and python (OpenSIPS built from ../shared/opensips, or WIC_TNA_OPENSIPS)"
 python3 -m pytest -q tests/e2e_opensips/test_handler.py
 bash tests/e2e_opensips/run.sh
 

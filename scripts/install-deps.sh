@@ -38,6 +38,21 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then
   $SUDO systemctl stop kamailio || true
 fi
+# Prometheus 2.42 (promtool: the alert rule tests of monitoring/; prometheus:
+# the scrape test, tests/e2e/test_metrics.py, which starts its own on
+# loopback with its own configuration and data directory). Without the
+# recommended node exporter; the package's own service (0.0.0.0:9090) is
+# stopped and disabled: nothing here needs it.
+if ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q "install ok installed"; then
+  echo "==> apt-get install --no-install-recommends prometheus"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/prometheus ]; then
+    $SUDO /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
+fi
 
 # Python packages for the tests (independent token implementations, a
 # WebSocket client, pytest, the Diameter stack of the HSS fixture), into

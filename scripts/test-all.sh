@@ -21,6 +21,9 @@ grep -q "test result: FAILED" /tmp/wic-tna-cargo-test.log && exit 1
 echo "==> cargo bench --no-run (benches compile; they are timed by scripts/bench.sh, not here)"
 cargo bench --no-run
 
+echo "==> Prometheus alert rules: promtool check + unit tests (monitoring/)"
+bash monitoring/test.sh
+
 echo "==> fuzz smoke: every target 20 s (bash fuzz/run.sh 600 for a real run)"
 bash fuzz/run.sh --smoke 20
 

@@ -40,6 +40,9 @@
 #include "../../core/pt.h"
 #include "../../core/timer.h"
 #include "../../core/cfg/cfg_struct.h"
+#include "../../core/counters.h"
+#include "../../core/data_lump_rpl.h"
+#include "../xhttp/api.h"
 
 #include "wic_tna_mod.h"
 
@@ -59,6 +62,7 @@ static int w_wic_tna_cap_expires(sip_msg_t *msg, char *p1, char *p2);
 static int w_wic_tna_origin(sip_msg_t *msg, char *porigin, char *p2);
 static int w_wic_tna_scscf_check(
 		sip_msg_t *msg, char *pauth, char *psrcip, char *pentities);
+static int w_wic_tna_metrics_reply(sip_msg_t *msg, char *p1, char *p2);
 
 static int pv_get_wic_tna(sip_msg_t *msg, pv_param_t *param, pv_value_t *res);
 static int pv_parse_wic_tna_name(pv_spec_t *sp, str *in);
@@ -105,6 +109,8 @@ static cmd_export_t cmds[] = {
 		fixup_spve_null, fixup_free_spve_null, ANY_ROUTE},
 	{"wic_tna_scscf_check", (cmd_function)w_wic_tna_scscf_check, 3,
 		fixup_spve_all, fixup_free_spve_all, ANY_ROUTE},
+	{"wic_tna_metrics_reply", (cmd_function)w_wic_tna_metrics_reply, 0,
+		0, 0, REQUEST_ROUTE},
 	{0, 0, 0, 0, 0, 0}
 };
 
@@ -222,6 +228,53 @@ wic_tna_ctx *wic_tna_mod_ctx(void)
 }
 
 /**
+ * Statistics (group wic_tna, `kamcmd stats.get_statistics wic_tna:`): one
+ * per reason of the library (wic_tna_reason_name), each the number of
+ * checks that ended with it, summed over every issuer and every process
+ * sharing the state. Function-backed: the value is read from the shared
+ * state when asked for (wic_tna_ctx_reason_total), so a check costs
+ * nothing more than the library's own counter increment.
+ */
+static counter_val_t wic_tna_stat_read(counter_handle_t h, void *param)
+{
+	wic_tna_ctx *ctx = wic_tna_mod_ctx();
+	uint64_t total = 0;
+
+	if(ctx == NULL
+			|| wic_tna_ctx_reason_total(ctx, (size_t)(uintptr_t)param, &total)
+					   != WIC_TNA_STATUS_OK) {
+		return 0;
+	}
+	/* counter_val_t is a long: saturate */
+	if(total > (uint64_t)0x7fffffffffffffffULL)
+		total = (uint64_t)0x7fffffffffffffffULL;
+	return (counter_val_t)total;
+}
+
+static int wic_tna_register_stats(void)
+{
+	size_t i, n = wic_tna_reason_count();
+	counter_handle_t h;
+	wic_tna_str name;
+
+	for(i = 0; i < n; i++) {
+		name = wic_tna_reason_name(i);
+		if(name.len == 0)
+			continue;
+		if(counter_register(&h, "wic_tna", name.ptr, CNT_F_NO_RESET,
+				   wic_tna_stat_read, (void *)(uintptr_t)i,
+				   "wic-tna checks that ended with this reason (ok: accepted), "
+				   "all issuers, all processes",
+				   0)
+				< 0) {
+			LM_ERR("cannot register the statistic wic_tna:%s\n", name.ptr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/**
  * main process, before the fork
  */
 static int mod_init(void)
@@ -280,6 +333,10 @@ static int mod_init(void)
 	if(_wic_tna_refresher_interval > 0) {
 		register_procs(1);
 		cfg_register_child(1);
+	}
+
+	if(wic_tna_register_stats() < 0) {
+		return -1;
 	}
 
 	LM_INFO("wic-tna %s, configuration %.*s loaded\n", wic_tna_version(),
@@ -793,6 +850,79 @@ static int w_wic_tna_scscf_check(
 }
 
 /**
+ * Prometheus /metrics on Kamailio's own HTTP server (event_route[xhttp:request]):
+ * the library's text exposition (wic_tna_ctx_metrics_text) sent as the
+ * reply, 200 with Content-Type text/plain; version=0.0.4, through the
+ * xhttp module's API (a reply body through $var and xhttp_reply() would
+ * be cut at pv_buffer_size). Returns 1 when the reply was sent, -1 when
+ * not (no xhttp module, no context, out of memory: logged; the route then
+ * answers itself).
+ */
+static xhttp_api_t _wic_tna_xhttp;
+static int _wic_tna_xhttp_bound = 0; /* per process: 1 bound, -1 no xhttp */
+
+static int ki_wic_tna_metrics_reply(sip_msg_t *msg)
+{
+	static str ok = str_init("OK");
+	static str ctype = str_init("text/plain; version=0.0.4; charset=utf-8");
+	wic_tna_ctx *ctx;
+	wic_tna_status rc = WIC_TNA_STATUS_BUFFER_TOO_SMALL;
+	size_t cap = 16384, need = 0;
+	char *buf = NULL;
+	char ebuf[512];
+	str body;
+	int tries, ret = -1;
+
+	if(_wic_tna_xhttp_bound == 0) {
+		_wic_tna_xhttp_bound = (xhttp_load_api(&_wic_tna_xhttp) == 0) ? 1 : -1;
+	}
+	if(_wic_tna_xhttp_bound < 0) {
+		LM_ERR("wic_tna_metrics_reply() needs the module xhttp loaded\n");
+		return -1;
+	}
+	if((ctx = wic_tna_mod_ctx()) == NULL) {
+		return -1;
+	}
+	/* the text may grow between the two calls (a reload): a few tries */
+	for(tries = 0; tries < 4 && rc == WIC_TNA_STATUS_BUFFER_TOO_SMALL;
+			tries++) {
+		if(buf != NULL)
+			pkg_free(buf);
+		if(cap > 0x7ffffffe) {
+			LM_ERR("metrics: %zu bytes is too large for a reply\n", cap);
+			return -1;
+		}
+		buf = (char *)pkg_malloc(cap);
+		if(buf == NULL) {
+			PKG_MEM_ERROR;
+			return -1;
+		}
+		rc = wic_tna_ctx_metrics_text(ctx, buf, cap, &need);
+		cap = need + 4096;
+	}
+	if(rc != WIC_TNA_STATUS_OK) {
+		LM_ERR("metrics failed: %s (status %d)\n",
+				wic_tna_mod_last_error(ebuf, sizeof(ebuf)), (int)rc);
+		goto done;
+	}
+	body.s = buf;
+	body.len = (int)need;
+	if(_wic_tna_xhttp.reply(msg, 200, &ok, &ctype, &body) < 0) {
+		LM_ERR("metrics: cannot send the reply\n");
+		goto done;
+	}
+	ret = 1;
+done:
+	pkg_free(buf);
+	return ret;
+}
+
+static int w_wic_tna_metrics_reply(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_wic_tna_metrics_reply(msg);
+}
+
+/**
  * $wic_tna(name)
  */
 enum wic_tna_pv_key
@@ -1017,6 +1147,11 @@ static sr_kemi_t sr_kemi_wic_tna_exports[] = {
 	{ str_init("wic_tna"), str_init("wic_tna_scscf_check"),
 		SR_KEMIP_INT, ki_wic_tna_scscf_check,
 		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_STR,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("wic_tna"), str_init("wic_tna_metrics_reply"),
+		SR_KEMIP_INT, ki_wic_tna_metrics_reply,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},
 

@@ -222,7 +222,8 @@ enum wic_tna_status wic_tna_last_error(char *buf,
 
 /**
  * Route library messages (reloads, refused reloads, barring, skipped JWKS
- * keys) to `cb`, which may be called from any thread that calls into the
+ * keys, and the one line per decision that the configuration's
+ * `decision_log` asks for, at its level) to `cb`, which may be called from any thread that calls into the
  * library, with `userdata`. NULL `cb` turns logging off (the default).
  * Process-wide; safe to call at any time. The callback must not call back
  * into wic-tna.

@@ -104,6 +104,64 @@ fn origin_listed(origins: &[String], origin: &[u8]) -> bool {
             .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
+/// One value of the decision log line: as it is when it is plain (no
+/// space, quote, backslash, `=` or control character, not empty), else in
+/// double quotes with `"` and `\` escaped and control characters as
+/// `\xNN`; bytes that are not UTF-8 are replaced (U+FFFD).
+fn log_value(v: &[u8], out: &mut String) {
+    let v = String::from_utf8_lossy(v);
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| !c.is_control() && !matches!(c, ' ' | '"' | '\\' | '='));
+    if plain {
+        out.push_str(&v);
+        return;
+    }
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\x{:02x}", c as u32 & 0xff);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The decision log line of `o` (configuration `decision_log`), or
+/// `None` when it is off: `wic-tna decision: reason=<name> status=<sip>
+/// issuer=<iss or -> source=<the proxy's binding or -> [impi=<IMPI or ->]`,
+/// `impi` only with `decision_log_impi`. The order and names are stable,
+/// for log pipelines; values are quoted only when needed ([`log_value`]).
+pub fn decision_line(cfg: &Config, o: &Outcome, binding: Option<&[u8]>) -> Option<(i32, String)> {
+    let level = cfg.decision_log.level()?;
+    let mut line = String::with_capacity(160);
+    line.push_str("wic-tna decision: reason=");
+    line.push_str(o.reason.name());
+    line.push_str(&format!(" status={} issuer=", o.sip_status));
+    log_value(o.iss().unwrap_or("-").as_bytes(), &mut line);
+    line.push_str(" source=");
+    match binding {
+        Some(b) if !b.is_empty() => log_value(b, &mut line),
+        _ => line.push('-'),
+    }
+    if cfg.decision_log_impi {
+        line.push_str(" impi=");
+        log_value(o.impi().unwrap_or("-").as_bytes(), &mut line);
+    }
+    Some((level, line))
+}
+
+fn log_decision(cfg: &Config, o: &Outcome, binding: Option<&[u8]>) {
+    if let Some((level, line)) = decision_line(cfg, o, binding) {
+        log::log(level, &line);
+    }
+}
+
 /// The configured issuer of a verification: the one at its index when it
 /// is still that issuer (the configuration it came from), else looked up
 /// by name; `None` when the issuer is no longer configured.
@@ -547,23 +605,36 @@ impl Context {
     pub fn verify_request(&self, req: &Request<'_>, now: i64) -> Outcome {
         match req.authorization {
             Some(a) => self.decide(a, req, now),
-            None => self.no_credentials(),
+            None => self.missing(req.binding),
         }
     }
 
     fn decide(&self, authorization: &[u8], req: &Request<'_>, now: i64) -> Outcome {
         let in_step = self.sync();
         let cfg = self.config();
+        let o = self.decide_with(&cfg, in_step, authorization, req, now);
+        log_decision(&cfg, &o, req.binding);
+        o
+    }
+
+    fn decide_with(
+        &self,
+        cfg: &Config,
+        in_step: bool,
+        authorization: &[u8],
+        req: &Request<'_>,
+        now: i64,
+    ) -> Outcome {
         if !in_step {
-            return self.reject(&cfg, Reason::InternalError, None);
+            return self.reject(cfg, Reason::InternalError, None);
         }
         let token = match header::extract_token(authorization, cfg.accept_bare_token) {
             Ok(t) => t,
-            Err(r) => return self.reject(&cfg, r, None),
+            Err(r) => return self.reject(cfg, r, None),
         };
-        match self.verify_token(&cfg, token, now) {
-            Ok(v) => self.authorise(&cfg, v, req, now),
-            Err(f) => self.reject(&cfg, f.reason, f.iss),
+        match self.verify_token(cfg, token, now) {
+            Ok(v) => self.authorise(cfg, v, req, now),
+            Err(f) => self.reject(cfg, f.reason, f.iss),
         }
     }
 
@@ -791,9 +862,15 @@ impl Context {
 
     /// The decision for a request with no `Authorization` header at all.
     pub fn no_credentials(&self) -> Outcome {
+        self.missing(None)
+    }
+
+    fn missing(&self, binding: Option<&[u8]>) -> Outcome {
         self.sync();
         let cfg = self.config();
-        self.reject(&cfg, Reason::MissingToken, None)
+        let o = self.reject(&cfg, Reason::MissingToken, None);
+        log_decision(&cfg, &o, binding);
+        o
     }
 
     /// Is `origin` allowed for the WebSocket handshake (allowed by any

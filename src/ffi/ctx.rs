@@ -417,7 +417,13 @@ unsafe fn verify_common(
         };
         let outcome = match auth {
             Some(a) => c.verify_bound(a, to, req, b, t),
-            None => c.no_credentials(),
+            None => c.verify_request(
+                &crate::context::Request {
+                    binding: b,
+                    ..Default::default()
+                },
+                t,
+            ),
         };
         // SAFETY: out checked non-NULL.
         unsafe { *out = Box::into_raw(Box::new(wic_tna_result::from_outcome(outcome))) };

@@ -361,6 +361,43 @@ pub struct Config {
     pub replay: crate::core::replay::ReplayConfig,
     /// The fleet's shared store (`[fleet]`, src/edge/fleet.rs), if any.
     pub fleet: Option<FleetConfig>,
+    /// The level of the one log line per decision (`decision_log`).
+    pub decision_log: DecisionLog,
+    /// Whether that line names the IMPI (`decision_log_impi`; personal
+    /// data, off by default).
+    pub decision_log_impi: bool,
+}
+
+/// `decision_log`: the level of the one log line written per decision
+/// (`wic-tna decision: reason=... status=... issuer=... source=...`), or
+/// none.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionLog {
+    /// No line (the default).
+    #[default]
+    Off,
+    /// At error level.
+    Error,
+    /// At warning level.
+    Warn,
+    /// At info level.
+    Info,
+    /// At debug level.
+    Debug,
+}
+
+impl DecisionLog {
+    /// The level of [`crate::log`], `None` for off.
+    pub fn level(self) -> Option<i32> {
+        match self {
+            DecisionLog::Off => None,
+            DecisionLog::Error => Some(crate::log::ERROR),
+            DecisionLog::Warn => Some(crate::log::WARN),
+            DecisionLog::Info => Some(crate::log::INFO),
+            DecisionLog::Debug => Some(crate::log::DEBUG),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -397,6 +434,10 @@ struct RawConfig {
     #[serde(default)]
     replay: crate::core::replay::ReplayConfig,
     fleet: Option<Spanned<RawFleet>>,
+    #[serde(default)]
+    decision_log: DecisionLog,
+    #[serde(default)]
+    decision_log_impi: bool,
 }
 
 #[derive(Deserialize)]
@@ -1570,6 +1611,8 @@ impl Config {
             issuers,
             issuer_index: seen.index,
             scscf,
+            decision_log: raw.decision_log,
+            decision_log_impi: raw.decision_log_impi,
         })
     }
 

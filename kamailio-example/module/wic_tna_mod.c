@@ -10,7 +10,9 @@
  *   - mod_init (main process, before the fork): routes the library's log to
  *     Kamailio's, creates the shared state object (an anonymous MAP_SHARED
  *     mapping, or the state_file) and test-loads the configuration so that a
- *     broken file stops the start with a clear error.
+ *     broken file stops the start with a clear error; registers the
+ *     statistics of group wic_tna (one per reason, function-backed: read
+ *     from the shared state when asked for, nothing per request).
  *   - child_init: each SIP worker and RPC process creates its own context
  *     over that shared state. RPC commands (wic_tna_rpc.c) change the shared
  *     state; the workers see it on their next call.
@@ -22,6 +24,8 @@
  *     modparam refresher_interval = 0 starts no such process.
  *   - the result of the last check is kept per process and read through
  *     $wic_tna(name); each check frees the previous one.
+ *   - wic_tna_metrics_reply() answers an xhttp request (Prometheus
+ *     /metrics) with the library's text exposition, made when scraped.
  *
  * SPDX-License-Identifier: Apache-2.0
  */

@@ -4,6 +4,7 @@
  *   opensips-cli -x mi wic_tna_reload          re-read the configuration
  *   opensips-cli -x mi wic_tna_bar <issuer>    reject every token of it (403)
  *   opensips-cli -x mi wic_tna_unbar <issuer>  accept it again
+ *   opensips-cli -x mi wic_tna_stats           checks per reason, total
  *
  * The commands run in the MI process (mi_fifo, mi_http, ...) and act on the
  * shared state created in mod_init; every SIP worker sees the change on its
@@ -14,6 +15,7 @@
  * SPDX-License-Identifier: Apache-2.0
  */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -120,6 +122,54 @@ static mi_response_t *mi_wic_tna_unbar(
 	return wic_tna_mi_set_barred(params, 0);
 }
 
+/* {"checks": {"<reason>": n, ...}, "total": n}: the counters of every
+ * reason (wic_tna_reason_name) summed over every issuer and process
+ * sharing the state, the same numbers as the wic_tna: statistics */
+static mi_response_t *mi_wic_tna_stats(
+		const mi_params_t *params, struct mi_handler *async_hdl)
+{
+	wic_tna_ctx *ctx;
+	mi_response_t *err = NULL;
+	mi_response_t *resp;
+	mi_item_t *obj, *checks;
+	size_t i, n;
+	uint64_t v, total = 0;
+	wic_tna_str name;
+	char ebuf[512];
+
+	if((ctx = wic_tna_mi_ctx(&err)) == NULL)
+		return err;
+	resp = init_mi_result_object(&obj);
+	if(resp == NULL)
+		return NULL;
+	checks = add_mi_object(obj, MI_SSTR("checks"));
+	if(checks == NULL)
+		goto error;
+	n = wic_tna_reason_count();
+	for(i = 0; i < n; i++) {
+		name = wic_tna_reason_name(i);
+		if(name.len == 0 || name.len > 0x7fffffff)
+			continue;
+		if(wic_tna_ctx_reason_total(ctx, i, &v) != WIC_TNA_STATUS_OK) {
+			LM_ERR("stats: %s\n", wic_tna_mod_last_error(ebuf, sizeof(ebuf)));
+			goto error;
+		}
+		total += v;
+		if(add_mi_number(checks, (char *)name.ptr, (int)name.len, (double)v)
+				< 0)
+			goto error;
+	}
+	if(add_mi_number(obj, MI_SSTR("total"), (double)total) < 0
+			|| add_mi_string(obj, MI_SSTR("version"), (char *)wic_tna_version(),
+					   (int)strlen(wic_tna_version()))
+					   < 0)
+		goto error;
+	return resp;
+error:
+	free_mi_response(resp);
+	return init_mi_error(500, MI_SSTR("stats: cannot build the reply"));
+}
+
 /* clang-format off */
 const mi_export_t wic_tna_mi_cmds[] = {
 	{"wic_tna_reload", "re-read the wic-tna configuration in every process "
@@ -134,6 +184,11 @@ const mi_export_t wic_tna_mi_cmds[] = {
 	},
 	{"wic_tna_unbar", "remove an issuer from the barred list", 0, 0, {
 		{mi_wic_tna_unbar, {"issuer", 0}},
+		{EMPTY_MI_RECIPE}}
+	},
+	{"wic_tna_stats", "wic-tna counters: checks per reason (ok: accepted) "
+		"over every issuer and process, their total", 0, 0, {
+		{mi_wic_tna_stats, {0}},
 		{EMPTY_MI_RECIPE}}
 	},
 	{EMPTY_MI_EXPORT}

@@ -31,6 +31,7 @@
  * SPDX-License-Identifier: Apache-2.0
  */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +259,49 @@ static void wic_tna_str_param(str *s)
 }
 
 /**
+ * Statistics (group wic_tna, `opensips-cli -x mi get_statistics wic_tna:`):
+ * one per reason of the library (wic_tna_reason_name: ok, expired,
+ * bad_signature, ...), each the number of checks that ended with it,
+ * summed over every issuer and every process sharing the state.
+ * Function-backed (STAT_IS_FUNC): the value is read from the shared state
+ * when asked for (wic_tna_ctx_reason_total), so a check costs nothing more.
+ * Registered in mod_init, before the fork.
+ */
+static unsigned long wic_tna_stat_read(void *param)
+{
+	wic_tna_ctx *ctx = wic_tna_mod_ctx();
+	uint64_t total = 0;
+
+	if(ctx == NULL
+			|| wic_tna_ctx_reason_total(ctx, (size_t)(uintptr_t)param, &total)
+					   != WIC_TNA_STATUS_OK)
+		return 0;
+	return (unsigned long)total;
+}
+
+static int wic_tna_register_stats(void)
+{
+	size_t i, n = wic_tna_reason_count();
+	wic_tna_str name;
+	char buf[128];
+
+	for(i = 0; i < n; i++) {
+		name = wic_tna_reason_name(i);
+		if(name.len == 0 || name.len >= sizeof(buf))
+			continue;
+		memcpy(buf, name.ptr, name.len);
+		buf[name.len] = '\0';
+		if(register_stat2("wic_tna", buf, (stat_var **)wic_tna_stat_read,
+				   STAT_IS_FUNC, (void *)(uintptr_t)i, 0)
+				!= 0) {
+			LM_ERR("cannot register the statistic wic_tna:%s\n", buf);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/**
  * attendant process, before the fork
  */
 static int mod_init(void)
@@ -319,6 +363,10 @@ static int mod_init(void)
 
 	if(_wic_tna_refresher_interval == 0) {
 		procs[0].no = 0;
+	}
+
+	if(wic_tna_register_stats() < 0) {
+		return -1;
 	}
 
 	LM_INFO("wic-tna %s, configuration %.*s loaded\n", wic_tna_version(),

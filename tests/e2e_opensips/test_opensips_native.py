@@ -281,3 +281,43 @@ def test_bad_refresher_interval_stops_startup(workdir):
     d.stop()
     assert "refresher_interval" in d.ep.log(), d.ep.log()[-3000:]
 
+
+# -- statistics: MI wic_tna_stats, OpenSIPS statistics ----------------------
+
+def _stat(dep, name):
+    """The OpenSIPS statistic wic_tna:<name> through MI get_statistics."""
+    res = dep.mi("get_statistics", statistics=["wic_tna:"])
+    return res.get("wic_tna:" + name)
+
+
+def test_stats_through_mi(native):
+    """wic_tna_stats (structured) and the wic_tna: statistics count every
+    outcome over all workers: accepted checks under ok, refusals under
+    their reason."""
+    before = native.mi("wic_tna_stats")
+    assert isinstance(before["checks"], dict), before
+    assert {"ok", "expired", "bad_signature", "missing_token"} <= set(
+        before["checks"]), before
+    assert before["total"] == sum(before["checks"].values()), before
+    assert _stat(native, "ok") == before["checks"]["ok"]
+
+    for _ in range(3):
+        assert _register(native, "a").status == 200
+    with native.udp() as c:
+        r = c.register(identity()[1], [bearer(mint(iat_offset=-900,
+                                                   exp_offset=-600))],
+                       expires=600)
+    assert r.status == 401, r.raw
+    with native.udp() as c:
+        r = c.register(identity()[1], [], expires=600)
+    assert r.status == 401, r.raw
+
+    after = native.mi("wic_tna_stats")
+    assert after["checks"]["ok"] - before["checks"]["ok"] == 3, after
+    assert after["checks"]["expired"] - before["checks"]["expired"] == 1
+    assert (after["checks"]["missing_token"]
+            - before["checks"]["missing_token"]) == 1, after
+    assert after["total"] - before["total"] == 5, (before, after)
+    # the OpenSIPS statistics are the same numbers (read from the library)
+    assert _stat(native, "ok") == after["checks"]["ok"]
+    assert _stat(native, "expired") == after["checks"]["expired"]

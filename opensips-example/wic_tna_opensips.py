@@ -57,12 +57,30 @@ def _glue_dirs():
             "/usr/share/wic-tna"]
 
 
+try:
+    from OpenSIPS import LM_ERR  # only inside OpenSIPS
+except ImportError:  # imported by a test or a linter
+    def LM_ERR(text):
+        sys.stderr.write(text)
+
+
 def _import_glue():
-    for d in _glue_dirs():
+    dirs = _glue_dirs()
+    for d in dirs:
         if os.path.isfile(os.path.join(d, "wic_tna_glue.py")):
             if d not in sys.path:
                 sys.path.insert(0, d)
             break
+    else:
+        # a handler copied without its glue: say what is missing and where
+        # it was looked for (OpenSIPS alone would only say the script failed)
+        why = ("wic_tna_opensips.py needs wic_tna_glue.py (the handler core "
+               "and ctypes binding, kamailio-example/python/ in the source, "
+               "/usr/share/wic-tna/ installed) and found none in: %s; set "
+               "WIC_TNA_GLUE_DIR to the directory that holds it"
+               % ", ".join(dirs))
+        LM_ERR("wic_tna_opensips: %s\n" % why)
+        raise ImportError(why)
     import wic_tna_glue
 
     return wic_tna_glue
@@ -76,12 +94,6 @@ WicTnaError = _glue.WicTnaError
 # --------------------------------------------------------------------------
 # OpenSIPS side
 # --------------------------------------------------------------------------
-
-try:
-    from OpenSIPS import LM_ERR  # only inside OpenSIPS
-except ImportError:  # imported by a test or a linter
-    def LM_ERR(text):
-        sys.stderr.write(text)
 
 
 def _log(level, text):
@@ -194,5 +206,15 @@ class WicTnaHandler(_glue.HandlerCore):
 
 
 def mod_init():
-    """OpenSIPS python module entry point (main process, before the fork)."""
-    return WicTnaHandler()
+    """OpenSIPS python module entry point (main process, before the fork).
+    A library that cannot be loaded stops the start with a message naming
+    the file and WIC_TNA_LIBRARY."""
+    try:
+        return WicTnaHandler()
+    except OSError as e:
+        LM_ERR("wic_tna_opensips: cannot load libwic_tna (WIC_TNA_LIBRARY=%s): "
+               "%s; set WIC_TNA_LIBRARY to the path of libwic_tna.so "
+               "(cargo build --release: target/release/libwic_tna.so; the "
+               "Debian package: /usr/lib/<triplet>/libwic_tna.so.0.1)\n"
+               % (os.environ.get("WIC_TNA_LIBRARY", "unset"), e))
+        raise

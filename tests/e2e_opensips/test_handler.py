@@ -166,3 +166,44 @@ def test_replay_binding_from_the_source(mod, workdir):
     assert run(("192.0.2.9", "5060")) == (-1, "token_replayed")
     rc, reason = run(None)
     assert reason == "internal_error" and rc != 1
+
+
+# -- clear errors for a broken installation ----------------------------------
+
+def _run_handler(script_dir, env):
+    import os
+    import subprocess
+    import sys
+    code = ("import importlib.util, sys\n"
+            "spec = importlib.util.spec_from_file_location('h', %r)\n"
+            "m = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(m)\n"
+            "m.mod_init()\n" % str(script_dir / "wic_tna_opensips.py"))
+    full = dict(os.environ)
+    full.pop("WIC_TNA_GLUE_DIR", None)
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", code], env=full,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_handler_without_its_glue_says_so(workdir):
+    """The handler copied alone: the error names wic_tna_glue.py, the
+    directories looked in and WIC_TNA_GLUE_DIR."""
+    import shutil
+    shutil.copy(str(HANDLER), str(workdir / "wic_tna_opensips.py"))
+    r = _run_handler(workdir, {"WIC_TNA_GLUE_DIR": str(workdir / "none")})
+    assert r.returncode != 0
+    assert "wic_tna_glue.py" in r.stderr and "WIC_TNA_GLUE_DIR" in r.stderr, \
+        r.stderr
+    assert str(workdir / "none") in r.stderr, r.stderr
+
+
+def test_wrong_library_path_says_so(workdir):
+    cfg = write_config(workdir / "wic-tna.toml")
+    r = _run_handler(HANDLER.parent, {
+        "WIC_TNA_CONFIG": str(cfg),
+        "WIC_TNA_LIBRARY": str(workdir / "nope" / "libwic_tna.so")})
+    assert r.returncode != 0
+    assert "cannot load libwic_tna" in r.stderr, r.stderr
+    assert "WIC_TNA_LIBRARY=%s" % (workdir / "nope" / "libwic_tna.so") \
+        in r.stderr, r.stderr

@@ -64,6 +64,17 @@ if ! $PY -c 'import jwt, jwcrypto, websockets, pytest, cryptography, diameter' 2
       'websockets>=12' 'pytest>=7' 'python-diameter==0.9.0'
 fi
 
+# opensips-cli (PyPI opensipscli), the OpenSIPS operators' MI client, for
+# the e2e test that drives the native OpenSIPS module as they would
+# (tests/e2e_opensips/test_opensips_native.py); in its own venv under
+# build/, as it brings SQLAlchemy and PyMySQL along.
+if [ ! -x build/opensips-cli-venv/bin/opensips-cli ]; then
+  echo "==> opensips-cli (pip opensipscli) into build/opensips-cli-venv"
+  rm -rf build/opensips-cli-venv
+  $PY -m venv build/opensips-cli-venv
+  build/opensips-cli-venv/bin/pip install -q --disable-pip-version-check 'opensipscli==0.4.1'
+fi
+
 # The browser WICs' JavaScript (JsSIP, SIP.js, playwright-core driving
 # Debian's chromium), pinned by tests/browser/package-lock.json.
 # Needs Node.js 20 or later (playwright-core 1.65); bookworm's nodejs is 18,

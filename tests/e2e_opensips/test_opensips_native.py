@@ -321,3 +321,52 @@ def test_stats_through_mi(native):
     # the OpenSIPS statistics are the same numbers (read from the library)
     assert _stat(native, "ok") == after["checks"]["ok"]
     assert _stat(native, "expired") == after["checks"]["expired"]
+
+
+# -- opensips-cli (PyPI opensipscli), as an operator runs it ------------------
+
+def _opensips_cli():
+    import os
+    import shutil
+    from harness import REPO
+    for c in (os.environ.get("WIC_TNA_OPENSIPS_CLI"),
+              str(REPO / "build" / "opensips-cli-venv" / "bin" / "opensips-cli"),
+              shutil.which("opensips-cli")):
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+@pytest.mark.skipif(_opensips_cli() is None, reason=(
+    "opensips-cli not installed (bash scripts/install-deps.sh puts PyPI "
+    "opensipscli in build/opensips-cli-venv; or WIC_TNA_OPENSIPS_CLI); MI "
+    "itself is tested over the FIFO by the other tests"))
+def test_opensips_cli_bar_stats(native):
+    """opensips-cli -x mi wic_tna_bar / wic_tna_stats over the example's
+    mi_fifo: the commands an operator types work as documented."""
+    import json
+    import subprocess
+
+    def cli(*args):
+        r = subprocess.run([_opensips_cli(), "-o", "communication_type=fifo",
+                            "-o", "fifo_file=%s" % native.fifo, "-x", "mi"]
+                           + list(args), capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        return json.loads(r.stdout)
+
+    assert _register(native, "b", "dave").status == 200
+    assert cli("wic_tna_bar", "issuer=%s" % ISSUER_B) == {
+        "issuer": ISSUER_B, "barred": True}
+    r = _eventually(lambda: _register(native, "b", "dave"),
+                    lambda r: r.status == 403)
+    assert r.status == 403, r.raw
+    assert_nothing_forwarded(native, r.header("Call-ID"))
+    stats = cli("wic_tna_stats")
+    assert stats["checks"]["ok"] >= 1 and stats["checks"]["issuer_barred"] >= 1
+    assert cli("get_statistics", "wic_tna:")["wic_tna:issuer_barred"] \
+        == stats["checks"]["issuer_barred"]
+    cli("wic_tna_unbar", "issuer=%s" % ISSUER_B)
+    r = _eventually(lambda: _register(native, "b", "dave"),
+                    lambda r: r.status == 200)
+    assert r.status == 200, r.raw

@@ -61,7 +61,7 @@ def test_kemi_names_are_the_cfg_names(kemi):
     assert names == {
         "wic_tna_verify", "wic_tna_verify_expires", "wic_tna_verify_register",
         "wic_tna_verify_register_origin", "wic_tna_cap_expires",
-        "wic_tna_origin", "wic_tna_scscf_check"}, r.stdout
+        "wic_tna_origin", "wic_tna_scscf_check", "wic_tna_metrics_reply"}, r.stdout
 
 
 def test_kemi_origin_resets_the_result_as_the_cfg_function(kemi):

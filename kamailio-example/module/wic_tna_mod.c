@@ -45,7 +45,6 @@
 #include "../../core/timer.h"
 #include "../../core/cfg/cfg_struct.h"
 #include "../../core/counters.h"
-#include "../../core/data_lump_rpl.h"
 #include "../xhttp/api.h"
 
 #include "wic_tna_mod.h"

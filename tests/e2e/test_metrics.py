@@ -348,3 +348,19 @@ def test_prometheus_sees_the_issuer_gone_wrong_then_it_is_barred(
     barred = p.wait(lambda: p.query("wic_tna_issuer_barred"),
                     lambda r: r.get(ISSUER_B) == 1.0)
     assert barred[ISSUER_A] == 0, barred
+
+
+def test_python_glue_metrics_port_says_it_needs_the_native_module(
+        request, workdir):
+    """epcscf-python.cfg (the same cfg with WITH_PYTHON_GLUE): the metrics
+    listener answers 501, and still carries no SIP."""
+    from e2e_fixtures import running
+    d = MetricsDeployment(workdir, mode="python")
+    gen = running(request, d)
+    dep = next(gen)
+    try:
+        st, _, body = http_get(dep.metrics_url())
+        assert st == 501 and "native module" in body, (st, body)
+        assert http_get(dep.metrics_url("/x"))[0] == 404
+    finally:
+        next(gen, None)

@@ -364,3 +364,24 @@ def test_python_glue_metrics_port_says_it_needs_the_native_module(
         assert http_get(dep.metrics_url("/x"))[0] == 404
     finally:
         next(gen, None)
+
+
+def test_an_issuer_added_by_a_reload_is_scraped(mdep):
+    """Issuers come from the configuration in force: after kamcmd
+    wic_tna.reload the scrape (made by another process than the RPC's)
+    lists the new issuer with every reason, at zero."""
+    added = "https://wwsf.added.example"
+    _, _, before = http_get(mdep.metrics_url())
+    assert added not in before
+    text = mdep.config.read_text()
+    secret = REPO / "tests" / "fixtures" / "keys" / "issuer-a-hmac.secret"
+    mdep.config.write_text(
+        text + '\n[[issuer]]\niss = "%s"\nimpi_patterns = ["*@added.example"]\n'
+        '  [[issuer.key]]\n  secret_file = "%s"\n  algorithms = ["HS256"]\n'
+        % (added, secret))
+    r = mdep.reload()
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    _, _, after = http_get(mdep.metrics_url())
+    assert checks(after, added, "ok") == 0, after[-3000:]
+    assert checks(after, added, "impi_outside_pool") == 0
+    assert sample(after, 'wic_tna_issuer_barred{issuer="%s"}' % added) == 0

@@ -370,3 +370,31 @@ def test_opensips_cli_bar_stats(native):
     r = _eventually(lambda: _register(native, "b", "dave"),
                     lambda r: r.status == 200)
     assert r.status == 200, r.raw
+
+
+# -- $wic_tna(...) is the current message's result, never an earlier one ------
+
+def test_no_stale_result_on_another_message(workdir):
+    """$wic_tna(...) read for a message with no check of its own gives the
+    internal error (500, nothing else), never the result of an earlier
+    accepted REGISTER of the same worker. (A cfg line is added for the
+    test, in the route that refuses non-REGISTER requests.)"""
+    d = OpenSipsDeployment(workdir, variant="native", extra_sed=(
+        '/only REGISTER is handled: 403/i\\\n'
+        '\txlog("L_NOTICE", "STALE-CHECK status=$wic_tna(status) '
+        'accepted=$wic_tna(accepted) impi=[$wic_tna(impi)] '
+        'tna=[$wic_tna(tna)]\\\\n");\n'))
+    d.start()
+    try:
+        for _ in range(6):
+            assert _register(d, "a").status == 200
+            with d.udp() as c:
+                r = c.message(identity()[1], identity("a", "bob")[1])
+            assert r.status == 403, r.raw
+        lines = [l for l in d.ep.log().splitlines() if "STALE-CHECK" in l]
+        # (the readiness probe, an OPTIONS, is one more)
+        assert len(lines) >= 6, d.ep.log()[-3000:]
+        for l in lines:
+            assert "status=500 accepted=0 impi=[] tna=[]" in l, l
+    finally:
+        d.stop()

@@ -62,6 +62,7 @@ done
 # core).
 MODULES="proto_tls proto_ws proto_wss tls_mgm tls_openssl
  sl signaling tm rr path maxfwd sipmsgops textops python mi_fifo
+ cachedb_local
  ${WIC_TNA_OPENSIPS_MODULES_EXTRA:-}"
 MODULES=$(printf '%s' "$MODULES" | tr -s ' \n' '  ' | sed 's/^ //;s/ $//')
 

@@ -90,7 +90,7 @@ fi
 [ -n "$modules" ] && [ -d "$modules" ] \
     || fail "no OpenSIPS module directory found: set WIC_TNA_OPENSIPS_MODULES"
 for m in sl signaling tm rr path maxfwd sipmsgops textops python proto_ws \
-         proto_wss tls_mgm tls_openssl mi_fifo; do
+         proto_wss tls_mgm tls_openssl mi_fifo cachedb_local; do
     [ -f "$modules/$m.so" ] || fail "missing OpenSIPS module $modules/$m.so"
 done
 export WIC_TNA_OPENSIPS_MODULES=$modules

@@ -71,6 +71,7 @@ SITE_NATIVE = {
     "tcp_socket": ("tcp:127.0.0.1:5060", "tcp:127.0.0.1:{ep_sip}"),
     "ws_socket": ("ws:127.0.0.1:8080", "ws:127.0.0.1:{ep_ws}"),
     "wss_socket": ("wss:127.0.0.1:8443", "wss:127.0.0.1:{ep_wss}"),
+    "core_socket": ("udp:127.0.0.1:5070", "udp:127.0.0.1:{ep_core}"),
     "mpath": ('"/usr/lib/x86_64-linux-gnu/opensips/modules/"',
               '"{modules}/"'),
     "module": ('"/usr/lib/x86_64-linux-gnu/opensips/modules/wic_tna.so"',
@@ -290,7 +291,7 @@ class OpenSipsDeployment(Deployment):
             self.name, self.binary, OPENSIPS_CFG, self.workdir / self.name,
             site_sed(OPENSIPS_CFG, SITE_NATIVE, {
                 "ep_sip": self.ep_sip, "ep_ws": self.ep_ws,
-                "ep_wss": self.ep_wss,
+                "ep_wss": self.ep_wss, "ep_core": self.ep_core,
                 "modules": str(modules).rstrip("/"),
                 "module": OPENSIPS_MODULE, "fifo": self.fifo,
                 "cert": cert, "key": key, "config": self.config,

@@ -6,6 +6,7 @@ scripts/bench.sh's steps leave in one directory:
     verify.txt  benches/verify.rs  (full verify vs floor; cache hit)
     peer.txt    benches/peer/peer.c (libjwt vs wic_tna_verify)
     e2e.txt     benches/e2e/register_cpu.py (Kamailio, CPU per REGISTER)
+    opensips.txt tests/e2e_opensips/bench_register_cpu.py (OpenSIPS, CPU per REGISTER)
     memory.txt  benches/memory.rs  (RSS after 10k / 1M verifications)
     scale.txt   benches/scale.rs   (issuers, JWKS keys)
 
@@ -55,7 +56,8 @@ def ok(b):
     return "met" if b else "**MISSED**"
 
 
-verify, peer, e2e, mem, scale = (load(n) for n in ("verify.txt", "peer.txt", "e2e.txt", "memory.txt", "scale.txt"))
+verify, peer, e2e, mem, scale, ops = (load(n) for n in (
+    "verify.txt", "peer.txt", "e2e.txt", "memory.txt", "scale.txt", "opensips.txt"))
 m = meta()
 rows = []
 missing = []
@@ -165,6 +167,22 @@ elif e2e.get("measured"):
 else:
     row("4", "end-to-end CPU per REGISTER through Kamailio", "**not measured**%s" % (
         (": " + str(e2e["reason"]).replace("_", " ")) if e2e.get("reason") else ""), "(report)", "")
+
+# 4, OpenSIPS: the same measure, without the in-situ profile.
+if ops.get("measured") and "plain.ep_cpu_ns" in ops:
+    plain = ops["plain.ep_cpu_ns"]
+    head = "eP-CSCF CPU per REGISTER (OpenSIPS, UDP, sipp at %d/s, %d REGISTERs each, /proc)" % (
+        ops.get("rate", 0), ops.get("registers", 0))
+    row("4", head + ": no token check", "**%s**" % us(plain), "(baseline)", "")
+    for k, what in (("native", "OpenSIPS native module, full ES256 (cache off)"),
+                    ("python", "OpenSIPS python module path, full ES256 (cache off)")):
+        ep = ops["%s.ep_cpu_ns" % k]
+        d = ep - plain
+        row("4", what, "%s = **%.2f×** no check; %s" % (
+            us(ep), ep / plain, ("+" if d >= 0 else "−") + us(abs(d))), "(report)", "")
+else:
+    row("4", "end-to-end CPU per REGISTER through OpenSIPS", "**not measured**%s" % (
+        (": " + str(ops["reason"]).replace("_", " ")) if ops.get("reason") else ""), "(report)", "")
 
 # 5. Memory.
 for sc in ("repeated", "distinct"):

@@ -15,12 +15,19 @@
 #    rate): plain forwarding (no token check), the native module, the Python glue and
 #    the cache hit, when the Kamailio module, the e2e harness and sipp are there
 #    (benches/e2e/register_cpu.py); skipped otherwise
-# 8. prints the table (also written to target/bench/table.md).
+# 8. end to end through OpenSIPS: the same measure for OpenSIPS's eP-CSCF with no
+#    check, the native module and the python path (tests/e2e_opensips/
+#    bench_register_cpu.py), when WIC_TNA_OPENSIPS names an OpenSIPS 3.x or
+#    ../shared/opensips/ holds its source (built once, cached under build/); skipped
+#    otherwise
+# 9. prints the table (also written to target/bench/table.md).
 #
 # Environment:
 #   WIC_TNA_BENCH_OUT      results directory (default target/bench)
 #   WIC_TNA_BENCH_ROUNDS   rounds of the interleaved measurements (default 15)
-#   WIC_TNA_BENCH_NO_E2E=1 skip step 7
+#   WIC_TNA_BENCH_NO_E2E=1 skip steps 7 and 8
+#   WIC_TNA_OPENSIPS       an opensips binary for step 8 (else built from
+#                          WIC_TNA_OPENSIPS_SRC or ../shared/opensips/)
 #   WIC_TNA_SKIP_APT=1     never call apt-get
 # Runs in about 3 minutes on 2 cores once built (the first build takes longer).
 set -euo pipefail
@@ -31,7 +38,7 @@ rounds=${WIC_TNA_BENCH_ROUNDS:-15}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 export WIC_TNA_BENCH_OUT=$out WIC_TNA_BENCH_ROUNDS=$rounds
-rm -f "$out"/{meta,verify,peer,e2e,memory,scale}.txt "$out/table.md"
+rm -f "$out"/{meta,verify,peer,e2e,opensips,memory,scale}.txt "$out/table.md"
 
 step() { printf '\n==> %s\n' "$*"; }
 SUDO=""
@@ -119,6 +126,26 @@ if [ -n "${WIC_TNA_BENCH_NO_E2E:-}" ]; then
 else
   python3 benches/e2e/register_cpu.py --out "$out/e2e.txt" \
     || { echo "end-to-end measurement failed: not measured"; printf 'measured 0\nreason run_failed\n' > "$out/e2e.txt"; }
+fi
+
+step "end to end: OpenSIPS eP-CSCF, CPU per REGISTER"
+os_src=${WIC_TNA_OPENSIPS_SRC:-}
+if [ -z "$os_src" ] && [ -d "$repo/../shared/opensips" ]; then
+  os_src=$(cd "$repo/../shared/opensips" && pwd)
+fi
+if [ -n "${WIC_TNA_BENCH_NO_E2E:-}" ]; then
+  echo "skipped (WIC_TNA_BENCH_NO_E2E)"
+  printf 'measured 0\nreason skipped_(WIC_TNA_BENCH_NO_E2E)\n' > "$out/opensips.txt"
+elif [ -z "${WIC_TNA_OPENSIPS:-}" ] && [ -z "$os_src" ]; then
+  echo "skipped: no WIC_TNA_OPENSIPS and no ../shared/opensips/"
+  printf 'measured 0\nreason no_OpenSIPS_(WIC_TNA_OPENSIPS_or_../shared/opensips/)\n' > "$out/opensips.txt"
+elif ! os_bin=${WIC_TNA_OPENSIPS:-$(bash opensips-example/module/build.sh --opensips-src "$os_src" --opensips-only | tail -n 1)} \
+     || ! bash opensips-example/module/build.sh ${os_src:+--opensips-src "$os_src"} >/dev/null; then
+  echo "building OpenSIPS or its module failed: not measured"
+  printf 'measured 0\nreason build_failed\n' > "$out/opensips.txt"
+else
+  WIC_TNA_OPENSIPS=$os_bin python3 tests/e2e_opensips/bench_register_cpu.py --out "$out/opensips.txt" \
+    || { echo "OpenSIPS end-to-end measurement failed: not measured"; printf 'measured 0\nreason run_failed\n' > "$out/opensips.txt"; }
 fi
 
 step "table"

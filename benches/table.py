@@ -74,12 +74,17 @@ for alg in ("HS256", "RS256", "PS256", "ES256", "EdDSA"):
         missing.append("verify")
         row("1", "full verify / floor, %s" % alg, "not measured", "", "")
         continue
-    limit = 3.0 if alg == "HS256" else 1.15
     lo, hi = verify.get("ratio.%s.min" % alg), verify.get("ratio.%s.max" % alg)
     spread = "; per round %.2f–%.2f×" % (lo, hi) if lo is not None and hi is not None else ""
-    row("1", "full verify / floor, %s" % alg,
-        "**%.2f×** (%s / %s%s)" % (r, us(verify.get("full.%s.ns" % alg)), us(verify.get("floor.%s.ns" % alg)), spread),
-        "≤ %.2f×" % limit, ok(r <= limit))
+    measured = "**%.2f×** (%s / %s%s)" % (
+        r, us(verify.get("full.%s.ns" % alg)), us(verify.get("floor.%s.ns" % alg)), spread)
+    if alg == "HS256":
+        # The ≤ 3× target was retired by the design step (a microsecond
+        # against some 300 µs of proxy work per REGISTER): reported only.
+        row("1", "full verify / floor, HS256", measured, "(report; ≤ 3× retired)", "")
+        continue
+    limit = 1.15
+    row("1", "full verify / floor, %s" % alg, measured, "≤ %.2f×" % limit, ok(r <= limit))
 
 # 2. Peer: libjwt.
 for alg in ("HS256", "RS256", "PS256", "ES256", "EdDSA"):

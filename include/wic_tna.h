@@ -339,6 +339,49 @@ enum wic_tna_status wic_tna_ctx_reason_total(const struct wic_tna_ctx *ctx,
                                              uint64_t *out_total);
 
 /**
+ * Store in `*out_count` how many issuers have per-issuer statistics:
+ * each issuer of the configuration in force (a reload may change them),
+ * then `-`, which counts the outcomes with no configured issuer (e.g.
+ * `missing_token`). Read the names with `wic_tna_ctx_issuer_name`.
+ * `ctx` and `out_count` must not be NULL. Errors: `NULL_ARGUMENT`.
+ * Thread-safe.
+ */
+enum wic_tna_status wic_tna_ctx_issuer_count(const struct wic_tna_ctx *ctx,
+                                             size_t *out_count);
+
+/**
+ * Copy the name of issuer number `index` (0 to
+ * `wic_tna_ctx_issuer_count() - 1`, the last being `-`) into `buf`
+ * (NUL-terminated); its length without NUL is stored in `*out_len`.
+ * A copy, not a view: a reload may change the issuers. `BUFFER_TOO_SMALL`
+ * when it does not fit: call again with `*out_len + 1` bytes. `ctx` and
+ * `out_len` must not be NULL; `buf` may be NULL when `buf_len` is 0.
+ * Errors: `NULL_ARGUMENT`, `NOT_FOUND` (`index` out of range, e.g. after
+ * a reload removed an issuer), `BUFFER_TOO_SMALL`. Thread-safe.
+ */
+enum wic_tna_status wic_tna_ctx_issuer_name(const struct wic_tna_ctx *ctx,
+                                            size_t index,
+                                            char *buf,
+                                            size_t buf_len,
+                                            size_t *out_len);
+
+/**
+ * Store in `*out_total` how many checks of issuer `iss` (`iss_len`
+ * bytes; an issuer of the configuration in force, or `-`) ended with
+ * reason number `reason_index` (see `wic_tna_reason_name`), summed over
+ * every process sharing the state: read when asked for, with no work per
+ * request. An issuer that is not in force is an error, never a 0.
+ * `ctx`, `iss` and `out_total` must not be NULL. Errors:
+ * `NULL_ARGUMENT`, `INVALID_ARGUMENT` (`reason_index` out of range, `iss`
+ * not UTF-8), `NOT_FOUND` (`iss` unknown). Thread-safe.
+ */
+enum wic_tna_status wic_tna_ctx_issuer_reason_total(const struct wic_tna_ctx *ctx,
+                                                    const char *iss,
+                                                    size_t iss_len,
+                                                    size_t reason_index,
+                                                    uint64_t *out_total);
+
+/**
  * Verify the `Authorization` header value `authorization`
  * (`authorization_len` bytes; any bytes: a bad value is a rejection, not an
  * error) at the current time. `authorization` NULL with length 0 means the

@@ -1040,6 +1040,34 @@ impl Context {
         self.shared.reason_total(reason)
     }
 
+    /// The issuers with per-issuer statistics: each issuer of the
+    /// configuration in force (so also after a reload), once, in the
+    /// configuration's order, then `-` (outcomes with no configured
+    /// issuer), as in [`Self::metrics_text`].
+    pub fn stat_issuers(&self) -> Vec<String> {
+        self.sync();
+        let cfg = self.config();
+        let mut out: Vec<String> = Vec::with_capacity(cfg.issuers.len() + 1);
+        for i in cfg.issuers.iter() {
+            if !out.iter().any(|s| *s == *i.iss) {
+                out.push(i.iss.to_string());
+            }
+        }
+        if !out.iter().any(|s| s == NO_ISSUER) {
+            out.push(NO_ISSUER.to_string());
+        }
+        out
+    }
+
+    /// The outcomes of `reason` for `iss`, over every process sharing the
+    /// state; None when `iss` is not one of [`Self::stat_issuers`] (an
+    /// unknown name is an error, not a zero).
+    pub fn issuer_reason_total(&self, iss: &str, reason: Reason) -> Option<u64> {
+        self.sync();
+        let known = iss == NO_ISSUER || self.config().issuers.iter().any(|i| *i.iss == *iss);
+        known.then(|| self.shared.issuer_count(iss, reason))
+    }
+
     /// Counters and state as JSON.
     pub fn stats_json(&self) -> String {
         self.sync();

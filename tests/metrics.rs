@@ -237,3 +237,222 @@ fn null_and_out_of_range_arguments_are_errors_that_write_nothing() {
         assert_eq!(t, 5, "not written on error");
     }
 }
+
+impl Ctx {
+    fn issuers(&self) -> Vec<String> {
+        unsafe {
+            let mut n = usize::MAX;
+            assert_eq!(
+                wic_tna_ctx_issuer_count(self.ctx, &mut n),
+                WIC_TNA_STATUS_OK
+            );
+            (0..n)
+                .map(|i| {
+                    let mut need = 0usize;
+                    assert_eq!(
+                        wic_tna_ctx_issuer_name(self.ctx, i, std::ptr::null_mut(), 0, &mut need),
+                        WIC_TNA_STATUS_BUFFER_TOO_SMALL
+                    );
+                    let mut buf = vec![b'X'; need + 1];
+                    let mut len = 0usize;
+                    assert_eq!(
+                        wic_tna_ctx_issuer_name(
+                            self.ctx,
+                            i,
+                            buf.as_mut_ptr() as _,
+                            need + 1,
+                            &mut len
+                        ),
+                        WIC_TNA_STATUS_OK
+                    );
+                    assert_eq!((len, buf[len]), (need, 0), "NUL-terminated");
+                    String::from_utf8(buf[..len].to_vec()).unwrap()
+                })
+                .collect()
+        }
+    }
+
+    fn issuer_total(&self, iss: &str, reason: &str) -> Result<u64, wic_tna_status> {
+        let i = (0..wic_tna_reason_count())
+            .find(|&i| view(wic_tna_reason_name(i)) == reason)
+            .unwrap();
+        let mut t = u64::MAX;
+        let st = unsafe {
+            wic_tna_ctx_issuer_reason_total(self.ctx, iss.as_ptr() as _, iss.len(), i, &mut t)
+        };
+        if st == WIC_TNA_STATUS_OK {
+            Ok(t)
+        } else {
+            assert_eq!(t, u64::MAX, "not written on error");
+            Err(st)
+        }
+    }
+}
+
+#[test]
+fn per_issuer_totals_follow_each_issuers_checks() {
+    let (_d, path) = temp_config(|t| t);
+    let c = Ctx::new(&path);
+    assert_eq!(
+        c.issuers(),
+        vec![A.to_string(), B.to_string(), "-".to_string()]
+    );
+    for iss in [A, B, "-"] {
+        for r in wic_tna::Reason::ALL {
+            assert_eq!(c.issuer_total(iss, r.name()), Ok(0), "{iss} {}", r.name());
+        }
+    }
+    let ok = format!("Bearer {}", token_a(|_| {}));
+    assert_eq!(c.verify(&ok, IMPU_A), "ok");
+    assert_eq!(c.verify(&ok, IMPU_A), "ok");
+    let outside = format!(
+        "Bearer {}",
+        token_a(|r| r.impi = "mallory@elsewhere.example".into())
+    );
+    assert_eq!(c.verify(&outside, IMPU_A), "impi_outside_pool");
+    assert_eq!(c.verify("Bearer a.b", IMPU_A), "malformed_token");
+
+    assert_eq!(c.issuer_total(A, "ok"), Ok(2));
+    assert_eq!(c.issuer_total(A, "impi_outside_pool"), Ok(1));
+    assert_eq!(c.issuer_total(B, "ok"), Ok(0));
+    assert_eq!(c.issuer_total(B, "impi_outside_pool"), Ok(0));
+    assert_eq!(c.issuer_total("-", "malformed_token"), Ok(1));
+    assert_eq!(c.issuer_total(A, "malformed_token"), Ok(0));
+    // the same numbers as /metrics, and the totals are their sums
+    let m = c.metrics();
+    for iss in [A, B, "-"] {
+        for r in wic_tna::Reason::ALL {
+            assert_eq!(
+                c.issuer_total(iss, r.name()).ok(),
+                checks(&m, iss, r.name())
+            );
+        }
+    }
+    for r in wic_tna::Reason::ALL {
+        let sum: u64 = [A, B, "-"]
+            .iter()
+            .map(|i| c.issuer_total(i, r.name()).unwrap())
+            .sum();
+        assert_eq!(sum, c.total(r.name()), "{}", r.name());
+    }
+}
+
+#[test]
+fn per_issuer_unknown_issuer_and_bad_arguments_fail_closed() {
+    let (_d, path) = temp_config(|t| t);
+    let c = Ctx::new(&path);
+    let ok = format!("Bearer {}", token_a(|_| {}));
+    assert_eq!(c.verify(&ok, IMPU_A), "ok");
+    assert_eq!(
+        c.issuer_total("https://unknown.example", "ok"),
+        Err(WIC_TNA_STATUS_NOT_FOUND)
+    );
+    let mut buf = [0u8; 512];
+    let mut n = 0usize;
+    assert_eq!(
+        unsafe { wic_tna_last_error(buf.as_mut_ptr() as _, buf.len(), &mut n) },
+        WIC_TNA_STATUS_OK
+    );
+    let e = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(e.contains("unknown.example"), "{e}");
+    // a prefix or a case variant of a configured issuer is not that issuer
+    assert_eq!(
+        c.issuer_total(&A[..A.len() - 1], "ok"),
+        Err(WIC_TNA_STATUS_NOT_FOUND)
+    );
+    assert_eq!(
+        c.issuer_total(&A.to_uppercase(), "ok"),
+        Err(WIC_TNA_STATUS_NOT_FOUND)
+    );
+    unsafe {
+        let mut t = 5u64;
+        let a = A.as_bytes();
+        assert_eq!(
+            wic_tna_ctx_issuer_reason_total(std::ptr::null(), a.as_ptr() as _, a.len(), 0, &mut t),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!(
+            wic_tna_ctx_issuer_reason_total(c.ctx, std::ptr::null(), 0, 0, &mut t),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!(
+            wic_tna_ctx_issuer_reason_total(
+                c.ctx,
+                a.as_ptr() as _,
+                a.len(),
+                0,
+                std::ptr::null_mut()
+            ),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!(
+            wic_tna_ctx_issuer_reason_total(
+                c.ctx,
+                a.as_ptr() as _,
+                a.len(),
+                wic_tna_reason_count(),
+                &mut t
+            ),
+            WIC_TNA_STATUS_INVALID_ARGUMENT
+        );
+        let bad = [0xffu8, 0xfe];
+        assert_eq!(
+            wic_tna_ctx_issuer_reason_total(c.ctx, bad.as_ptr() as _, 2, 0, &mut t),
+            WIC_TNA_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(t, 5, "not written on error");
+        let mut n = 9usize;
+        assert_eq!(
+            wic_tna_ctx_issuer_count(std::ptr::null(), &mut n),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!(
+            wic_tna_ctx_issuer_count(c.ctx, std::ptr::null_mut()),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!(n, 9);
+        let mut buf = [b'X'; 64];
+        assert_eq!(
+            wic_tna_ctx_issuer_name(c.ctx, 3, buf.as_mut_ptr() as _, 64, &mut n),
+            WIC_TNA_STATUS_NOT_FOUND
+        );
+        assert_eq!(
+            wic_tna_ctx_issuer_name(c.ctx, 0, buf.as_mut_ptr() as _, 64, std::ptr::null_mut()),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!(
+            wic_tna_ctx_issuer_name(c.ctx, 0, std::ptr::null_mut(), 64, &mut n),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!(
+            wic_tna_ctx_issuer_name(std::ptr::null(), 0, buf.as_mut_ptr() as _, 64, &mut n),
+            WIC_TNA_STATUS_NULL_ARGUMENT
+        );
+        assert_eq!((n, buf[0]), (9, b'X'), "nothing written on error");
+    }
+}
+
+#[test]
+fn per_issuer_issuers_follow_a_reload() {
+    let (_d, path) = temp_config(|t| t);
+    let c = Ctx::new(&path);
+    let added = "https://x.example";
+    assert_eq!(c.issuer_total(added, "ok"), Err(WIC_TNA_STATUS_NOT_FOUND));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let add = format!(
+        "{text}\n[[issuer]]\niss = {added:?}\nimpi_patterns = [\"*@x.example\"]\n  [[issuer.key]]\n  secret_file = \"{}\"\n  algorithms = [\"HS256\"]\n",
+        root().join("tests/fixtures/keys/issuer-a-hmac.secret").display()
+    );
+    std::fs::write(&path, add).unwrap();
+    assert_eq!(unsafe { wic_tna_ctx_reload(c.ctx) }, WIC_TNA_STATUS_OK);
+    assert_eq!(
+        c.issuers(),
+        vec![
+            A.to_string(),
+            B.to_string(),
+            added.to_string(),
+            "-".to_string()
+        ]
+    );
+    assert_eq!(c.issuer_total(added, "ok"), Ok(0));
+}

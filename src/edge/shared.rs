@@ -406,6 +406,13 @@ impl Shared {
         }
     }
 
+    /// The outcomes of `reason` of `iss` (0 when it has no slot yet).
+    pub fn issuer_count(&self, iss: &str, reason: Reason) -> u64 {
+        self.slot(iss, false).map_or(0, |i| {
+            self.region().slots[i].counters[reason.index()].load(Ordering::Relaxed)
+        })
+    }
+
     /// The outcomes of `reason` summed over every issuer slot.
     pub fn reason_total(&self, reason: Reason) -> u64 {
         let k = reason.index();

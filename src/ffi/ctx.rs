@@ -237,6 +237,112 @@ pub unsafe extern "C" fn wic_tna_ctx_reason_total(
     })
 }
 
+/// Store in `*out_count` how many issuers have per-issuer statistics:
+/// each issuer of the configuration in force (a reload may change them),
+/// then `-`, which counts the outcomes with no configured issuer (e.g.
+/// `missing_token`). Read the names with `wic_tna_ctx_issuer_name`.
+/// `ctx` and `out_count` must not be NULL. Errors: `NULL_ARGUMENT`.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_issuer_count(
+    ctx: *const wic_tna_ctx,
+    out_count: *mut usize,
+) -> wic_tna_status {
+    guard("wic_tna_ctx_issuer_count", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        if out_count.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out_count is NULL");
+        }
+        let n = c.stat_issuers().len();
+        // SAFETY: checked non-NULL.
+        unsafe { *out_count = n };
+        WIC_TNA_STATUS_OK
+    })
+}
+
+/// Copy the name of issuer number `index` (0 to
+/// `wic_tna_ctx_issuer_count() - 1`, the last being `-`) into `buf`
+/// (NUL-terminated); its length without NUL is stored in `*out_len`.
+/// A copy, not a view: a reload may change the issuers. `BUFFER_TOO_SMALL`
+/// when it does not fit: call again with `*out_len + 1` bytes. `ctx` and
+/// `out_len` must not be NULL; `buf` may be NULL when `buf_len` is 0.
+/// Errors: `NULL_ARGUMENT`, `NOT_FOUND` (`index` out of range, e.g. after
+/// a reload removed an issuer), `BUFFER_TOO_SMALL`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_issuer_name(
+    ctx: *const wic_tna_ctx,
+    index: usize,
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> wic_tna_status {
+    guard("wic_tna_ctx_issuer_name", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        if out_len.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out_len is NULL");
+        }
+        let all = c.stat_issuers();
+        let Some(name) = all.get(index) else {
+            return fail(
+                WIC_TNA_STATUS_NOT_FOUND,
+                format!(
+                    "issuer index {index} is out of range (wic_tna_ctx_issuer_count() is {})",
+                    all.len()
+                ),
+            );
+        };
+        // SAFETY: caller's contract.
+        unsafe { copy_out(name.as_bytes(), buf, buf_len, out_len) }
+    })
+}
+
+/// Store in `*out_total` how many checks of issuer `iss` (`iss_len`
+/// bytes; an issuer of the configuration in force, or `-`) ended with
+/// reason number `reason_index` (see `wic_tna_reason_name`), summed over
+/// every process sharing the state: read when asked for, with no work per
+/// request. An issuer that is not in force is an error, never a 0.
+/// `ctx`, `iss` and `out_total` must not be NULL. Errors:
+/// `NULL_ARGUMENT`, `INVALID_ARGUMENT` (`reason_index` out of range, `iss`
+/// not UTF-8), `NOT_FOUND` (`iss` unknown). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn wic_tna_ctx_issuer_reason_total(
+    ctx: *const wic_tna_ctx,
+    iss: *const c_char,
+    iss_len: usize,
+    reason_index: usize,
+    out_total: *mut u64,
+) -> wic_tna_status {
+    guard("wic_tna_ctx_issuer_reason_total", || {
+        // SAFETY: caller's contract.
+        let c = try_ffi!(unsafe { ctx_ref(ctx) });
+        // SAFETY: caller's contract.
+        let iss = try_ffi!(unsafe { text("iss", iss, iss_len) });
+        if out_total.is_null() {
+            return fail(WIC_TNA_STATUS_NULL_ARGUMENT, "out_total is NULL");
+        }
+        let Some(r) = crate::Reason::ALL.get(reason_index) else {
+            return fail(
+                WIC_TNA_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "reason_index {reason_index} is out of range (wic_tna_reason_count() is {})",
+                    crate::Reason::ALL.len()
+                ),
+            );
+        };
+        let Some(n) = c.issuer_reason_total(iss, *r) else {
+            return fail(
+                WIC_TNA_STATUS_NOT_FOUND,
+                format!("issuer {iss:?} is not in the configuration in force"),
+            );
+        };
+        // SAFETY: checked non-NULL.
+        unsafe { *out_total = n };
+        WIC_TNA_STATUS_OK
+    })
+}
+
 unsafe fn opt_bytes<'a>(
     what: &str,
     ptr: *const c_char,

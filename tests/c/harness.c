@@ -1090,6 +1090,39 @@ static void test_metrics(const wic_tna_ctx *ctx)
     st = wic_tna_ctx_reason_total(ctx, 0, &total);
     CHECK(st == WIC_TNA_STATUS_OK && total > 0, "reason_total(ok): %d, %llu", (int)st, (unsigned long long)total);
 
+    /* per issuer: the issuers in force, then "-"; an unknown one fails closed */
+    size_t ni = SIZE_SENTINEL;
+    st = wic_tna_ctx_issuer_count(ctx, &ni);
+    CHECK(st == WIC_TNA_STATUS_OK && ni >= 2 && ni != SIZE_SENTINEL, "issuer_count: %d, %zu", (int)st, ni);
+    char iss[256];
+    size_t il = SIZE_SENTINEL;
+    st = wic_tna_ctx_issuer_name(ctx, 0, iss, sizeof(iss), &il);
+    CHECK(st == WIC_TNA_STATUS_OK && il == strlen(g_iss_a) && strcmp(iss, g_iss_a) == 0,
+          "issuer_name(0): %d, %s", (int)st, st == WIC_TNA_STATUS_OK ? iss : "?");
+    st = wic_tna_ctx_issuer_name(ctx, ni - 1, iss, sizeof(iss), &il);
+    CHECK(st == WIC_TNA_STATUS_OK && il == 1 && strcmp(iss, "-") == 0, "issuer_name(last) is not \"-\": %d", (int)st);
+    il = SIZE_SENTINEL;
+    st = wic_tna_ctx_issuer_name(ctx, ni, iss, sizeof(iss), &il);
+    CHECK(st == WIC_TNA_STATUS_NOT_FOUND && il == SIZE_SENTINEL, "issuer_name(count): %d", (int)st);
+    uint64_t itotal = 12345, isum = 0;
+    for (size_t i = 0; i < ni; i++) {
+        st = wic_tna_ctx_issuer_name(ctx, i, iss, sizeof(iss), &il);
+        if (!CHECK(st == WIC_TNA_STATUS_OK, "issuer_name(%zu): %d", i, (int)st))
+            break;
+        st = wic_tna_ctx_issuer_reason_total(ctx, iss, il, 0, &itotal);
+        CHECK(st == WIC_TNA_STATUS_OK, "issuer_reason_total(%s, ok): %d", iss, (int)st);
+        isum += itotal;
+    }
+    CHECK(isum == total, "per-issuer ok counts sum to %llu, total is %llu",
+          (unsigned long long)isum, (unsigned long long)total);
+    itotal = 12345;
+    st = wic_tna_ctx_issuer_reason_total(ctx, "https://unknown.example", 23, 0, &itotal);
+    CHECK(st == WIC_TNA_STATUS_NOT_FOUND && itotal == 12345, "issuer_reason_total(unknown): %d", (int)st);
+    st = wic_tna_ctx_issuer_reason_total(ctx, g_iss_a, strlen(g_iss_a), nr, &itotal);
+    CHECK(st == WIC_TNA_STATUS_INVALID_ARGUMENT && itotal == 12345, "issuer_reason_total(reason count): %d", (int)st);
+    st = wic_tna_ctx_issuer_reason_total(ctx, NULL, 0, 0, &itotal);
+    CHECK(st == WIC_TNA_STATUS_NULL_ARGUMENT && itotal == 12345, "issuer_reason_total(iss NULL): %d", (int)st);
+
     size_t need = SIZE_SENTINEL;
     st = wic_tna_ctx_metrics_text(ctx, NULL, 0, &need);
     if (!CHECK(st == WIC_TNA_STATUS_BUFFER_TOO_SMALL && need != SIZE_SENTINEL && need > 100,

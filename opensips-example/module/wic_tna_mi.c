@@ -122,9 +122,55 @@ static mi_response_t *mi_wic_tna_unbar(
 	return wic_tna_mi_set_barred(params, 0);
 }
 
-/* {"checks": {"<reason>": n, ...}, "total": n}: the counters of every
- * reason (wic_tna_reason_name) summed over every issuer and process
- * sharing the state, the same numbers as the wic_tna: statistics */
+/* {"<issuer>": {"<reason>": n, ...}, ...}: the counters of each issuer of
+ * the configuration in force (so also one added by a reload, which gets
+ * its wic_tna_issuer: statistics only at the next restart) and "-", the
+ * reasons with a count of 0 left out */
+static int wic_tna_mi_issuers(wic_tna_ctx *ctx, mi_item_t *obj)
+{
+	mi_item_t *issuers, *one;
+	size_t ni = 0, nr = wic_tna_reason_count(), i, r, len;
+	wic_tna_str name;
+	uint64_t v;
+	char iss[1024];
+	char ebuf[512];
+
+	issuers = add_mi_object(obj, MI_SSTR("issuers"));
+	if(issuers == NULL)
+		return -1;
+	if(wic_tna_ctx_issuer_count(ctx, &ni) != WIC_TNA_STATUS_OK)
+		goto lib_error;
+	for(i = 0; i < ni; i++) {
+		if(wic_tna_ctx_issuer_name(ctx, i, iss, sizeof(iss), &len)
+				!= WIC_TNA_STATUS_OK)
+			goto lib_error; /* also a reload between count and name */
+		one = add_mi_object(issuers, iss, (int)len);
+		if(one == NULL)
+			return -1;
+		for(r = 0; r < nr; r++) {
+			name = wic_tna_reason_name(r);
+			if(name.len == 0 || name.len > 0x7fffffff)
+				continue;
+			if(wic_tna_ctx_issuer_reason_total(ctx, iss, len, r, &v)
+					!= WIC_TNA_STATUS_OK)
+				goto lib_error;
+			if(v != 0
+					&& add_mi_number(one, (char *)name.ptr, (int)name.len,
+							   (double)v)
+							   < 0)
+				return -1;
+		}
+	}
+	return 0;
+lib_error:
+	LM_ERR("stats: %s\n", wic_tna_mod_last_error(ebuf, sizeof(ebuf)));
+	return -1;
+}
+
+/* {"checks": {"<reason>": n, ...}, "total": n, "issuers": {...},
+ * "version": "..."}: the counters of every reason (wic_tna_reason_name)
+ * summed over every issuer and process sharing the state, the same
+ * numbers as the wic_tna: statistics; per issuer, as wic_tna_mi_issuers */
 static mi_response_t *mi_wic_tna_stats(
 		const mi_params_t *params, struct mi_handler *async_hdl)
 {
@@ -160,6 +206,7 @@ static mi_response_t *mi_wic_tna_stats(
 			goto error;
 	}
 	if(add_mi_number(obj, MI_SSTR("total"), (double)total) < 0
+			|| wic_tna_mi_issuers(ctx, obj) < 0
 			|| add_mi_string(obj, MI_SSTR("version"), (char *)wic_tna_version(),
 					   (int)strlen(wic_tna_version()))
 					   < 0)

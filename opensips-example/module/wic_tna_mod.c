@@ -302,6 +302,119 @@ static int wic_tna_register_stats(void)
 }
 
 /**
+ * Per-issuer statistics (group wic_tna_issuer,
+ * `opensips-cli -x mi get_statistics wic_tna_issuer:`): one per issuer and
+ * reason, named "<reason>/<issuer>", e.g.
+ * "ok/https://wwsf.socialnet.example" (MI shows it as
+ * "wic_tna_issuer:ok/https://wwsf.socialnet.example"), the issuers being
+ * those of the configuration at start-up plus "-" (outcomes with no
+ * configured issuer, e.g. missing_token). Why this name:
+ *  - OpenSIPS does not check statistic names (statistics.c copies any
+ *    bytes) and MI prints them as object keys, escaped by the MI encoder;
+ *    a group name holds no ':', so "group:" up to the first ':' stays
+ *    unambiguous although an issuer URL holds ':';
+ *  - the reason first: reason names are [a-z_], never '/', so the name
+ *    splits at its first '/' even when the issuer URL holds '/';
+ *  - `get_statistics` finds one statistic by its bare name (statistics.c
+ *    get_stat(), without the group), and this one is unique across
+ *    modules, unlike "ok" of the group wic_tna;
+ *  - the issuer itself, not an index: an operator reads and alerts on it
+ *    with no mapping to keep in step with the configuration.
+ * (Names are compared case-insensitively by OpenSIPS: two issuers that
+ * differ only in case would share a lookup by bare name; the group
+ * listing shows both.)
+ * Function-backed (STAT_IS_FUNC), read when asked for through
+ * wic_tna_ctx_issuer_reason_total, like the wic_tna group.
+ * Registered in mod_init only: OpenSIPS registers function statistics in
+ * groups without locking, which is safe only before the fork (after it,
+ * only counters of the "dynamic" group can be added, under a lock). So an
+ * issuer added by wic_tna_reload gets its statistics at the next restart
+ * (MI wic_tna_stats shows it at once, under "issuers"); one removed by a
+ * reload reads 0 (the library refuses an issuer not in force: fail
+ * closed, never another issuer's number).
+ */
+typedef struct wic_tna_istat {
+	const char *iss;
+	size_t iss_len;
+	size_t reason;
+} wic_tna_istat_t;
+
+static unsigned long wic_tna_istat_read(void *param)
+{
+	const wic_tna_istat_t *st = (const wic_tna_istat_t *)param;
+	wic_tna_ctx *ctx = wic_tna_mod_ctx();
+	uint64_t total = 0;
+
+	if(ctx == NULL || st == NULL
+			|| wic_tna_ctx_issuer_reason_total(
+					   ctx, st->iss, st->iss_len, st->reason, &total)
+					   != WIC_TNA_STATUS_OK)
+		return 0;
+	return (unsigned long)total;
+}
+
+static int wic_tna_register_issuer_stats(wic_tna_ctx *ctx)
+{
+	size_t ni = 0, nr = wic_tna_reason_count(), i, r, len;
+	wic_tna_istat_t *st;
+	wic_tna_str rname;
+	char *iss, *name;
+	char ebuf[512];
+
+	if(wic_tna_ctx_issuer_count(ctx, &ni) != WIC_TNA_STATUS_OK) {
+		LM_ERR("cannot list the issuers: %s\n",
+				wic_tna_mod_last_error(ebuf, sizeof(ebuf)));
+		return -1;
+	}
+	for(i = 0; i < ni; i++) {
+		len = 0;
+		if(wic_tna_ctx_issuer_name(ctx, i, NULL, 0, &len)
+				!= WIC_TNA_STATUS_BUFFER_TOO_SMALL) {
+			LM_ERR("cannot read issuer %zu: %s\n", i,
+					wic_tna_mod_last_error(ebuf, sizeof(ebuf)));
+			return -1;
+		}
+		/* kept for the life of the process (the statistics point at it);
+		 * pkg memory of the attendant is inherited by every child */
+		iss = (char *)pkg_malloc(len + 1);
+		st = (wic_tna_istat_t *)pkg_malloc(nr * sizeof(*st));
+		name = (char *)pkg_malloc(len + 130);
+		if(iss == NULL || st == NULL || name == NULL) {
+			LM_ERR("no more pkg memory\n");
+			return -1;
+		}
+		if(wic_tna_ctx_issuer_name(ctx, i, iss, len + 1, &len)
+				!= WIC_TNA_STATUS_OK) {
+			LM_ERR("cannot read issuer %zu: %s\n", i,
+					wic_tna_mod_last_error(ebuf, sizeof(ebuf)));
+			return -1;
+		}
+		for(r = 0; r < nr; r++) {
+			rname = wic_tna_reason_name(r);
+			if(rname.len == 0 || rname.len > 128)
+				continue;
+			st[r].iss = iss;
+			st[r].iss_len = len;
+			st[r].reason = r;
+			memcpy(name, rname.ptr, rname.len);
+			name[rname.len] = '/';
+			memcpy(name + rname.len + 1, iss, len);
+			name[rname.len + 1 + len] = '\0';
+			/* register_stat2 copies the name */
+			if(register_stat2("wic_tna_issuer", name,
+					   (stat_var **)wic_tna_istat_read, STAT_IS_FUNC, &st[r], 0)
+					!= 0) {
+				LM_ERR("cannot register the statistic wic_tna_issuer:%s\n",
+						name);
+				return -1;
+			}
+		}
+		pkg_free(name);
+	}
+	return 0;
+}
+
+/**
  * attendant process, before the fork
  */
 static int mod_init(void)
@@ -357,6 +470,10 @@ static int mod_init(void)
 	/* test load: a broken configuration stops the start here */
 	ctx = wic_tna_ctx_create();
 	if(ctx == NULL) {
+		return -1;
+	}
+	if(wic_tna_register_issuer_stats(ctx) < 0) {
+		wic_tna_ctx_free(ctx);
 		return -1;
 	}
 	wic_tna_ctx_free(ctx);

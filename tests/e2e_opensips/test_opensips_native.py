@@ -324,6 +324,59 @@ def test_stats_through_mi(native):
     assert _stat(native, "expired") == after["checks"]["expired"]
 
 
+def _istat(reason, iss):
+    """The MI name of the statistic of issuer iss and reason."""
+    return "wic_tna_issuer:%s/%s" % (reason, iss)
+
+
+def test_per_issuer_statistics_through_mi(native):
+    """The wic_tna_issuer:<reason>/<issuer> statistics count the outcomes
+    of each issuer apart (and "-": outcomes with no issuer), every reason
+    of every configured issuer is listed, one statistic is found by its
+    bare name, and MI wic_tna_stats shows the same numbers per issuer."""
+    before = native.mi("get_statistics", statistics=["wic_tna_issuer:"])
+    for iss in (ISSUER_A, ISSUER_B, "-"):
+        for reason in ("ok", "expired", "issuer_barred", "missing_token"):
+            assert _istat(reason, iss) in before, before
+
+    for _ in range(3):
+        assert _register(native, "a").status == 200
+    assert _register(native, "b", "dave").status == 200
+    native.mi("wic_tna_bar", issuer=ISSUER_B)
+    try:
+        r = _register(native, "b", "dave")
+        assert r.status == 403 and r.reason.endswith("(issuer_barred)"), r.raw
+    finally:
+        native.mi("wic_tna_unbar", issuer=ISSUER_B)
+    with native.udp() as c:
+        r = c.register(identity()[1], [], expires=600)
+    assert r.status == 401, r.raw
+
+    after = native.mi("get_statistics", statistics=["wic_tna_issuer:"])
+    assert set(after) == set(before), set(after) ^ set(before)
+    changed = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    assert changed == {
+        _istat("ok", ISSUER_A): 3,
+        _istat("ok", ISSUER_B): 1,
+        _istat("issuer_barred", ISSUER_B): 1,
+        _istat("missing_token", "-"): 1,
+    }, changed
+
+    # one statistic, by its bare name (OpenSIPS looks names up without
+    # the group)
+    one = native.mi("get_statistics", statistics=["ok/" + ISSUER_B])
+    assert one == {_istat("ok", ISSUER_B): after[_istat("ok", ISSUER_B)]}, one
+
+    # wic_tna_stats: the same numbers, per issuer, zeros left out
+    stats = native.mi("wic_tna_stats")
+    assert set(stats["issuers"]) == {ISSUER_A, ISSUER_B, "-"}, stats
+    for iss, counts in stats["issuers"].items():
+        for reason, n in counts.items():
+            assert n > 0 and after[_istat(reason, iss)] == n, (iss, reason)
+    assert stats["issuers"][ISSUER_A]["ok"] == after[_istat("ok", ISSUER_A)]
+    assert stats["issuers"][ISSUER_B]["issuer_barred"] >= 1, stats
+
+
 # -- opensips-cli (PyPI opensipscli), as an operator runs it ------------------
 
 def _opensips_cli():

@@ -4,7 +4,7 @@
  *   opensips-cli -x mi wic_tna_reload          re-read the configuration
  *   opensips-cli -x mi wic_tna_bar <issuer>    reject every token of it (403)
  *   opensips-cli -x mi wic_tna_unbar <issuer>  accept it again
- *   opensips-cli -x mi wic_tna_stats           checks per reason, total
+ *   opensips-cli -x mi wic_tna_stats           checks per reason (total) and per issuer
  *
  * The commands run in the MI process (mi_fifo, mi_http, ...) and act on the
  * shared state created in mod_init; every SIP worker sees the change on its

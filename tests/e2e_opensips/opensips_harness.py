@@ -339,4 +339,13 @@ class OpenSipsDeployment(Deployment):
     def wss(self, *a, **kw):
         if self.variant == "python":
             raise NotImplementedError("the python example has no WebSocket")
-        return super().wss(*a, **kw)
+        # OpenSIPS 3.6.8 sometimes leaves a secure WebSocket handshake
+        # unanswered after logging the TLS accept (seen once in a CI run
+        # with the machine loaded: no 101, the connection reported faulty
+        # at shutdown two minutes later); a browser reconnects, and so do
+        # we, once. A second stall fails the test. opensips-example/
+        # README.md lists it under what OpenSIPS does differently.
+        try:
+            return super().wss(*a, **kw)
+        except TimeoutError:
+            return super().wss(*a, **kw)

@@ -637,15 +637,9 @@ impl RemoteState {
         now: i64,
         pass: &mut Pass,
     ) {
-        let Ok(meta) = std::fs::metadata(&rj.cache_file) else {
+        let Some(mtime) = cache_file_mtime(&rj.cache_file) else {
             return;
         };
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
         if now.saturating_sub(mtime) > rj.max_stale as i64 {
             return;
         }
@@ -899,6 +893,20 @@ fn parse_metadata(
     Ok((found, text))
 }
 
+/// A cache file's modification time in Unix seconds (the time of its last
+/// fetch or confirmation), `None` when it cannot be read; 0 when the file
+/// system gives no usable time, which makes the file too old to adopt.
+fn cache_file_mtime(path: &std::path::Path) -> Option<i64> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(
+        meta.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|t| t.as_secs() as i64)
+            .unwrap_or(0),
+    )
+}
+
 /// At the refresher's start: a metadata cache file left by a previous run,
 /// younger than [`METADATA_MAX_AGE`], is used until the first fetch
 /// succeeds (the key set it leads to keeps its own `max_stale`).
@@ -910,15 +918,9 @@ fn adopt_metadata(
     now: i64,
     pass: &mut Pass,
 ) {
-    let Ok(meta) = std::fs::metadata(&d.cache_file) else {
+    let Some(mtime) = cache_file_mtime(&d.cache_file) else {
         return;
     };
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|t| t.as_secs() as i64)
-        .unwrap_or(0);
     if now.saturating_sub(mtime) > METADATA_MAX_AGE as i64 {
         return;
     }
